@@ -1,0 +1,218 @@
+"""The errors the SDK raises. Every one of them is a ``HostedAIError``.
+
+```
+HostedAIError
+├── ConfigurationError            missing/invalid base URL, key, pool; insecure URL
+├── APIError
+│   ├── APIConnectionError
+│   │   └── APITimeoutError
+│   ├── APIStatusError            .status_code .request_id .code .body
+│   │   ├── BadRequestError (400) AuthenticationError (401) PermissionDeniedError (403)
+│   │   ├── NotFoundError (404) ConflictError (409) GoneError (410)
+│   │   ├── UnprocessableEntityError (422) RateLimitError (429)
+│   │   ├── InternalServerError (>=500)
+│   │   └── CapacityError         (503 capacity_exhausted)
+│   └── ResponseValidationError   the server answered something that breaks the contract
+├── CircuitOpenError              the breaker refused the call without sending it
+├── AllocationError               allocation failed / never became ready / release gave up
+└── NoRouteError                  no healthy target could take the request
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AllocationError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CapacityError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "ConflictError",
+    "GoneError",
+    "HostedAIError",
+    "InternalServerError",
+    "NoRouteError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "UnprocessableEntityError",
+]
+
+
+class HostedAIError(Exception):
+    """Base class of every error raised by hostedai-harpoon."""
+
+
+class ConfigurationError(HostedAIError):
+    """The client was configured with a missing or invalid value."""
+
+
+class APIError(HostedAIError):
+    """A call to the HostedAI API did not succeed.
+
+    ``request_id`` is the server's ``x-request-id`` when one was received.
+    """
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """The request could not be sent or the connection broke before a full answer."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out, or the call's deadline ran out."""
+
+
+class ResponseValidationError(APIError):
+    """The server answered with something that breaks the wire contract."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status_code = status_code
+        self.body = body
+
+
+class APIStatusError(APIError):
+    """The server answered with a 4xx or 5xx status.
+
+    ``code`` is the machine-readable ``error.code`` of the envelope (``None`` when the
+    body had none), ``body`` the decoded body (or its text when it was not JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        code: str | None = None,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status_code = status_code
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [f"{self.status_code}"]
+        if self.code:
+            parts.append(self.code)
+        text = f"{' '.join(parts)}: {self.message}"
+        if self.request_id:
+            text += f" (request_id={self.request_id})"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the API key may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such allocation or pool."""
+
+
+class ConflictError(APIStatusError):
+    """409: idempotency conflict, or the allocation is not ready."""
+
+
+class GoneError(APIStatusError):
+    """410: the allocation expired or was released."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well-formed but invalid (unknown model, bad field)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` holds the server's hint, in seconds."""
+
+
+class InternalServerError(APIStatusError):
+    """A 5xx answer other than ``capacity_exhausted``."""
+
+
+class CapacityError(APIStatusError):
+    """503 ``capacity_exhausted``: the pool has no free GPUs. ``retry_after`` may be set."""
+
+
+class CircuitOpenError(HostedAIError):
+    """The circuit breaker for the target host is open; the call was not sent.
+
+    ``retry_after`` says how many seconds remain until the breaker lets a probe through.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AllocationError(HostedAIError):
+    """An allocation failed, never became ready, was lost, or could not be released.
+
+    ``allocation_id`` names the allocation when one is known.
+    """
+
+    def __init__(self, message: str, *, allocation_id: str | None = None) -> None:
+        super().__init__(message)
+        self.allocation_id = allocation_id
+
+
+class NoRouteError(HostedAIError):
+    """No healthy target could take the request.
+
+    ``reasons`` maps each target's name to why it was ruled out.
+    """
+
+    def __init__(self, message: str, *, reasons: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons: dict[str, str] = dict(reasons or {})
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int, code: str | None) -> type[APIStatusError]:
+    """The error class for an HTTP error status and its envelope ``code``."""
+    if status_code == 503 and code == "capacity_exhausted":
+        return CapacityError
+    if status_code >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)
