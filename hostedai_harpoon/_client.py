@@ -1,0 +1,1108 @@
+"""The HostedAI clients: ``BaseClient`` decides, ``HostedAI`` and ``AsyncHostedAI`` only send.
+
+Every call is a *plan*: a generator in ``BaseClient`` that builds each attempt, asks the
+breaker, reads the outcome, decides whether to retry and how long to wait, and parses the
+answer. It yields two kinds of action, "send this request" and "sleep this long"; the sync
+client carries them out with ``httpx.Client`` and ``time.sleep``, the async one with
+``httpx.AsyncClient`` and ``asyncio.sleep``. Nothing else differs between the twins.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import attrs
+import httpx
+
+from . import _models as models
+from ._config import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    NotGiven,
+    Settings,
+    resolve_settings,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    HostedAIError,
+    ResponseValidationError,
+    status_error_class,
+)
+from ._models import Allocation, Health, InferenceChunk, InferenceResult, Pool
+from ._resilience import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    RetryPolicy,
+    is_retryable_status,
+    is_retryable_transport_error,
+    parse_retry_after,
+)
+from ._version import __version__
+
+__all__ = ["AsyncHostedAI", "AsyncInferenceStream", "HostedAI", "InferenceStream"]
+
+log = logging.getLogger("hostedai_harpoon")
+
+T = TypeVar("T")
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+
+USER_AGENT = f"hostedai-harpoon/{__version__} python-httpx/{httpx.__version__}"
+
+
+# Plans and their actions -------------------------------------------------------------------
+
+
+class _Call(Generic[T]):
+    """One API call as the plan sees it."""
+
+    __slots__ = (
+        "absent_ok",
+        "headers",
+        "idempotent",
+        "json",
+        "method",
+        "params",
+        "parse",
+        "path",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[object, str | None], T] | None,
+        *,
+        json: object = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        stream: bool = False,
+        absent_ok: bool = False,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.parse = parse
+        self.json = json
+        self.params = params
+        self.headers = headers
+        self.idempotent = idempotent
+        self.stream = stream
+        # A 404 means "already done" (releasing an allocation).
+        self.absent_ok = absent_ok
+
+
+class _Send:
+    """Action: send this request (keep the body unread when streaming)."""
+
+    __slots__ = ("request", "stream")
+
+    def __init__(self, request: httpx.Request, stream: bool) -> None:
+        self.request = request
+        self.stream = stream
+
+
+class _Sleep:
+    """Action: wait this many seconds before the next attempt."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class _Reply:
+    """What came back from one attempt: the response and, unless streaming, its body."""
+
+    __slots__ = ("body", "response")
+
+    def __init__(self, response: httpx.Response, body: bytes) -> None:
+        self.response = response
+        self.body = body
+
+
+_Action = _Send | _Sleep
+_Outcome = _Reply | httpx.TransportError | None
+_Plan = Generator[_Action, _Outcome, T]
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    value: str | None = response.headers.get("x-request-id")
+    return value
+
+
+def _decode_json(body: bytes, response: httpx.Response) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise models.validation_error(
+            f"the body is not valid JSON ({exc})",
+            status_code=response.status_code,
+            request_id=_request_id(response),
+            body=body[:1000].decode("utf-8", "replace"),
+        ) from None
+
+
+def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
+    """The typed error for a 4xx/5xx answer, read leniently from the error envelope."""
+    request_id = _request_id(response)
+    decoded: object = body[:64_000].decode("utf-8", "replace")
+    code: str | None = None
+    message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    else:
+        error = decoded.get("error") if type(decoded) is dict else None
+        if type(error) is dict:
+            if type(error.get("code")) is str:
+                code = error["code"]
+            if type(error.get("message")) is str and error["message"]:
+                message = error["message"]
+            if request_id is None and type(error.get("request_id")) is str:
+                request_id = error["request_id"]
+    cls = status_error_class(response.status_code, code)
+    return cls(
+        message,
+        status_code=response.status_code,
+        request_id=request_id,
+        code=code,
+        body=decoded,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def _transport_error(exc: httpx.TransportError) -> APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"the request timed out ({type(exc).__name__})")
+    return APIConnectionError(f"the connection failed: {type(exc).__name__}: {exc}")
+
+
+def _ttl_seconds(ttl: float | timedelta | None) -> int | None:
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return math.ceil(seconds)
+
+
+def _check_id(value: object, what: str) -> str:
+    if type(value) is not str or not value or "/" in value or value in (".", ".."):
+        raise ConfigurationError(f"{what} must be a non-empty string without '/', got {value!r}")
+    return value
+
+
+def _pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+
+
+def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
+    def clip(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=clip(timeout.connect),
+        read=clip(timeout.read),
+        write=clip(timeout.write),
+        pool=clip(timeout.pool),
+    )
+
+
+# The shared core ---------------------------------------------------------------------------
+
+
+class BaseClient(Generic[HttpT]):
+    """Configuration, request building, retry/breaker decisions and parsing for both clients."""
+
+    _http: HttpT
+
+    def __init__(
+        self,
+        base_url: str | None,
+        api_key: str | None,
+        pool_id: str | None,
+        *,
+        timeout: float | httpx.Timeout | None,
+        max_retries: int,
+        deadline: float | None,
+        retry: RetryPolicy | None,
+        circuit_breaker: CircuitBreakerConfig | NotGiven | None,
+        allow_insecure_http: bool,
+        default_headers: Mapping[str, str] | None,
+        max_response_bytes: int,
+    ) -> None:
+        self._settings: Settings = resolve_settings(
+            base_url, api_key, pool_id, allow_insecure_http=allow_insecure_http
+        )
+        if pool_id is not None:
+            _check_id(pool_id, "pool_id")
+        self._timeout = _pick_timeout(timeout)
+        self._deadline = self._check_deadline(deadline)
+        if retry is None:
+            retry = RetryPolicy(max_retries=max_retries)
+        elif max_retries != DEFAULT_MAX_RETRIES:
+            retry = attrs.evolve(retry, max_retries=max_retries)
+        self._retry = retry
+        self._breaker_config: CircuitBreakerConfig | None = (
+            CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
+        )
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._max_response_bytes = max_response_bytes
+        self._owns_http = True
+        self._headers: dict[str, str] = {
+            "accept": "application/json",
+            "user-agent": USER_AGENT,
+            **{k.lower(): v for k, v in (default_headers or {}).items()},
+            "authorization": f"Bearer {self._settings.api_key.reveal()}",
+        }
+        self._prefix = self._settings.base_url
+
+    @staticmethod
+    def _check_deadline(deadline: float | None) -> float | None:
+        if deadline is not None and (isinstance(deadline, bool) or not deadline > 0):
+            raise ConfigurationError(
+                f"deadline must be a positive number of seconds or None, got {deadline!r}"
+            )
+        return deadline
+
+    # Public configuration ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._settings.base_url
+
+    @property
+    def pool_id(self) -> str | None:
+        """The pool allocations go to when a call names none (``None``: the server's default)."""
+        return self._settings.pool_id
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeout of each attempt."""
+        return self._timeout
+
+    @property
+    def deadline(self) -> float | None:
+        """The most seconds one call may take over all its attempts (``None``: no limit)."""
+        return self._deadline
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failed attempts are retried."""
+        return self._retry
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed attempt may be retried."""
+        return self._retry.max_retries
+
+    @property
+    def circuit_breaker(self) -> CircuitBreaker | None:
+        """The breaker guarding this client's host, or ``None`` when breakers are disabled."""
+        return self._breaker()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} base_url={self.base_url!r} pool_id={self.pool_id!r} "
+            f"max_retries={self.max_retries}>"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError(f"{type(self).__name__} cannot be pickled: it holds the API key")
+
+    def with_options(
+        self,
+        *,
+        pool_id: str | NotGiven | None = NOT_GIVEN,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> Self:
+        """A copy with some settings changed that shares this client's connection pool and
+        circuit breakers. Closing the copy leaves the connections open."""
+        clone = copy.copy(self)
+        clone._owns_http = False
+        if not isinstance(pool_id, NotGiven):
+            if pool_id is not None:
+                _check_id(pool_id, "pool_id")
+            clone._settings = attrs.evolve(self._settings, pool_id=pool_id)
+        if not isinstance(timeout, NotGiven):
+            clone._timeout = _pick_timeout(timeout)
+        if not isinstance(deadline, NotGiven):
+            clone._deadline = self._check_deadline(deadline)
+        if not isinstance(retry, NotGiven):
+            clone._retry = retry
+        if not isinstance(max_retries, NotGiven):
+            clone._retry = attrs.evolve(clone._retry, max_retries=max_retries)
+        return clone
+
+    # Building calls ------------------------------------------------------------------------
+
+    def _breaker(self) -> CircuitBreaker | None:
+        if self._breaker_config is None:
+            return None
+        host = httpx.URL(self._prefix).netloc.decode("ascii")
+        breaker = self._breakers.get(host)
+        if breaker is None:
+            breaker = self._breakers.setdefault(
+                host, CircuitBreaker(self._breaker_config, name=host)
+            )
+        return breaker
+
+    def _build(self, call: _Call[Any], timeout: httpx.Timeout) -> httpx.Request:
+        headers = self._headers
+        if call.headers:
+            headers = {**headers, **call.headers}
+        content: bytes | None = None
+        if call.json is not None:
+            content = json.dumps(call.json, separators=(",", ":")).encode()
+            headers = {**headers, "content-type": "application/json"}
+        return self._http.build_request(
+            call.method,
+            self._prefix + call.path,
+            content=content,
+            params=call.params,
+            headers=headers,
+            timeout=timeout,
+        )
+
+    def _plan(self, call: _Call[T]) -> _Plan[T]:
+        """Carry one call through its attempts: the single place retries are decided."""
+        breaker = self._breaker()
+        policy = self._retry
+        delays = policy.backoff_delays()
+        deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
+        attempt = 0
+        while True:
+            timeout = self._timeout
+            if deadline_at is not None:
+                remaining = deadline_at - time.monotonic()
+                if remaining <= 0:
+                    raise APITimeoutError(
+                        f"the call's deadline of {self._deadline}s ran out after "
+                        f"{attempt} attempt(s)"
+                    )
+                timeout = _clip(timeout, remaining)
+            probe = breaker.acquire() if breaker is not None else False
+            request = self._build(call, timeout)
+            try:
+                outcome = yield _Send(request, call.stream)
+            except GeneratorExit:
+                if breaker is not None:
+                    breaker.abandon(probe)
+                raise
+            if isinstance(outcome, _Reply):
+                response = outcome.response
+                status = response.status_code
+                if breaker is not None:
+                    breaker.record(probe, status < 500)
+                log.debug(
+                    "%s %s -> %d (attempt %d, request_id=%s)",
+                    call.method,
+                    call.path,
+                    status,
+                    attempt + 1,
+                    _request_id(response),
+                )
+                if status < 400 or (status == 404 and call.absent_ok):
+                    return self._parse(call, outcome)
+                error: HostedAIError = _status_error(response, outcome.body)
+                retryable = is_retryable_status(status)
+                wait = error.retry_after if isinstance(error, APIStatusError) else None
+            else:
+                assert isinstance(outcome, httpx.TransportError)
+                if breaker is not None:
+                    breaker.record(probe, False)
+                log.debug(
+                    "%s %s -> %s (attempt %d)",
+                    call.method,
+                    call.path,
+                    type(outcome).__name__,
+                    attempt + 1,
+                )
+                error = _transport_error(outcome)
+                error.__cause__ = outcome
+                retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
+                wait = None
+            if not retryable or attempt >= policy.max_retries:
+                raise error
+            if wait is not None and wait > policy.max_retry_after:
+                raise error
+            if wait is None:
+                wait = next(delays)
+            if deadline_at is not None and time.monotonic() + wait >= deadline_at:
+                raise error
+            attempt += 1
+            log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
+            yield _Sleep(wait)
+
+    def _parse(self, call: _Call[T], reply: _Reply) -> T:
+        response = reply.response
+        if call.stream or call.parse is None or response.status_code in (204, 404):
+            return response if call.stream else None  # type: ignore[return-value]
+        data = _decode_json(reply.body, response)
+        try:
+            return call.parse(data, _request_id(response))
+        except models.InvalidPayload as exc:
+            raise models.validation_error(
+                str(exc),
+                status_code=response.status_code,
+                request_id=_request_id(response),
+                body=data,
+            ) from None
+
+    def _too_large(self, response: httpx.Response) -> ResponseValidationError:
+        return models.validation_error(
+            f"the body is larger than {self._max_response_bytes} bytes",
+            status_code=response.status_code,
+            request_id=_request_id(response),
+            body=None,
+        )
+
+    def _declared_too_large(self, response: httpx.Response) -> bool:
+        length = response.headers.get("content-length")
+        return length is not None and length.isdigit() and int(length) > self._max_response_bytes
+
+    # The calls, as plans -------------------------------------------------------------------
+
+    def _create_allocation(
+        self,
+        model: str,
+        gpus: int,
+        gpu_type: str | None,
+        pool_id: str | None,
+        ttl: float | timedelta | None,
+        idempotency_key: str | None,
+    ) -> _Call[Allocation]:
+        body: dict[str, object] = {"model": model, "gpu_count": gpus}
+        pool = pool_id if pool_id is not None else self._settings.pool_id
+        if pool is not None:
+            body["pool_id"] = pool
+        if gpu_type is not None:
+            body["gpu_type"] = gpu_type
+        ttl_seconds = _ttl_seconds(ttl)
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        return _Call(
+            "POST",
+            "/v1/allocate",
+            models.parse_allocation,
+            json=body,
+            headers={"idempotency-key": key},
+        )
+
+    def _get_allocation(self, allocation_id: str) -> _Call[Allocation]:
+        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}"
+        return _Call("GET", path, models.parse_allocation)
+
+    def _list_allocations(self, pool_id: str | None) -> _Call[list[Allocation]]:
+        params = None if pool_id is None else {"pool_id": pool_id}
+        return _Call("GET", "/v1/allocate", models.parse_allocations, params=params)
+
+    def _renew_allocation(
+        self, allocation_id: str, ttl: float | timedelta | None
+    ) -> _Call[Allocation]:
+        ttl_seconds = _ttl_seconds(ttl)
+        body = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
+        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}/renew"
+        # Renewing twice only moves the expiry to the same place: safe to repeat.
+        return _Call("POST", path, models.parse_allocation, json=body)
+
+    def _release_allocation(self, allocation_id: str) -> _Call[None]:
+        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}"
+        return _Call("DELETE", path, None, absent_ok=True)
+
+    def _inference_body(
+        self,
+        allocation_id: str,
+        prompt: str,
+        *,
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        stop: str | list[str] | None,
+        stream: bool,
+    ) -> dict[str, object]:
+        body: dict[str, object] = {
+            "allocation_id": _check_id(allocation_id, "allocation_id"),
+            "prompt": prompt,
+        }
+        if model is not None:
+            body["model"] = model
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if stop is not None:
+            body["stop"] = stop
+        if stream:
+            body["stream"] = True
+        return body
+
+    def _infer(self, body: dict[str, object]) -> _Call[InferenceResult]:
+        # No Idempotency-Key on the wire for inference: a retry after an ambiguous failure
+        # could run (and bill) the work twice, so only clear failures are retried.
+        return _Call("POST", "/v1/inference", models.parse_inference, json=body, idempotent=False)
+
+    def _stream(self, body: dict[str, object]) -> _Call[httpx.Response]:
+        return _Call(
+            "POST",
+            "/v1/inference",
+            None,
+            json=body,
+            headers={"accept": "text/event-stream"},
+            idempotent=False,
+            stream=True,
+        )
+
+    def _list_pools(self) -> _Call[list[Pool]]:
+        return _Call("GET", "/v1/pools", models.parse_pools)
+
+    def _get_pool(self, pool_id: str) -> _Call[Pool]:
+        return _Call("GET", f"/v1/pools/{_check_id(pool_id, 'pool_id')}", models.parse_pool)
+
+    def _health(self) -> _Call[Health]:
+        return _Call("GET", "/v1/health", models.parse_health)
+
+
+async def _async_sleep(seconds: float) -> None:
+    import asyncio  # here, not at the top: sync users should not pay for importing it
+
+    await asyncio.sleep(seconds)
+
+
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` value."""
+    return f"harpoon-{uuid.uuid4().hex}"
+
+
+class _EventDecoder:
+    """Turns the lines of a ``text/event-stream`` into ``InferenceChunk``s."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._request_id = _request_id(response)
+        self._data: list[str] = []
+        self.done = False
+
+    def feed(self, line: str) -> InferenceChunk | None:
+        """Take one line; return a chunk when it completes an event."""
+        if line.startswith("data:"):
+            self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            return None
+        if line or not self._data:
+            return None  # comments, other fields, or a blank line with no event pending
+        data = "\n".join(self._data)
+        self._data.clear()
+        if data == "[DONE]":
+            self.done = True
+            return None
+        payload = _decode_json(data.encode(), self._response)
+        try:
+            return models.parse_chunk(payload, self._request_id)
+        except models.InvalidPayload as exc:
+            raise models.validation_error(
+                str(exc),
+                status_code=self._response.status_code,
+                request_id=self._request_id,
+                body=payload,
+            ) from None
+
+    def finish(self) -> None:
+        """Check that the stream ended properly."""
+        if not self.done:
+            raise models.validation_error(
+                "the event stream ended before its [DONE] event",
+                status_code=self._response.status_code,
+                request_id=self._request_id,
+                body=None,
+            )
+
+
+def _check_stream_type(response: httpx.Response) -> None:
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        raise models.validation_error(
+            f"expected an event stream, got content-type {content_type!r}",
+            status_code=response.status_code,
+            request_id=_request_id(response),
+            body=None,
+        )
+
+
+# The sync client ---------------------------------------------------------------------------
+
+
+class InferenceStream:
+    """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
+    early. Stopping a ``for`` loop early also closes the connection."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.request_id = _request_id(response)
+
+    def __iter__(self) -> Iterator[InferenceChunk]:
+        decoder = _EventDecoder(self.response)
+        try:
+            for line in self.response.iter_lines():
+                chunk = decoder.feed(line)
+                if chunk is not None:
+                    yield chunk
+                elif decoder.done:
+                    return
+            decoder.finish()
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            self.response.close()
+
+    def close(self) -> None:
+        """Stop the stream and close its connection."""
+        self.response.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class HostedAI(BaseClient[httpx.Client]):
+    """The synchronous HostedAI client.
+
+    Arguments left out come from ``HOSTED_AI_BASE_URL``, ``HOSTED_AI_API_KEY`` and
+    ``HOSTED_AI_POOL_ID``. ``timeout`` bounds each attempt; ``deadline`` (seconds) bounds a
+    whole call across its retries. ``http_client`` is used as given and not closed by us.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        pool_id: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        deadline: float | None = None,
+        retry: RetryPolicy | None = None,
+        circuit_breaker: CircuitBreakerConfig | NotGiven | None = NOT_GIVEN,
+        http_client: httpx.Client | None = None,
+        allow_insecure_http: bool = False,
+        default_headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            pool_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            retry=retry,
+            circuit_breaker=circuit_breaker,
+            allow_insecure_http=allow_insecure_http,
+            default_headers=default_headers,
+            max_response_bytes=max_response_bytes,
+        )
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise ConfigurationError("http_client must be an httpx.Client for HostedAI")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+
+    # Driving plans
+
+    def _run(self, call: _Call[T]) -> T:
+        plan = self._plan(call)
+        outcome: _Outcome = None
+        try:
+            while True:
+                action = plan.send(outcome)
+                if isinstance(action, _Sleep):
+                    time.sleep(action.seconds)
+                    outcome = None
+                else:
+                    outcome = self._send(action)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
+
+    def _send(self, action: _Send) -> _Reply | httpx.TransportError:
+        try:
+            response = self._http.send(action.request, stream=True)
+        except httpx.TransportError as exc:
+            return exc
+        if action.stream and response.status_code < 400:
+            return _Reply(response, b"")
+        try:
+            if self._declared_too_large(response):
+                raise self._too_large(response)
+            body = response.read()
+            if len(body) > self._max_response_bytes:
+                raise self._too_large(response)
+        except httpx.TransportError as exc:
+            return exc
+        finally:
+            response.close()
+        return _Reply(response, body)
+
+    # Lifecycle
+
+    def close(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # The API
+
+    def create_allocation(
+        self,
+        model: str,
+        gpus: int = 1,
+        gpu_type: str | None = None,
+        pool_id: str | None = None,
+        ttl: float | timedelta | None = None,
+        idempotency_key: str | None = None,
+    ) -> Allocation:
+        """Allocate ``gpus`` GPUs for ``model``. Safe to retry: every attempt of one call
+        carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        return self._run(
+            self._create_allocation(model, gpus, gpu_type, pool_id, ttl, idempotency_key)
+        )
+
+    def get_allocation(self, allocation_id: str) -> Allocation:
+        """The allocation as the server sees it now."""
+        return self._run(self._get_allocation(allocation_id))
+
+    def list_allocations(self, pool_id: str | None = None) -> list[Allocation]:
+        """The live allocations, optionally of one pool."""
+        return self._run(self._list_allocations(pool_id))
+
+    def renew_allocation(
+        self, allocation_id: str, ttl: float | timedelta | None = None
+    ) -> Allocation:
+        """Push the allocation's expiry ``ttl`` seconds (default: its own TTL) from now."""
+        return self._run(self._renew_allocation(allocation_id, ttl))
+
+    def release_allocation(self, allocation_id: str) -> None:
+        """Release the allocation. Idempotent: an unknown or already released one is fine."""
+        self._run(self._release_allocation(allocation_id))
+
+    def infer(
+        self,
+        allocation_id: str,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceResult:
+        """Run one inference on the allocation."""
+        body = self._inference_body(
+            allocation_id,
+            prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=False,
+        )
+        return self._run(self._infer(body))
+
+    def stream(
+        self,
+        allocation_id: str,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceStream:
+        """Start a streamed inference; iterate the result for ``InferenceChunk``s."""
+        body = self._inference_body(
+            allocation_id,
+            prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=True,
+        )
+        response = self._run(self._stream(body))
+        try:
+            _check_stream_type(response)
+        except BaseException:
+            response.close()
+            raise
+        return InferenceStream(response)
+
+    def list_pools(self) -> list[Pool]:
+        """The pools this key can use, the default pool first."""
+        return self._run(self._list_pools())
+
+    def get_pool(self, pool_id: str) -> Pool:
+        """One pool, with its free capacity now."""
+        return self._run(self._get_pool(pool_id))
+
+    def health(self) -> Health:
+        """The service's health."""
+        return self._run(self._health())
+
+
+# The async client --------------------------------------------------------------------------
+
+
+class AsyncInferenceStream:
+    """The chunks of a streamed inference, for ``async for``. Close it (or use
+    ``async with``) to stop early and close the connection."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.request_id = _request_id(response)
+
+    async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
+        decoder = _EventDecoder(self.response)
+        try:
+            async for line in self.response.aiter_lines():
+                chunk = decoder.feed(line)
+                if chunk is not None:
+                    yield chunk
+                elif decoder.done:
+                    return
+            decoder.finish()
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from exc
+        finally:
+            await self.response.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its connection."""
+        await self.response.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
+    """The asyncio HostedAI client: the same calls as ``HostedAI``, awaited."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        pool_id: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        deadline: float | None = None,
+        retry: RetryPolicy | None = None,
+        circuit_breaker: CircuitBreakerConfig | NotGiven | None = NOT_GIVEN,
+        http_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+        default_headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            pool_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            retry=retry,
+            circuit_breaker=circuit_breaker,
+            allow_insecure_http=allow_insecure_http,
+            default_headers=default_headers,
+            max_response_bytes=max_response_bytes,
+        )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError("http_client must be an httpx.AsyncClient for AsyncHostedAI")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+
+    # Driving plans
+
+    async def _run(self, call: _Call[T]) -> T:
+        plan = self._plan(call)
+        outcome: _Outcome = None
+        try:
+            while True:
+                action = plan.send(outcome)
+                if isinstance(action, _Sleep):
+                    await _async_sleep(action.seconds)
+                    outcome = None
+                else:
+                    outcome = await self._send(action)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
+
+    async def _send(self, action: _Send) -> _Reply | httpx.TransportError:
+        try:
+            response = await self._http.send(action.request, stream=True)
+        except httpx.TransportError as exc:
+            return exc
+        if action.stream and response.status_code < 400:
+            return _Reply(response, b"")
+        try:
+            if self._declared_too_large(response):
+                raise self._too_large(response)
+            body = await response.aread()
+            if len(body) > self._max_response_bytes:
+                raise self._too_large(response)
+        except httpx.TransportError as exc:
+            return exc
+        finally:
+            await response.aclose()
+        return _Reply(response, body)
+
+    # Lifecycle
+
+    async def close(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # The API
+
+    async def create_allocation(
+        self,
+        model: str,
+        gpus: int = 1,
+        gpu_type: str | None = None,
+        pool_id: str | None = None,
+        ttl: float | timedelta | None = None,
+        idempotency_key: str | None = None,
+    ) -> Allocation:
+        """Allocate ``gpus`` GPUs for ``model``. Safe to retry: every attempt of one call
+        carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        return await self._run(
+            self._create_allocation(model, gpus, gpu_type, pool_id, ttl, idempotency_key)
+        )
+
+    async def get_allocation(self, allocation_id: str) -> Allocation:
+        """The allocation as the server sees it now."""
+        return await self._run(self._get_allocation(allocation_id))
+
+    async def list_allocations(self, pool_id: str | None = None) -> list[Allocation]:
+        """The live allocations, optionally of one pool."""
+        return await self._run(self._list_allocations(pool_id))
+
+    async def renew_allocation(
+        self, allocation_id: str, ttl: float | timedelta | None = None
+    ) -> Allocation:
+        """Push the allocation's expiry ``ttl`` seconds (default: its own TTL) from now."""
+        return await self._run(self._renew_allocation(allocation_id, ttl))
+
+    async def release_allocation(self, allocation_id: str) -> None:
+        """Release the allocation. Idempotent: an unknown or already released one is fine."""
+        await self._run(self._release_allocation(allocation_id))
+
+    async def infer(
+        self,
+        allocation_id: str,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceResult:
+        """Run one inference on the allocation."""
+        body = self._inference_body(
+            allocation_id,
+            prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=False,
+        )
+        return await self._run(self._infer(body))
+
+    async def stream(
+        self,
+        allocation_id: str,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> AsyncInferenceStream:
+        """Start a streamed inference; ``async for`` over the result for ``InferenceChunk``s."""
+        body = self._inference_body(
+            allocation_id,
+            prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=True,
+        )
+        response = await self._run(self._stream(body))
+        try:
+            _check_stream_type(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        return AsyncInferenceStream(response)
+
+    async def list_pools(self) -> list[Pool]:
+        """The pools this key can use, the default pool first."""
+        return await self._run(self._list_pools())
+
+    async def get_pool(self, pool_id: str) -> Pool:
+        """One pool, with its free capacity now."""
+        return await self._run(self._get_pool(pool_id))
+
+    async def health(self) -> Health:
+        """The service's health."""
+        return await self._run(self._health())
