@@ -584,6 +584,9 @@ class BaseClient(Generic[HttpT]):
         return _Call("GET", "/v1/health", models.parse_health)
 
 
+_sleep = time.sleep
+
+
 async def _async_sleep(seconds: float) -> None:
     import asyncio  # here, not at the top: sync users should not pay for importing it
 
@@ -737,7 +740,7 @@ class HostedAI(BaseClient[httpx.Client]):
             while True:
                 action = plan.send(outcome)
                 if isinstance(action, _Sleep):
-                    time.sleep(action.seconds)
+                    _sleep(action.seconds)
                     outcome = None
                 else:
                     outcome = self._send(action)
