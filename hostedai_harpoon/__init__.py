@@ -9,6 +9,7 @@ with harpoon.HostedAI() as client:          # HOSTED_AI_BASE_URL / HOSTED_AI_API
 ```
 """
 
+from ._allocation import AsyncLease, Lease, LeaseState, OrphanedAllocation
 from ._client import AsyncHostedAI, AsyncInferenceStream, HostedAI, InferenceStream
 from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import (
@@ -56,6 +57,7 @@ __all__ = [
     "AllocationStatus",
     "AsyncHostedAI",
     "AsyncInferenceStream",
+    "AsyncLease",
     "AuthenticationError",
     "BadRequestError",
     "CapacityError",
@@ -73,9 +75,12 @@ __all__ = [
     "InferenceResult",
     "InferenceStream",
     "InternalServerError",
+    "Lease",
+    "LeaseState",
     "NoRouteError",
     "NotFoundError",
     "NotGiven",
+    "OrphanedAllocation",
     "PermissionDeniedError",
     "Pool",
     "RateLimitError",

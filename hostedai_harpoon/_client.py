@@ -9,21 +9,30 @@ client carries them out with ``httpx.Client`` and ``time.sleep``, the async one 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import attrs
 import httpx
 
 from . import _models as models
+from ._allocation import (
+    DEFAULT_CAPACITY_TIMEOUT,
+    DEFAULT_LEASE_TTL,
+    DEFAULT_READY_TIMEOUT,
+    DEFAULT_RELEASE_TIMEOUT,
+    AsyncLease,
+    Lease,
+    OrphanedAllocation,
+)
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
@@ -53,12 +62,18 @@ from ._resilience import (
 )
 from ._version import __version__
 
+if TYPE_CHECKING:
+    import asyncio
+
 __all__ = ["AsyncHostedAI", "AsyncInferenceStream", "HostedAI", "InferenceStream"]
 
 log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+
+# Releasing is worth more patience than an ordinary call.
+_RELEASE_RETRY = RetryPolicy(max_retries=6, initial_backoff=0.1, max_backoff=2.0)
 
 USER_AGENT = f"hostedai-harpoon/{__version__} python-httpx/{httpx.__version__}"
 
@@ -148,7 +163,7 @@ def _request_id(response: httpx.Response) -> str | None:
 def _decode_json(body: bytes, response: httpx.Response) -> object:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise models.validation_error(
             f"the body is not valid JSON ({exc})",
             status_code=response.status_code,
@@ -165,7 +180,7 @@ def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
     message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
     try:
         decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         pass
     else:
         error = decoded.get("error") if type(decoded) is dict else None
@@ -191,6 +206,15 @@ def _transport_error(exc: httpx.TransportError) -> APIConnectionError:
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"the request timed out ({type(exc).__name__})")
     return APIConnectionError(f"the connection failed: {type(exc).__name__}: {exc}")
+
+
+def _undecodable(response: httpx.Response, exc: httpx.DecodingError) -> ResponseValidationError:
+    return models.validation_error(
+        f"the body could not be decoded ({exc})",
+        status_code=response.status_code,
+        request_id=_request_id(response),
+        body=None,
+    )
 
 
 def _ttl_seconds(ttl: float | timedelta | None) -> int | None:
@@ -246,6 +270,7 @@ class BaseClient(Generic[HttpT]):
         allow_insecure_http: bool,
         default_headers: Mapping[str, str] | None,
         max_response_bytes: int,
+        max_allocations_per_pool: int | None,
     ) -> None:
         self._settings: Settings = resolve_settings(
             base_url, api_key, pool_id, allow_insecure_http=allow_insecure_http
@@ -272,6 +297,17 @@ class BaseClient(Generic[HttpT]):
             "authorization": f"Bearer {self._settings.api_key.reveal()}",
         }
         self._prefix = self._settings.base_url
+        if max_allocations_per_pool is not None and (
+            type(max_allocations_per_pool) is not int or max_allocations_per_pool < 1
+        ):
+            raise ConfigurationError(
+                "max_allocations_per_pool must be a positive integer or None, "
+                f"got {max_allocations_per_pool!r}"
+            )
+        self._max_allocations_per_pool = max_allocations_per_pool
+        self._gates: dict[str | None, Any] = {}
+        # Shared with every with_options() copy, like the connection pool and the breakers.
+        self._orphans: list[OrphanedAllocation] = []
 
     @staticmethod
     def _check_deadline(deadline: float | None) -> float | None:
@@ -327,6 +363,11 @@ class BaseClient(Generic[HttpT]):
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError(f"{type(self).__name__} cannot be pickled: it holds the API key")
 
+    def __copy__(self) -> Self:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     def with_options(
         self,
         *,
@@ -338,7 +379,7 @@ class BaseClient(Generic[HttpT]):
     ) -> Self:
         """A copy with some settings changed that shares this client's connection pool and
         circuit breakers. Closing the copy leaves the connections open."""
-        clone = copy.copy(self)
+        clone = self.__copy__()
         clone._owns_http = False
         if not isinstance(pool_id, NotGiven):
             if pool_id is not None:
@@ -353,6 +394,45 @@ class BaseClient(Generic[HttpT]):
         if not isinstance(max_retries, NotGiven):
             clone._retry = attrs.evolve(clone._retry, max_retries=max_retries)
         return clone
+
+    def orphans(self) -> list[OrphanedAllocation]:
+        """Allocations this client could not release (they may still be billing)."""
+        return list(self._orphans)
+
+    def _for_release(self, release_timeout: float) -> Self:
+        """A copy for releasing: more patient retries, bounded by the release timeout, and
+        no circuit breaker (a release must be tried even when the host looks unhealthy)."""
+        clone = self.with_options(retry=_RELEASE_RETRY, deadline=release_timeout)
+        clone._breaker_config = None
+        return clone
+
+    def _take_orphans(self) -> list[OrphanedAllocation]:
+        taken = list(self._orphans)
+        self._orphans.clear()
+        return taken
+
+    def _replay_create(self, orphan: OrphanedAllocation) -> _Call[Allocation]:
+        """The create an orphan without an id came from, to find what it made."""
+        return self._create_allocation(
+            orphan.model,
+            orphan.gpus,
+            orphan.gpu_type,
+            orphan.pool_id,
+            orphan.ttl_seconds,
+            orphan.idempotency_key,
+        )
+
+    def _allocation_gate(self, pool_id: str | None) -> Any:
+        if self._max_allocations_per_pool is None:
+            return None
+        gate = self._gates.get(pool_id)
+        if gate is None:
+            gate = self._gates.setdefault(pool_id, self._new_gate(self._max_allocations_per_pool))
+        return gate
+
+    @staticmethod
+    def _new_gate(size: int) -> Any:
+        raise NotImplementedError
 
     # Building calls ------------------------------------------------------------------------
 
@@ -479,7 +559,12 @@ class BaseClient(Generic[HttpT]):
 
     def _declared_too_large(self, response: httpx.Response) -> bool:
         length = response.headers.get("content-length")
-        return length is not None and length.isdigit() and int(length) > self._max_response_bytes
+        return (
+            length is not None
+            and length.isascii()
+            and length.isdigit()
+            and int(length) > self._max_response_bytes
+        )
 
     # The calls, as plans -------------------------------------------------------------------
 
@@ -675,6 +760,8 @@ class InferenceStream:
             decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
+        except httpx.DecodingError as exc:
+            raise _undecodable(self.response, exc) from None
         finally:
             self.response.close()
 
@@ -712,6 +799,7 @@ class HostedAI(BaseClient[httpx.Client]):
         allow_insecure_http: bool = False,
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_allocations_per_pool: int | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -725,6 +813,7 @@ class HostedAI(BaseClient[httpx.Client]):
             allow_insecure_http=allow_insecure_http,
             default_headers=default_headers,
             max_response_bytes=max_response_bytes,
+            max_allocations_per_pool=max_allocations_per_pool,
         )
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigurationError("http_client must be an httpx.Client for HostedAI")
@@ -764,9 +853,69 @@ class HostedAI(BaseClient[httpx.Client]):
                 raise self._too_large(response)
         except httpx.TransportError as exc:
             return exc
+        except httpx.DecodingError as exc:
+            raise _undecodable(response, exc) from None
         finally:
             response.close()
         return _Reply(response, body)
+
+    # GPU leases
+
+    def allocate(
+        self,
+        model: str,
+        gpus: int = 1,
+        gpu_type: str | None = None,
+        pool_id: str | None = None,
+        *,
+        ttl: float | timedelta | None = DEFAULT_LEASE_TTL,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        capacity_timeout: float = DEFAULT_CAPACITY_TIMEOUT,
+        release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
+        renew_interval: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Lease:
+        """GPUs for the length of a ``with`` block: ``with client.allocate(model=...) as lease:``.
+
+        Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
+        a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
+        (default: a third of the TTL); leaving the block releases it, however it is left.
+        """
+        return Lease(
+            self,
+            model=model,
+            gpus=gpus,
+            gpu_type=gpu_type,
+            pool_id=pool_id,
+            ttl=ttl,
+            ready_timeout=ready_timeout,
+            capacity_timeout=capacity_timeout,
+            release_timeout=release_timeout,
+            renew_interval=renew_interval,
+            idempotency_key=idempotency_key,
+        )
+
+    def release_orphans(self) -> list[OrphanedAllocation]:
+        """Try again to release every orphan; return those that are still held."""
+        still: list[OrphanedAllocation] = []
+        for orphan in self._take_orphans():
+            try:
+                self._release_orphan(orphan)
+            except HostedAIError:
+                still.append(orphan)
+        self._orphans.extend(still)
+        return still
+
+    def _release_orphan(self, orphan: OrphanedAllocation) -> None:
+        client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
+        allocation_id = orphan.allocation_id
+        if allocation_id is None:
+            allocation_id = client._run(client._replay_create(orphan)).id
+        client.release_allocation(allocation_id)
+
+    @staticmethod
+    def _new_gate(size: int) -> threading.BoundedSemaphore:
+        return threading.BoundedSemaphore(size)
 
     # Lifecycle
 
@@ -907,6 +1056,8 @@ class AsyncInferenceStream:
             decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
+        except httpx.DecodingError as exc:
+            raise _undecodable(self.response, exc) from None
         finally:
             await self.response.aclose()
 
@@ -939,6 +1090,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         allow_insecure_http: bool = False,
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_allocations_per_pool: int | None = None,
     ) -> None:
         super().__init__(
             base_url,
@@ -952,6 +1104,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
             allow_insecure_http=allow_insecure_http,
             default_headers=default_headers,
             max_response_bytes=max_response_bytes,
+            max_allocations_per_pool=max_allocations_per_pool,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError("http_client must be an httpx.AsyncClient for AsyncHostedAI")
@@ -991,9 +1144,71 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
                 raise self._too_large(response)
         except httpx.TransportError as exc:
             return exc
+        except httpx.DecodingError as exc:
+            raise _undecodable(response, exc) from None
         finally:
             await response.aclose()
         return _Reply(response, body)
+
+    # GPU leases
+
+    def allocate(
+        self,
+        model: str,
+        gpus: int = 1,
+        gpu_type: str | None = None,
+        pool_id: str | None = None,
+        *,
+        ttl: float | timedelta | None = DEFAULT_LEASE_TTL,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        capacity_timeout: float = DEFAULT_CAPACITY_TIMEOUT,
+        release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
+        renew_interval: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncLease:
+        """GPUs for an ``async with`` block: ``async with client.allocate(model=...) as lease:``.
+
+        Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
+        a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
+        (default: a third of the TTL); leaving the block releases it, however it is left.
+        """
+        return AsyncLease(
+            self,
+            model=model,
+            gpus=gpus,
+            gpu_type=gpu_type,
+            pool_id=pool_id,
+            ttl=ttl,
+            ready_timeout=ready_timeout,
+            capacity_timeout=capacity_timeout,
+            release_timeout=release_timeout,
+            renew_interval=renew_interval,
+            idempotency_key=idempotency_key,
+        )
+
+    async def release_orphans(self) -> list[OrphanedAllocation]:
+        """Try again to release every orphan; return those that are still held."""
+        still: list[OrphanedAllocation] = []
+        for orphan in self._take_orphans():
+            try:
+                await self._release_orphan(orphan)
+            except HostedAIError:
+                still.append(orphan)
+        self._orphans.extend(still)
+        return still
+
+    async def _release_orphan(self, orphan: OrphanedAllocation) -> None:
+        client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
+        allocation_id = orphan.allocation_id
+        if allocation_id is None:
+            allocation_id = (await client._run(client._replay_create(orphan))).id
+        await client.release_allocation(allocation_id)
+
+    @staticmethod
+    def _new_gate(size: int) -> asyncio.BoundedSemaphore:
+        import asyncio
+
+        return asyncio.BoundedSemaphore(size)
 
     # Lifecycle
 

@@ -1,0 +1,736 @@
+"""Leases: GPU allocations that are released on every way out of a ``with`` block.
+
+The flows of a lease (enter: create and wait until ready; keep alive; release; clean up
+after a failed enter) are written once, as generators that yield two kinds of step: "call
+this client method" and "sleep this long". ``Lease`` drives them with the sync client and
+``time.sleep``, ``AsyncLease`` with the async client and ``asyncio.sleep``. So every
+decision (how long to wait for capacity, when the GPUs are lost, what counts as released)
+lives in ``_LeaseCore`` and both twins inherit it.
+
+The ways out of a block and what guarantees the release on each:
+
+- return, exception, ``KeyboardInterrupt``, ``SystemExit``: ``__exit__``/``__aexit__``;
+- asyncio cancellation, also during enter: the release runs in a task shielded from the
+  cancellation, bounded by ``release_timeout``;
+- cancelled or interrupted while the allocation was being created, before its id was
+  known: the create is replayed with the same ``Idempotency-Key``, which returns what the
+  server made, and that is released;
+- the interpreter exits while a block is still open: an ``atexit`` hook releases it;
+- the process is killed outright: the allocation's TTL, renewed only while the lease is
+  alive, lets the server reclaim the GPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import enum
+import logging
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+import attrs
+
+from ._exceptions import (
+    AllocationError,
+    APIStatusError,
+    CapacityError,
+    GoneError,
+    HostedAIError,
+    NotFoundError,
+)
+from ._models import Allocation, AllocationStatus, InferenceResult
+from ._resilience import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._client import (
+        AsyncHostedAI,
+        AsyncInferenceStream,
+        BaseClient,
+        HostedAI,
+        InferenceStream,
+    )
+
+__all__ = ["AsyncLease", "Lease", "LeaseState", "OrphanedAllocation"]
+
+log = logging.getLogger("hostedai_harpoon")
+
+T = TypeVar("T")
+ClientT = TypeVar("ClientT", bound="BaseClient[Any]")
+
+DEFAULT_LEASE_TTL = 120.0
+DEFAULT_READY_TIMEOUT = 300.0
+DEFAULT_CAPACITY_TIMEOUT = 60.0
+DEFAULT_RELEASE_TIMEOUT = 30.0
+
+
+class LeaseState(enum.Enum):
+    """Where a lease is in its life.
+
+    Legal transitions::
+
+        CREATING  -> WAITING    the server accepted the allocation; waiting for ``ready``
+        CREATING  -> ACTIVE     it was ready at once
+        WAITING   -> ACTIVE     it became ready
+        CREATING  -> RELEASING  enter failed or was cancelled; cleaning up
+        WAITING   -> RELEASING  idem
+        ACTIVE    -> LOST       the server no longer has it (expired, released elsewhere)
+        ACTIVE    -> RELEASING  the block ended
+        LOST      -> RELEASING  the block ended
+        RELEASING -> RELEASED   the GPUs are free
+        RELEASING -> ORPHANED   the release gave up; see ``client.orphans()``
+    """
+
+    CREATING = "creating"
+    WAITING = "waiting"
+    ACTIVE = "active"
+    LOST = "lost"
+    RELEASING = "releasing"
+    RELEASED = "released"
+    ORPHANED = "orphaned"
+
+
+_TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {
+    LeaseState.CREATING: frozenset({LeaseState.WAITING, LeaseState.ACTIVE, LeaseState.RELEASING}),
+    LeaseState.WAITING: frozenset({LeaseState.ACTIVE, LeaseState.RELEASING}),
+    LeaseState.ACTIVE: frozenset({LeaseState.LOST, LeaseState.RELEASING}),
+    LeaseState.LOST: frozenset({LeaseState.RELEASING}),
+    LeaseState.RELEASING: frozenset({LeaseState.RELEASED, LeaseState.ORPHANED}),
+    LeaseState.RELEASED: frozenset(),
+    LeaseState.ORPHANED: frozenset(),
+}
+
+
+@attrs.frozen
+class OrphanedAllocation:
+    """An allocation the SDK could not release: it may still be billing.
+
+    ``allocation_id`` is ``None`` when only the idempotency key is known (the create may
+    or may not have happened). Release it with ``client.release_orphans()`` or by hand.
+    """
+
+    allocation_id: str | None
+    idempotency_key: str
+    model: str
+    error: str
+    gpus: int = 1
+    gpu_type: str | None = None
+    pool_id: str | None = None
+    ttl_seconds: int | None = None
+
+
+class _Call:
+    """Step: call ``getattr(client, name)(**kwargs)``; its result or error comes back."""
+
+    __slots__ = ("kwargs", "name")
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        self.name = name
+        self.kwargs = kwargs
+
+
+class _Sleep:
+    """Step: wait this many seconds."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+_Step = _Call | _Sleep
+_Flow = Generator[_Step, Any, T]
+
+
+class _LeaseCore(Generic[ClientT]):
+    """Everything a lease decides, for both twins. The I/O is the driver's."""
+
+    def __init__(
+        self,
+        client: ClientT,
+        *,
+        model: str,
+        gpus: int,
+        gpu_type: str | None,
+        pool_id: str | None,
+        ttl: float | timedelta | None,
+        ready_timeout: float,
+        capacity_timeout: float,
+        release_timeout: float,
+        renew_interval: float | None,
+        idempotency_key: str | None,
+    ) -> None:
+        from ._client import _ttl_seconds, new_idempotency_key
+
+        self._client = client
+        self.model = model
+        self.gpus = gpus
+        self.gpu_type = gpu_type
+        self.pool_id = pool_id if pool_id is not None else client.pool_id
+        self.ttl_seconds = _ttl_seconds(ttl)
+        self.ready_timeout = ready_timeout
+        self.capacity_timeout = capacity_timeout
+        self.release_timeout = release_timeout
+        self._renew_interval = renew_interval
+        self.idempotency_key = idempotency_key or new_idempotency_key()
+        self.state = LeaseState.CREATING
+        self.allocation: Allocation | None = None
+        self.lost_error: AllocationError | None = None
+        self._create_sent = False
+        self._release_client = client._for_release(release_timeout)
+
+    # State
+
+    def _move(self, to: LeaseState) -> None:
+        if to is self.state:
+            return
+        if to not in _TRANSITIONS[self.state]:
+            raise AssertionError(f"illegal lease transition {self.state} -> {to}")
+        self.state = to
+
+    @property
+    def id(self) -> str:
+        """The allocation's id."""
+        if self.allocation is None:
+            raise AllocationError("the lease has no allocation yet")
+        return self.allocation.id
+
+    def __repr__(self) -> str:
+        allocation_id = self.allocation.id if self.allocation else None
+        return (
+            f"<{type(self).__name__} id={allocation_id!r} model={self.model!r} "
+            f"state={self.state.value}>"
+        )
+
+    def _check_usable(self) -> str:
+        """The allocation id, or the reason this lease can take no more work."""
+        if self.state is LeaseState.ACTIVE and self.allocation is not None:
+            return self.allocation.id
+        if self.lost_error is not None:
+            raise self.lost_error
+        raise AllocationError(
+            f"the lease is {self.state.value}; it can take no work",
+            allocation_id=self.allocation.id if self.allocation else None,
+        )
+
+    def _lose(self, reason: str, cause: BaseException | None = None) -> AllocationError:
+        allocation_id = self.allocation.id if self.allocation else None
+        error = AllocationError(
+            f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
+        )
+        error.__cause__ = cause
+        if self.state is LeaseState.ACTIVE:
+            self._move(LeaseState.LOST)
+            self.lost_error = error
+            log.warning("allocation %s was lost: %s", allocation_id, reason)
+        return error
+
+    def _on_work_error(self, exc: HostedAIError) -> BaseException:
+        """A call on the lease failed: a gone allocation means the lease is lost."""
+        if isinstance(exc, GoneError | NotFoundError):
+            return self._lose(f"the server answered {exc.status_code} {exc.code}", exc)
+        return exc
+
+    @property
+    def renew_interval(self) -> float:
+        """Seconds between renewals: a third of the TTL, so two can fail before expiry."""
+        if self._renew_interval is not None:
+            return self._renew_interval
+        ttl = self.allocation.ttl_seconds if self.allocation else self.ttl_seconds
+        return max(0.05, (ttl or DEFAULT_LEASE_TTL) / 3.0)
+
+    # Flows
+
+    def _create_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "gpus": self.gpus,
+            "gpu_type": self.gpu_type,
+            "pool_id": self.pool_id,
+            "ttl": self.ttl_seconds,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    def _enter_flow(self) -> _Flow[Allocation]:
+        """Create the allocation (waiting out full pools) and wait until it is ready."""
+        started = time.monotonic()
+        waits = RetryPolicy(initial_backoff=0.25, max_backoff=5.0).backoff_delays()
+        allocation: Allocation
+        while True:
+            self._create_sent = True
+            try:
+                allocation = yield _Call("create_allocation", **self._create_kwargs())
+                break
+            except CapacityError as exc:
+                self._create_sent = False  # a full pool binds nothing to the key
+                wait = exc.retry_after if exc.retry_after is not None else next(waits)
+                if time.monotonic() + wait - started > self.capacity_timeout:
+                    raise AllocationError(
+                        f"no capacity for {self.gpus} GPU(s) of {self.model} within "
+                        f"{self.capacity_timeout}s"
+                    ) from exc
+                log.info("pool full for %s; trying again in %.2fs", self.model, wait)
+                yield _Sleep(wait)
+            except APIStatusError as exc:
+                if exc.status_code < 500:
+                    self._create_sent = False  # refused outright: nothing was made
+                raise
+        self.allocation = allocation
+        self._move(LeaseState.WAITING)
+        polls = RetryPolicy(initial_backoff=0.05, max_backoff=2.0, jitter=False).backoff_delays()
+        ready_by = time.monotonic() + self.ready_timeout
+        while allocation.status is not AllocationStatus.READY:
+            if allocation.status is not AllocationStatus.PENDING:
+                raise AllocationError(
+                    f"allocation {allocation.id} is {allocation.status.value}, not ready",
+                    allocation_id=allocation.id,
+                )
+            wait = min(next(polls), max(0.0, ready_by - time.monotonic()))
+            if wait <= 0:
+                raise AllocationError(
+                    f"allocation {allocation.id} was not ready within {self.ready_timeout}s",
+                    allocation_id=allocation.id,
+                )
+            yield _Sleep(wait)
+            polled: Allocation = yield _Call("get_allocation", allocation_id=allocation.id)
+            self.allocation = allocation = polled
+        self._move(LeaseState.ACTIVE)
+        return allocation
+
+    def _keepalive_flow(self) -> _Flow[None]:
+        """Renew the TTL until stopped; mark the lease lost if the server lets it go."""
+        while self.state is LeaseState.ACTIVE and self.allocation is not None:
+            yield _Sleep(self.renew_interval)
+            if self.state is not LeaseState.ACTIVE:
+                return
+            try:
+                renewed = yield _Call(
+                    "renew_allocation", allocation_id=self.allocation.id, ttl=self.ttl_seconds
+                )
+            except (GoneError, NotFoundError) as exc:
+                self._lose(f"renewal answered {exc.status_code} {exc.code}", exc)
+                return
+            except HostedAIError as exc:
+                expires_at = self.allocation.expires_at
+                if expires_at is not None and expires_at.timestamp() <= time.time():
+                    self._lose("renewals failed until the TTL ran out", exc)
+                    return
+                log.warning("renewing allocation %s failed: %s", self.allocation.id, exc)
+                continue
+            if self.state is LeaseState.ACTIVE:
+                self.allocation = renewed
+
+    def _release_flow(self) -> _Flow[None]:
+        """Release what was created; record an orphan if that proves impossible."""
+        if self.state in (LeaseState.RELEASED, LeaseState.ORPHANED):
+            return
+        self._move(LeaseState.RELEASING)
+        allocation_id = self.allocation.id if self.allocation else None
+        try:
+            if allocation_id is None and self._create_sent:
+                # The create may have reached the server: replaying it with the same key
+                # returns what it made (or makes one, which is released all the same).
+                try:
+                    found = yield _Call("create_allocation", **self._create_kwargs())
+                except (CapacityError, APIStatusError) as exc:
+                    if isinstance(exc, CapacityError) or exc.status_code < 500:
+                        self._move(LeaseState.RELEASED)  # nothing was made under this key
+                        return
+                    raise
+                allocation_id = found.id
+                self.allocation = found
+            if allocation_id is not None:
+                yield _Call("release_allocation", allocation_id=allocation_id)
+                log.debug("released allocation %s", allocation_id)
+            self._move(LeaseState.RELEASED)
+        except HostedAIError as exc:
+            raise self._orphaned(f"{type(exc).__name__}: {exc}") from exc
+
+    def _orphaned(self, why: str) -> AllocationError:
+        """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
+        if self.state is LeaseState.RELEASING:
+            self._move(LeaseState.ORPHANED)
+        allocation_id = self.allocation.id if self.allocation else None
+        self._client._orphans.append(
+            OrphanedAllocation(
+                allocation_id=allocation_id,
+                idempotency_key=self.idempotency_key,
+                model=self.model,
+                error=why,
+                gpus=self.gpus,
+                gpu_type=self.gpu_type,
+                pool_id=self.pool_id,
+                ttl_seconds=self.ttl_seconds,
+            )
+        )
+        log.warning(
+            "could not release allocation %s (idempotency key %s): %s; it is kept in "
+            "client.orphans()",
+            allocation_id,
+            self.idempotency_key,
+            why,
+        )
+        return AllocationError(
+            f"could not release allocation {allocation_id}: {why}", allocation_id=allocation_id
+        )
+
+    def _finish_exit(
+        self, exc: BaseException | None, release_error: AllocationError | None
+    ) -> None:
+        """Never mask the block's own exception: attach the release failure to it."""
+        if release_error is None:
+            return
+        if exc is not None:
+            exc.add_note(f"hostedai-harpoon: releasing the allocation also failed: {release_error}")
+            return
+        raise release_error
+
+
+# The sync lease ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while a release runs (main thread only), then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[object] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
+
+
+class Lease(_LeaseCore["HostedAI"]):
+    """GPUs held for the duration of a ``with`` block (sync).
+
+    Made by ``HostedAI.allocate(...)``. Entering waits until the allocation is ready; the
+    TTL is renewed in a background thread; leaving the block releases it, however it is left.
+    """
+
+    _keepalive: threading.Thread | None = None
+    _stop: threading.Event
+    _slot: threading.Semaphore | None = None
+
+    def _drive(self, flow: _Flow[T], client: HostedAI, sleep: Callable[[float], bool]) -> T:
+        value: Any = None
+        error: HostedAIError | None = None
+        try:
+            while True:
+                step = flow.send(value) if error is None else flow.throw(error)
+                value, error = None, None
+                if isinstance(step, _Sleep):
+                    if not sleep(step.seconds):
+                        flow.close()
+                        return None  # type: ignore[return-value]
+                    continue
+                try:
+                    value = getattr(client, step.name)(**step.kwargs)
+                except HostedAIError as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    @staticmethod
+    def _sleep(seconds: float) -> bool:
+        time.sleep(seconds)
+        return True
+
+    def __enter__(self) -> Self:
+        _open_leases.add(self)
+        try:
+            self._acquire_slot()
+            self._drive(self._enter_flow(), self._client, self._sleep)
+        except BaseException as exc:
+            self._exit_cleanup(exc)
+            raise
+        self._stop = threading.Event()
+        self._keepalive = threading.Thread(
+            target=self._keep_alive, name=f"harpoon-keepalive-{self.id}", daemon=True
+        )
+        self._keepalive.start()
+        return self
+
+    def _keep_alive(self) -> None:
+        self._drive(self._keepalive_flow(), self._client, lambda s: not self._stop.wait(s))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit_cleanup(exc)
+
+    def _exit_cleanup(self, exc: BaseException | None) -> None:
+        release_error: AllocationError | None = None
+        try:
+            with _sigint_deferred():
+                if self._keepalive is not None:
+                    self._stop.set()
+                    # A renewal in flight may finish after the release: it is then refused
+                    # (410) and changes nothing, so there is no need to wait long for it.
+                    self._keepalive.join(timeout=0.5)
+                try:
+                    self._drive(self._release_flow(), self._release_client, self._sleep)
+                except AllocationError as error:
+                    release_error = error
+        finally:
+            self._release_slot()
+            _open_leases.discard(self)
+        self._finish_exit(exc, release_error)
+
+    def _acquire_slot(self) -> None:
+        gate = self._client._allocation_gate(self.pool_id)
+        if gate is not None and not gate.acquire(timeout=self.capacity_timeout):
+            raise AllocationError(
+                f"no allocation slot for pool {self.pool_id or '(default)'} within "
+                f"{self.capacity_timeout}s (max_allocations_per_pool)"
+            )
+        self._slot = gate
+
+    def _release_slot(self) -> None:
+        gate, self._slot = self._slot, None
+        if gate is not None:
+            gate.release()
+
+    # Work on the allocation
+
+    def infer(self, prompt: str, **kwargs: Any) -> InferenceResult:
+        """Run one inference on the allocation (see ``HostedAI.infer`` for the options)."""
+        allocation_id = self._check_usable()
+        try:
+            return self._client.infer(allocation_id, prompt, **kwargs)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+
+    def stream(self, prompt: str, **kwargs: Any) -> InferenceStream:
+        """Start a streamed inference on the allocation."""
+        allocation_id = self._check_usable()
+        try:
+            return self._client.stream(allocation_id, prompt, **kwargs)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+
+    def renew(self, ttl: float | timedelta | None = None) -> Allocation:
+        """Renew the TTL now (the lease also does this by itself in the background)."""
+        allocation_id = self._check_usable()
+        try:
+            self.allocation = self._client.renew_allocation(allocation_id, ttl)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+        return self.allocation
+
+    def release(self) -> None:
+        """Release the allocation now, before the block ends. Idempotent."""
+        if self._keepalive is not None:
+            self._stop.set()
+        self._drive(self._release_flow(), self._release_client, self._sleep)
+
+    def _release_at_exit(self) -> None:
+        if self._keepalive is not None:
+            self._stop.set()
+        with suppress(AllocationError):  # already logged and kept in client.orphans()
+            self._drive(self._release_flow(), self._release_client, self._sleep)
+
+
+# The async lease ---------------------------------------------------------------------------
+
+
+async def _shielded(coro: Any, limit: float) -> Any:
+    """Run ``coro`` to its end even if the caller is cancelled meanwhile (bounded by
+    ``limit`` seconds); then deliver the cancellation."""
+    task = asyncio.ensure_future(asyncio.wait_for(coro, limit))
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                if task.cancelled():
+                    raise
+                result = task.result()
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+class AsyncLease(_LeaseCore["AsyncHostedAI"]):
+    """GPUs held for the duration of an ``async with`` block.
+
+    Made by ``AsyncHostedAI.allocate(...)``. Entering waits until the allocation is ready;
+    the TTL is renewed by a background task; leaving the block releases it, however it is
+    left, cancellation included.
+    """
+
+    _keepalive: asyncio.Task[None] | None = None
+    _slot: asyncio.Semaphore | None = None
+
+    async def _drive(self, flow: _Flow[T], client: AsyncHostedAI) -> T:
+        value: Any = None
+        error: HostedAIError | None = None
+        try:
+            while True:
+                step = flow.send(value) if error is None else flow.throw(error)
+                value, error = None, None
+                if isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                try:
+                    value = await getattr(client, step.name)(**step.kwargs)
+                except HostedAIError as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    async def __aenter__(self) -> Self:
+        _open_leases.add(self)
+        try:
+            await self._acquire_slot()
+            await self._drive(self._enter_flow(), self._client)
+        except BaseException as exc:
+            await self._exit_cleanup(exc)
+            raise
+        self._keepalive = asyncio.create_task(
+            self._drive(self._keepalive_flow(), self._client), name=f"harpoon-keepalive-{self.id}"
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._exit_cleanup(exc)
+
+    async def _exit_cleanup(self, exc: BaseException | None) -> None:
+        release_error: AllocationError | None = None
+        try:
+            await _shielded(self._stop_and_release(), self.release_timeout)
+        except AllocationError as error:
+            release_error = error
+        except TimeoutError as error:
+            release_error = self._orphaned(f"the release timed out after {self.release_timeout}s")
+            release_error.__cause__ = error
+        finally:
+            self._release_slot()
+            _open_leases.discard(self)
+        self._finish_exit(exc, release_error)
+
+    async def _stop_and_release(self) -> None:
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None and not keepalive.done():
+            keepalive.cancel()
+            with suppress(asyncio.CancelledError):
+                await keepalive
+        await self._drive(self._release_flow(), self._release_client)
+
+    async def _acquire_slot(self) -> None:
+        gate = self._client._allocation_gate(self.pool_id)
+        if gate is None:
+            return
+        try:
+            await asyncio.wait_for(gate.acquire(), self.capacity_timeout)
+        except TimeoutError:
+            raise AllocationError(
+                f"no allocation slot for pool {self.pool_id or '(default)'} within "
+                f"{self.capacity_timeout}s (max_allocations_per_pool)"
+            ) from None
+        self._slot = gate
+
+    def _release_slot(self) -> None:
+        gate, self._slot = self._slot, None
+        if gate is not None:
+            gate.release()
+
+    # Work on the allocation
+
+    async def infer(self, prompt: str, **kwargs: Any) -> InferenceResult:
+        """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options)."""
+        allocation_id = self._check_usable()
+        try:
+            return await self._client.infer(allocation_id, prompt, **kwargs)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+
+    async def stream(self, prompt: str, **kwargs: Any) -> AsyncInferenceStream:
+        """Start a streamed inference on the allocation."""
+        allocation_id = self._check_usable()
+        try:
+            return await self._client.stream(allocation_id, prompt, **kwargs)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+
+    async def renew(self, ttl: float | timedelta | None = None) -> Allocation:
+        """Renew the TTL now (the lease also does this by itself in the background)."""
+        allocation_id = self._check_usable()
+        try:
+            self.allocation = await self._client.renew_allocation(allocation_id, ttl)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+        return self.allocation
+
+    async def release(self) -> None:
+        """Release the allocation now, before the block ends. Idempotent."""
+        await _shielded(self._stop_and_release(), self.release_timeout)
+
+    def _release_at_exit(self) -> None:
+        """No event loop is left at interpreter exit: release over a one-off sync client."""
+        from ._client import HostedAI
+
+        if self.allocation is None or self.state in (LeaseState.RELEASED, LeaseState.ORPHANED):
+            return
+        settings = self._client._settings
+        with HostedAI(
+            settings.base_url,
+            settings.api_key.reveal(),
+            allow_insecure_http=True,
+            deadline=min(self.release_timeout, 5.0),
+            circuit_breaker=None,
+        ) as client:
+            try:
+                client.release_allocation(self.allocation.id)
+            except HostedAIError as exc:
+                log.warning("could not release allocation %s at exit: %s", self.allocation.id, exc)
+
+
+# Interpreter exit --------------------------------------------------------------------------
+
+_open_leases: weakref.WeakSet[Lease | AsyncLease] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_open_leases() -> None:
+    for lease in list(_open_leases):
+        log.warning("releasing allocation of %r at interpreter exit", lease)
+        try:
+            lease._release_at_exit()
+        except Exception as exc:  # best effort: nothing may stop the others
+            log.warning("releasing %r at exit failed: %s", lease, exc)
