@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from types import TracebackType
@@ -454,7 +454,9 @@ class Lease(_LeaseCore["HostedAI"]):
 
     @staticmethod
     def _sleep(seconds: float) -> bool:
-        time.sleep(seconds)
+        from . import _client  # the clients' sleep hook, so tests control all waiting at once
+
+        _client._sleep(seconds)
         return True
 
     def __enter__(self) -> Self:
@@ -590,7 +592,16 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
     _keepalive: asyncio.Task[None] | None = None
     _slot: asyncio.Semaphore | None = None
 
-    async def _drive(self, flow: _Flow[T], client: AsyncHostedAI) -> T:
+    async def _drive(
+        self,
+        flow: _Flow[T],
+        client: AsyncHostedAI,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> T:
+        if sleep is None:
+            from . import _client  # the clients' sleep hook, so tests control all waiting
+
+            sleep = _client._async_sleep
         value: Any = None
         error: HostedAIError | None = None
         try:
@@ -598,7 +609,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
                 step = flow.send(value) if error is None else flow.throw(error)
                 value, error = None, None
                 if isinstance(step, _Sleep):
-                    await asyncio.sleep(step.seconds)
+                    await sleep(step.seconds)
                     continue
                 try:
                     value = await getattr(client, step.name)(**step.kwargs)
@@ -618,7 +629,8 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
             await self._exit_cleanup(exc)
             raise
         self._keepalive = asyncio.create_task(
-            self._drive(self._keepalive_flow(), self._client), name=f"harpoon-keepalive-{self.id}"
+            self._drive(self._keepalive_flow(), self._client, asyncio.sleep),
+            name=f"harpoon-keepalive-{self.id}",
         )
         return self
 

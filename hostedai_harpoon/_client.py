@@ -46,6 +46,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    CapacityError,
     ConfigurationError,
     HostedAIError,
     ResponseValidationError,
@@ -492,8 +493,6 @@ class BaseClient(Generic[HttpT]):
             if isinstance(outcome, _Reply):
                 response = outcome.response
                 status = response.status_code
-                if breaker is not None:
-                    breaker.record(probe, status < 500)
                 log.debug(
                     "%s %s -> %d (attempt %d, request_id=%s)",
                     call.method,
@@ -503,8 +502,13 @@ class BaseClient(Generic[HttpT]):
                     _request_id(response),
                 )
                 if status < 400 or (status == 404 and call.absent_ok):
+                    if breaker is not None:
+                        breaker.record(probe, True)
                     return self._parse(call, outcome)
                 error: HostedAIError = _status_error(response, outcome.body)
+                if breaker is not None:
+                    # A full pool is an answer about capacity, not about the host's health.
+                    breaker.record(probe, status < 500 or isinstance(error, CapacityError))
                 retryable = is_retryable_status(status)
                 wait = error.retry_after if isinstance(error, APIStatusError) else None
             else:
