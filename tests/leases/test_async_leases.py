@@ -159,7 +159,7 @@ async def test_a_release_that_keeps_failing_is_an_orphan_and_the_user_error_surv
     plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
     emu = make_emulator(faults=plan)
     async with async_client(emu) as client:
-        with pytest.raises(ValueError, match="the user's own") as info:  # noqa: PT012
+        with pytest.raises(ValueError, match="the user's own") as info:
             async with client.allocate(model="gemma-3-270m") as lease:
                 raise ValueError("the user's own error")
         assert any("releasing the allocation also failed" in n for n in info.value.__notes__)

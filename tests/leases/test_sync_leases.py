@@ -95,11 +95,14 @@ class InterruptAfterCreate(httpx.BaseTransport):
 
 def test_ctrl_c_while_creating_releases_what_the_server_made(emulator: Emulator) -> None:
     transport = InterruptAfterCreate(emulator.transport())
-    with harpoon.HostedAI(
-        "http://127.0.0.1:8080", "sk-test", http_client=httpx.Client(transport=transport)
-    ) as client:
-        with pytest.raises(KeyboardInterrupt), client.allocate(model="gemma-3-270m"):
-            pytest.fail("the block must not run")
+    with (
+        harpoon.HostedAI(
+            "http://127.0.0.1:8080", "sk-test", http_client=httpx.Client(transport=transport)
+        ) as client,
+        pytest.raises(KeyboardInterrupt),
+        client.allocate(model="gemma-3-270m"),
+    ):
+        pytest.fail("the block must not run")
     assert len(emulator.allocations()) == 1
     assert emulator.live_allocations() == []
     assert all(len(ids) == 1 for ids in emulator.created_by_key().values())
@@ -124,7 +127,7 @@ def test_a_release_that_keeps_failing_is_an_orphan_and_the_user_error_survives(
     plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
-        with pytest.raises(ValueError, match="the user's own") as info:  # noqa: PT012
+        with pytest.raises(ValueError, match="the user's own") as info:
             with client.allocate(model="gemma-3-270m") as lease:
                 raise ValueError("the user's own error")
         allocation_id = lease.id
@@ -146,7 +149,7 @@ def test_a_failed_release_without_a_user_error_raises_allocation_error(
     plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
-        with pytest.raises(harpoon.AllocationError, match="could not release"):  # noqa: PT012
+        with pytest.raises(harpoon.AllocationError, match="could not release"):
             with client.allocate(model="gemma-3-270m"):
                 pass
         assert len(client.orphans()) == 1
