@@ -91,7 +91,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     from email.utils import parsedate_to_datetime
 

@@ -127,9 +127,11 @@ def test_a_release_that_keeps_failing_is_an_orphan_and_the_user_error_survives(
     plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
-        with pytest.raises(ValueError, match="the user's own") as info:
-            with client.allocate(model="gemma-3-270m") as lease:
-                raise ValueError("the user's own error")
+        with (
+            pytest.raises(ValueError, match="the user's own") as info,
+            client.allocate(model="gemma-3-270m") as lease,
+        ):
+            raise ValueError("the user's own error")
         allocation_id = lease.id
         assert any("releasing the allocation also failed" in n for n in info.value.__notes__)
         assert [o.allocation_id for o in client.orphans()] == [allocation_id]
@@ -149,9 +151,11 @@ def test_a_failed_release_without_a_user_error_raises_allocation_error(
     plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
-        with pytest.raises(harpoon.AllocationError, match="could not release"):
-            with client.allocate(model="gemma-3-270m"):
-                pass
+        with (
+            pytest.raises(harpoon.AllocationError, match="could not release"),
+            client.allocate(model="gemma-3-270m"),
+        ):
+            pass
         assert len(client.orphans()) == 1
 
 
