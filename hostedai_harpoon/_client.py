@@ -298,6 +298,7 @@ class BaseClient(Generic[HttpT]):
             "authorization": f"Bearer {self._settings.api_key.reveal()}",
         }
         self._prefix = self._settings.base_url
+        self._host = httpx.URL(self._prefix).netloc.decode("ascii")
         if max_allocations_per_pool is not None and (
             type(max_allocations_per_pool) is not int or max_allocations_per_pool < 1
         ):
@@ -440,11 +441,10 @@ class BaseClient(Generic[HttpT]):
     def _breaker(self) -> CircuitBreaker | None:
         if self._breaker_config is None:
             return None
-        host = httpx.URL(self._prefix).netloc.decode("ascii")
-        breaker = self._breakers.get(host)
+        breaker = self._breakers.get(self._host)
         if breaker is None:
             breaker = self._breakers.setdefault(
-                host, CircuitBreaker(self._breaker_config, name=host)
+                self._host, CircuitBreaker(self._breaker_config, name=self._host)
             )
         return breaker
 
@@ -493,14 +493,15 @@ class BaseClient(Generic[HttpT]):
             if isinstance(outcome, _Reply):
                 response = outcome.response
                 status = response.status_code
-                log.debug(
-                    "%s %s -> %d (attempt %d, request_id=%s)",
-                    call.method,
-                    call.path,
-                    status,
-                    attempt + 1,
-                    _request_id(response),
-                )
+                if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
+                    log.debug(
+                        "%s %s -> %d (attempt %d, request_id=%s)",
+                        call.method,
+                        call.path,
+                        status,
+                        attempt + 1,
+                        _request_id(response),
+                    )
                 if status < 400 or (status == 404 and call.absent_ok):
                     if breaker is not None:
                         breaker.record(probe, True)
@@ -540,7 +541,7 @@ class BaseClient(Generic[HttpT]):
 
     def _parse(self, call: _Call[T], reply: _Reply) -> T:
         response = reply.response
-        if call.stream or call.parse is None or response.status_code in (204, 404):
+        if call.stream or call.parse is None or (call.absent_ok and response.status_code == 404):
             return response if call.stream else None  # type: ignore[return-value]
         data = _decode_json(reply.body, response)
         try:

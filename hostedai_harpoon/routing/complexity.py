@@ -1,0 +1,252 @@
+"""``ComplexityPolicy``: simple prompts to the small tier, complex ones to the large tier.
+
+The complexity score is a weighted sum of cheap features, each in [0, 1], so the score is
+in [0, 1] too:
+
+==========  ======  =====================================================================
+feature     weight  what raises it
+==========  ======  =====================================================================
+length      0.20    the prompt's length (logarithmic, saturating at 8,000 characters)
+reasoning   0.30    cue words: prove, derive, explain, why, compare, analyse, design, ...
+steps       0.12    multi-step structure: first, then, finally, steps, several lines
+code        0.12    code words and code punctuation (brackets, semicolons, backticks)
+math        0.12    math words and operators
+questions   0.06    more than one question mark
+output      0.08    a ``max_tokens`` above 256, and cues such as "detailed" or "essay"
+==========  ======  =====================================================================
+
+Everything but the length is read from the first 192 and the last 64 characters, where
+instructions sit, so a long document costs no more to score than a short one. Above the
+threshold a request goes to the largest tier, otherwise to the smallest. ``calibrate()``
+sets the threshold from a sample of prompts so that a chosen share of them goes large.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from .._exceptions import ConfigurationError
+from ._base import RouteDecision, RouteRequest, TargetState, Tier, _by_tier, _fraction
+
+__all__ = ["ComplexityPolicy"]
+
+_HEAD = 192
+_TAIL = 64
+_INVERSE_LOG_LONG_PROMPT = 1 / math.log1p(8000)
+_DEFAULT_MAX_TOKENS = 256
+
+_FEATURES = ("length", "reasoning", "steps", "code", "math", "questions", "output")
+_SMALL, _LARGE = Tier.SMALL, Tier.LARGE
+_LENGTH, _REASONING, _STEPS, _CODE, _MATH, _QUESTIONS, _OUTPUT = range(7)
+
+_CUE_WORDS = {
+    _REASONING: """prove proves proof proofs derive derivation why explain explaining justify
+        reason reasoning analyze analyse analysis compare contrast evaluate critique assess
+        tradeoff tradeoffs implications consequences infer deduce argue rigorous rigorously
+        hypothesis design architecture optimize optimise strategy debug diagnose synthesize
+        counterexample formally""",
+    _STEPS: """step steps first second third then next finally afterwards stage stages phase
+        phases outline breakdown procedure multi plan""",
+    _CODE: """code function functions class def python javascript typescript rust java golang
+        sql api implement implementation refactor bug compile algorithm regex script
+        return import async struct const lambda unittest""",
+    _MATH: """equation equations integral derivative matrix eigenvalue eigenvalues probability
+        theorem lemma corollary solve compute calculate series converge converges
+        convergence prime primes polynomial vector limit inequality induction modulo
+        integer integers logarithm geometry algebra calculus""",
+    _OUTPUT: """detailed comprehensive essay thorough thoroughly report elaborate depth
+        exhaustive extensive article chapter""",
+}
+_CUE_GROUP: dict[bytes, int] = {
+    word.encode(): group for group, words in _CUE_WORDS.items() for word in words.split()
+}
+_CUES = frozenset(_CUE_GROUP)
+
+
+def _words_table() -> bytes:
+    """Lower-cases ASCII letters and turns every other ASCII byte into a space."""
+    table = bytearray(range(256))
+    for byte in range(128):
+        if 0x41 <= byte <= 0x5A:
+            table[byte] = byte + 0x20
+        elif not 0x61 <= byte <= 0x7A:
+            table[byte] = 0x20
+    return bytes(table)
+
+
+def _symbols_tables() -> tuple[bytes, bytes]:
+    """A table mapping each punctuation class to one byte, and the bytes to delete."""
+    classes = {b"?": b"?", b"\n": b"\n", b"{}[]();`": b"{", b"=^+*\\$<>": b"="}
+    table = bytearray(range(256))
+    kept = set()
+    for members, mark in classes.items():
+        for byte in members:
+            table[byte] = mark[0]
+            kept.add(byte)
+    return bytes(table), bytes(byte for byte in range(256) if byte not in kept)
+
+
+def _curve(weight: float, keep: float, units_per_step: int, size: int) -> tuple[float, ...]:
+    """``weight * (1 - keep ** (units / units_per_step))`` for units 0 .. size - 1.
+
+    Each step of evidence keeps ``keep`` of what the feature had left to give, so a feature
+    saturates at its weight however much evidence piles up.
+    """
+    return tuple(weight * (1.0 - keep ** (units / units_per_step)) for units in range(size))
+
+
+_WORDS_TABLE = _words_table()
+_SYMBOLS_TABLE, _NOT_SYMBOLS = _symbols_tables()
+_QUESTION, _NEWLINE, _BRACKET, _OPERATOR = b"?\n{="
+_CAP = 127
+# Units per cue word: a cue word counts as much as this many lines, brackets or operators.
+_STEP_UNITS, _CODE_UNITS, _MATH_UNITS = 4, 6, 4
+_REASONING_CURVE = _curve(0.30, 0.5, 1, _CAP + 1)
+_STEPS_CURVE = _curve(0.12, 0.6, _STEP_UNITS, _CAP + 1)
+_CODE_CURVE = _curve(0.12, 0.5, _CODE_UNITS, _CAP + 1)
+_MATH_CURVE = _curve(0.12, 0.5, _MATH_UNITS, _CAP + 1)
+_QUESTIONS_CURVE = (0.0, 0.0, 0.02, 0.04, 0.06)
+_OUTPUT_CURVE = _curve(0.08, 0.5, 1, _CAP + 1)
+
+
+def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], list[list[bytes]], int]:
+    """Each feature's weighted contribution, the cue words found per feature, and the '?'s."""
+    size = len(prompt)
+    window = prompt if size <= _HEAD + _TAIL else f"{prompt[:_HEAD]} {prompt[-_TAIL:]}"
+    data = window.encode("utf-8", "surrogatepass")
+    symbols = data.translate(_SYMBOLS_TABLE, _NOT_SYMBOLS)
+    hits: list[list[bytes]] = [[], [], [], [], [], [], []]
+    for word in _CUES.intersection(data.translate(_WORDS_TABLE).split()):
+        hits[_CUE_GROUP[word]].append(word)
+    questions = symbols.count(_QUESTION)
+    lines = symbols.count(_NEWLINE)
+    steps = len(hits[_STEPS]) * _STEP_UNITS + (lines - 1 if lines else 0)
+    code = len(hits[_CODE]) * _CODE_UNITS + symbols.count(_BRACKET)
+    maths = len(hits[_MATH]) * _MATH_UNITS + symbols.count(_OPERATOR)
+    output = _OUTPUT_CURVE[len(hits[_OUTPUT])]
+    if max_tokens > _DEFAULT_MAX_TOKENS:
+        requested = min(1.0, math.log2(max_tokens / _DEFAULT_MAX_TOKENS) / 4)
+        output += (0.08 - output) * requested
+    contributions = (
+        0.20 * min(1.0, math.log1p(size) * _INVERSE_LOG_LONG_PROMPT),
+        _REASONING_CURVE[len(hits[_REASONING])],
+        _STEPS_CURVE[steps if steps < _CAP else _CAP],
+        _CODE_CURVE[code if code < _CAP else _CAP],
+        _MATH_CURVE[maths if maths < _CAP else _CAP],
+        _QUESTIONS_CURVE[questions if questions < 4 else 4],
+        output,
+    )
+    return contributions, hits, questions
+
+
+def _top_two(contributions: tuple[float, ...]) -> tuple[int, int]:
+    """The indexes of the two largest positive contributions, -1 where there are fewer."""
+    first = second = -1
+    first_value = second_value = 0.0
+    for index, value in enumerate(contributions):
+        if value > first_value:
+            second, second_value = first, first_value
+            first, first_value = index, value
+        elif value > second_value:
+            second, second_value = index, value
+    return first, second
+
+
+def _describe(
+    feature: int, hits: list[list[bytes]], prompt: str, max_tokens: int, questions: int
+) -> str:
+    """A feature as a reader wants it in a reason: its name and what raised it."""
+    words = hits[feature]
+    if words:
+        words.sort()
+        return f"{_FEATURES[feature]}: {b', '.join(words).decode()}"
+    if feature == _LENGTH:
+        return f"length {len(prompt)} chars"
+    if feature == _QUESTIONS:
+        return f"{questions} questions"
+    return f"max_tokens {max_tokens}" if feature == _OUTPUT else _FEATURES[feature]
+
+
+@attrs.frozen
+class ComplexityPolicy:
+    """Routes prompts scoring above ``threshold`` to the largest tier, others to the smallest.
+
+    The score (``score()``) is in [0, 1]; the module docstring lists its features. When the
+    wanted tier has no healthy target the nearest tier is used and the reason says so. The
+    decision's ``scores`` hold the complexity, the threshold and each feature's
+    contribution. ``calibrate()`` returns a copy with the threshold set from your prompts.
+    """
+
+    threshold: float = attrs.field(default=0.35, validator=_fraction)
+
+    def score(self, request: RouteRequest | str) -> float:
+        """The complexity of a request (or of a bare prompt asking for 256 tokens), in [0, 1]."""
+        if isinstance(request, str):
+            return min(1.0, sum(_analyse(request, _DEFAULT_MAX_TOKENS)[0]))
+        return min(1.0, sum(_analyse(request.prompt, request.max_tokens)[0]))
+
+    def calibrate(
+        self, prompts: Iterable[RouteRequest | str], large_share: float = 0.3
+    ) -> ComplexityPolicy:
+        """A copy whose threshold sends about ``large_share`` of ``prompts`` to the large tier.
+
+        The threshold is the ``1 - large_share`` quantile of the prompts' scores (midway
+        between the scores either side of it), the way RouteLLM calibrates its routers to a
+        share of strong-model calls. Calibrate on prompts like the ones you will route.
+        """
+        if not 0 <= large_share <= 1:
+            raise ConfigurationError(f"large_share must be between 0 and 1, got {large_share!r}")
+        scores = sorted(self.score(prompt) for prompt in prompts)
+        if not scores:
+            raise ConfigurationError("calibrate() needs at least one prompt")
+        small = len(scores) - round(large_share * len(scores))
+        below = scores[small - 1] if small > 0 else 0.0
+        above = scores[small] if small < len(scores) else 1.0
+        return attrs.evolve(self, threshold=(below + above) / 2)
+
+    def __call__(self, request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:
+        """Send ``request`` to the smallest or the largest tier by its complexity."""
+        prompt, max_tokens, threshold = request.prompt, request.max_tokens, self.threshold
+        contributions, hits, questions = _analyse(prompt, max_tokens)
+        score = min(1.0, sum(contributions))
+        large = score > threshold
+        ranked = _by_tier(candidates, large)
+        chosen = ranked[0].target
+        first, second = _top_two(contributions)
+        if first < 0:
+            drivers = "an empty prompt"
+        else:
+            drivers = _describe(first, hits, prompt, max_tokens, questions)
+            if second >= 0:
+                drivers = f"{drivers}; {_describe(second, hits, prompt, max_tokens, questions)}"
+        wanted = _LARGE if large else _SMALL
+        reason = (
+            f"complexity {score:.2f} {'>' if large else '<='} threshold {threshold:.2f} "
+            f"({drivers}): "
+        )
+        # ``_value_`` is ``value`` without the enum descriptor's cost, on the hot path.
+        if chosen.tier is wanted:
+            reason += f"{wanted._value_} tier, {chosen.name}"
+        else:
+            reason += (
+                f"wants the {wanted._value_} tier but no {wanted._value_}-tier target is "
+                f"healthy; falling back to {chosen.name} ({chosen.tier._value_} tier)"
+            )
+        length, reasoning, steps, code, maths, many_questions, output = contributions
+        scores = {
+            "complexity": score,
+            "threshold": threshold,
+            "length": length,
+            "reasoning": reasoning,
+            "steps": steps,
+            "code": code,
+            "math": maths,
+            "questions": many_questions,
+            "output": output,
+        }
+        if len(ranked) == 2:
+            return RouteDecision(chosen, reason, scores, (ranked[1].target,))
+        return RouteDecision(chosen, reason, scores, tuple([state.target for state in ranked[1:]]))

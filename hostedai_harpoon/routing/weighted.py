@@ -1,0 +1,95 @@
+"""``WeightedPolicy``: split traffic over targets in fixed proportions, reproducibly.
+
+Each request draws a number from ``seed`` and the request itself (its length, the head and
+tail of its prompt, and ``max_tokens``), not from a random generator: the same request always gets
+the same target, in every run and process, and distinct requests spread over the targets
+in proportion to their weights. Weights are relative among the healthy candidates: when
+a target is left out, its share goes to the others.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from itertools import accumulate
+
+import attrs
+
+from .._exceptions import ConfigurationError
+from ._base import RouteDecision, RouteRequest, Target, TargetState, _Memo, _request_hash
+
+__all__ = ["WeightedPolicy"]
+
+
+def _to_weights(weights: Mapping[Target | str, float] | None) -> Mapping[str, float] | None:
+    if weights is None:
+        return None
+    by_name: dict[str, float] = {}
+    for ref, weight in weights.items():
+        name = ref if isinstance(ref, str) else ref.name
+        if not 0 <= weight < math.inf:
+            raise ConfigurationError(
+                f"WeightedPolicy weight of {name!r} must be a finite number >= 0, got {weight!r}"
+            )
+        by_name[name] = float(weight)
+    return by_name
+
+
+@attrs.frozen
+class _Plan:
+    """The draw over one set of candidates: cumulative weights and the decision per slot."""
+
+    bounds: list[float]
+    decisions: tuple[RouteDecision, ...]
+
+
+@attrs.frozen
+class WeightedPolicy:
+    """Sends each request to a candidate drawn in proportion to ``weights``.
+
+    ``weights`` maps targets (or their names) to relative weights; ``None`` weighs every
+    target equally, and a target missing from the mapping weighs 0. When every healthy
+    candidate weighs 0 the draw is uniform among them, so a request is never refused.
+    ``scores`` holds each candidate's share of the draw.
+    """
+
+    weights: Mapping[str, float] | None = attrs.field(default=None, converter=_to_weights)
+    seed: int = 0
+    # Everything but the draw depends only on the candidates, so it is worked out once per
+    # set of candidates and kept: a decision is then a hash and a bisection.
+    _plans: _Memo[_Plan] = attrs.field(factory=_Memo, init=False, repr=False, eq=False)
+
+    def __call__(self, request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:
+        """Draw one of ``candidates`` by weight."""
+        targets = tuple([state.target for state in candidates])
+        plan = self._plans.get(targets)
+        if plan is None:
+            plan = self._plan(targets)
+        bounds = plan.bounds
+        # 24 bits of the hash, so that the point stays below the total after rounding.
+        point = (_request_hash(request, self.seed) >> 8) * bounds[-1] / 16777216.0
+        return plan.decisions[bisect_right(bounds, point)]
+
+    def _plan(self, targets: tuple[Target, ...]) -> _Plan:
+        weights = self.weights
+        if weights is None:
+            shares = [1.0] * len(targets)
+        else:
+            shares = [weights.get(target.name, 0.0) for target in targets]
+        basis = "weighted draw"
+        if sum(shares) <= 0:
+            shares = [1.0] * len(targets)
+            basis = "uniform draw: no healthy target has a weight"
+        total = sum(shares)
+        scores = {target.name: share / total for target, share in zip(targets, shares, strict=True)}
+        decisions = tuple(
+            RouteDecision(
+                target,
+                f"{basis} (seed {self.seed}): {target.name}, {share / total:.0%} of the draw",
+                scores,
+                tuple([other for other in targets if other is not target]),
+            )
+            for target, share in zip(targets, shares, strict=True)
+        )
+        return self._plans.remember(targets, _Plan(list(accumulate(shares)), decisions))

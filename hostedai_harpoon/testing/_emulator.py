@@ -1,0 +1,433 @@
+"""The :class:`Emulator`: state, faults and the request log behind one lock, plus test hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._version import __version__
+from ._api import Api
+from ._clock import Clock, SystemClock
+from ._faults import FaultInjector, FaultKind, FaultPlan, InjectedFault
+from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
+from ._wire import EventStream, Outcome, Reply, Request, encode_json, error_outcome
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._asgi import EmulatorApp
+
+__all__ = ["Emulator", "Exchange"]
+
+_FAULT_ERROR_CODES = {
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+_ANSWER_FAULTS = frozenset({FaultKind.ERROR, FaultKind.RATE_LIMIT, FaultKind.DROP})
+_MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+@attrs.frozen
+class Exchange:
+    """One request the emulator received and what it answered.
+
+    ``status`` is ``None`` when the connection was dropped; ``fault`` names the injected
+    fault, if any. The ``Authorization`` value is masked. A streamed body is filled in as
+    it is sent; ``aborted`` says the client closed the stream before its end.
+    ``allocation_id`` is the allocation this request created.
+    """
+
+    method: str
+    path: str
+    query: str
+    request_headers: Mapping[str, str]
+    request_body: bytes
+    status: int | None
+    response_headers: Mapping[str, str]
+    response_body: bytes
+    request_id: str
+    fault: str | None = None
+    idempotency_key: str | None = None
+    allocation_id: str | None = None
+    aborted: bool = False
+
+
+class Emulator:
+    """A faithful, deterministic, in-memory HostedAI API (docs/wire.md), for tests.
+
+    Reach it in-process (:meth:`http_client`, :meth:`async_http_client`, :meth:`transport`),
+    over TCP (:meth:`serve`) or as an ASGI app (:attr:`asgi_app`); inspect it with
+    :meth:`live_allocations` (the leak detector) and :attr:`exchanges` (the request log).
+
+    - ``pools``: pool id -> GPU count, or :class:`PoolSpec` items; the first is the default
+      (``None``: one pool ``gpu-pool-1`` of 8 GPUs serving both default models).
+    - ``faults``: a seeded :class:`FaultPlan` of injected failures.
+    - ``clock``: what readiness and expiry follow (a :class:`ManualClock` makes them exact).
+    - ``ready_delay``: seconds an allocation stays ``pending`` (0: created ``ready``).
+    - ``default_ttl``: the TTL when a request gives none (``None``: no expiry).
+    - ``api_keys``: the accepted keys (``None``: any Bearer token).
+    - ``seed``: makes ids and drawn allocation failures reproducible.
+    - ``capacity_retry_after``: the ``Retry-After`` of ``capacity_exhausted``.
+    - ``failure_rate``: the share of new allocations that end ``failed``.
+    - ``latency_scale``: how much of an inference's reported latency is really waited.
+    - ``stream_chunk_delay``: seconds between two streamed events.
+    - ``version``: what ``GET /v1/health`` reports.
+    """
+
+    def __init__(
+        self,
+        pools: Mapping[str, int] | Sequence[PoolSpec] | None = None,
+        *,
+        faults: FaultPlan | None = None,
+        clock: Clock | None = None,
+        ready_delay: float = 0.0,
+        default_ttl: int | None = 600,
+        api_keys: Collection[str] | None = None,
+        seed: int = 0,
+        capacity_retry_after: int = 1,
+        failure_rate: float = 0.0,
+        latency_scale: float = 0.0,
+        stream_chunk_delay: float = 0.0,
+        version: str = f"{__version__}+emulator",
+    ) -> None:
+        self._lock = threading.Lock()
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self.stream_chunk_delay = stream_chunk_delay
+        self._state = State(
+            pools_from(pools),
+            ready_delay=ready_delay,
+            capacity_retry_after=capacity_retry_after,
+            failure_rate=failure_rate,
+            seed=seed,
+        )
+        self._api = Api(
+            self._state,
+            api_keys=api_keys,
+            default_ttl=default_ttl,
+            version=version,
+            latency_scale=latency_scale,
+        )
+        self._plan = faults
+        self._app: EmulatorApp | None = None
+        self._clear()
+
+    # The sans-I/O core
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one request: what to send back, after which delay, or that the line drops."""
+        with self._lock:
+            now = self.clock.now()
+            self._state.settle(now)
+            request_id = self._state.new_id("req_")
+            fault = None
+            if self._injector is not None:
+                fault = self._injector.decide(request.method, request.path)
+            outcome = None
+            if fault is None or fault.when == "after" or fault.kind not in _ANSWER_FAULTS:
+                outcome = self._api.dispatch(request, request_id, now)
+            created = None if outcome is None else outcome.allocation_id
+            if fault is not None:
+                outcome = _apply_fault(fault, outcome, request_id)
+            reply = self._encode(request_id, outcome, None if fault is None else fault.kind)
+            request_headers = request.headers
+            if "authorization" in request_headers:
+                request_headers = {**request_headers, "authorization": "Bearer ***"}
+            self._exchanges.append(
+                Exchange(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query,
+                    request_headers=request_headers,
+                    request_body=request.body,
+                    status=reply.status,
+                    response_headers=reply.headers,
+                    response_body=reply.body,
+                    request_id=request_id,
+                    fault=None if fault is None else fault.kind.value,
+                    idempotency_key=request.headers.get("idempotency-key"),
+                    allocation_id=created,
+                )
+            )
+            if reply.stream is not None:
+                self._streams_started += 1
+            return reply
+
+    def _encode(
+        self, request_id: str, outcome: Outcome | None, corruption: FaultKind | None
+    ) -> Reply:
+        if outcome is None:
+            return Reply(None, {})
+        headers = {"x-request-id": request_id, **outcome.headers}
+        stream = None
+        body = b""
+        if outcome.events is not None:
+            headers["content-type"] = "text/event-stream"
+            headers["cache-control"] = "no-cache"
+            stream = EventStream(
+                _encode_events(outcome.events, corruption),
+                self.stream_chunk_delay,
+                functools.partial(self._stream_ended, len(self._exchanges), request_id),
+            )
+        elif outcome.payload is not None:
+            body = _encode_body(outcome.payload, corruption)
+            headers["content-type"] = "application/json"
+            headers["content-length"] = str(len(body))
+        return Reply(outcome.status, headers, body, stream, outcome.delay)
+
+    def _stream_ended(self, index: int, request_id: str, sent: bytes, completed: bool) -> None:
+        with self._lock:
+            if completed:
+                self._streams_completed += 1
+            else:
+                self._streams_aborted += 1
+            if index < len(self._exchanges) and self._exchanges[index].request_id == request_id:
+                self._exchanges[index] = attrs.evolve(
+                    self._exchanges[index], response_body=sent, aborted=not completed
+                )
+
+    # Adapters
+
+    def transport(self) -> httpx.BaseTransport:
+        """An httpx transport that answers in-process, without sockets."""
+        from ._transports import EmulatorTransport
+
+        return EmulatorTransport(self)
+
+    def async_transport(self) -> httpx.AsyncBaseTransport:
+        """An async httpx transport that answers in-process, without sockets."""
+        from ._transports import AsyncEmulatorTransport
+
+        return AsyncEmulatorTransport(self)
+
+    def http_client(self, **kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` wired to this emulator (the URL's host is ignored)."""
+        import httpx
+
+        kwargs.setdefault("base_url", "http://emulator.local")
+        return httpx.Client(transport=self.transport(), **kwargs)
+
+    def async_http_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` wired to this emulator (the URL's host is ignored)."""
+        import httpx
+
+        kwargs.setdefault("base_url", "http://emulator.local")
+        return httpx.AsyncClient(transport=self.async_transport(), **kwargs)
+
+    @property
+    def asgi_app(self) -> EmulatorApp:
+        """This emulator as an ASGI 3 application, to serve with any ASGI server."""
+        from ._asgi import EmulatorApp
+
+        if self._app is None:
+            self._app = EmulatorApp(self)
+        return self._app
+
+    @contextlib.contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve over real TCP (uvicorn, in a thread) while the block runs; yields the base URL."""
+        from ._serve import serve_in_thread
+
+        with serve_in_thread(self.asgi_app, host, port) as base_url:
+            yield base_url
+
+    # Inspection
+
+    def live_allocations(self) -> list[AllocationRecord]:
+        """The allocations still holding GPUs (pending, ready, releasing), oldest first."""
+        with self._lock:
+            self._state.settle(self.clock.now())
+            return self._state.live()
+
+    def allocations(self) -> list[AllocationRecord]:
+        """Every allocation made, in any state, oldest first."""
+        with self._lock:
+            self._state.settle(self.clock.now())
+            return self._state.allocations()
+
+    def get(self, allocation_id: str) -> AllocationRecord:
+        """One allocation in its current state; ``KeyError`` if there is none."""
+        with self._lock:
+            self._state.settle(self.clock.now())
+            allocation = self._state.get(allocation_id)
+        if allocation is None:
+            raise KeyError(allocation_id)
+        return allocation
+
+    def pools(self) -> list[PoolRecord]:
+        """Every pool with its current free GPUs, the default first."""
+        with self._lock:
+            self._state.settle(self.clock.now())
+            return self._state.pools()
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every request received so far, in order."""
+        with self._lock:
+            return list(self._exchanges)
+
+    def requests_to(self, method: str | None = None, path: str = "*") -> list[Exchange]:
+        """The exchanges for ``method`` (any if ``None``) on paths matching the glob ``path``."""
+        method = None if method is None else method.upper()
+        return [
+            exchange
+            for exchange in self.exchanges
+            if (method is None or exchange.method == method) and fnmatchcase(exchange.path, path)
+        ]
+
+    def created_by_key(self) -> dict[str, list[str]]:
+        """Idempotency key -> ids of the allocations created with it (never more than one)."""
+        with self._lock:
+            return self._state.created_by_key()
+
+    @property
+    def streams_started(self) -> int:
+        """How many event streams were started."""
+        return self._streams_started
+
+    @property
+    def streams_completed(self) -> int:
+        """How many event streams were sent to their end."""
+        return self._streams_completed
+
+    @property
+    def streams_aborted(self) -> int:
+        """How many event streams the client closed (or dropped) before their end."""
+        return self._streams_aborted
+
+    @property
+    def open_streams(self) -> int:
+        """How many event streams are still being sent."""
+        with self._lock:
+            return self._streams_started - self._streams_completed - self._streams_aborted
+
+    # Test hooks (Python calls, never subject to faults)
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        """The fault plan; setting one starts its sequence from the beginning."""
+        return self._plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        with self._lock:
+            self._plan = plan
+            self._injector = None if plan is None else FaultInjector(plan)
+
+    @property
+    def failure_rate(self) -> float:
+        """The share of new allocations that end ``failed`` instead of ``ready``."""
+        return self._state.failure_rate
+
+    @failure_rate.setter
+    def failure_rate(self, rate: float) -> None:
+        with self._lock:
+            self._state.failure_rate = rate
+
+    def fail_next_allocations(self, count: int = 1) -> None:
+        """Make the next ``count`` new allocations end ``failed`` instead of ``ready``."""
+        with self._lock:
+            self._state.fail_next(count)
+
+    def fail_allocation(self, allocation_id: str) -> AllocationRecord:
+        """Fail a live allocation now (its GPUs are freed)."""
+        return self._finish(allocation_id, AllocationStatus.FAILED)
+
+    def expire_allocation(self, allocation_id: str) -> AllocationRecord:
+        """Expire a live allocation now (its GPUs are freed)."""
+        return self._finish(allocation_id, AllocationStatus.EXPIRED)
+
+    def set_capacity(self, pool_id: str, gpus: int) -> None:
+        """Resize a pool; allocations already holding GPUs keep them."""
+        with self._lock:
+            self._state.set_capacity(pool_id, gpus)
+
+    def set_health(self, status: str) -> None:
+        """What ``GET /v1/health`` reports: ``"ok"`` or ``"degraded"``."""
+        if status not in ("ok", "degraded"):
+            raise ValueError("health is 'ok' or 'degraded'")
+        with self._lock:
+            self._api.health_status = status
+
+    def reset(self) -> None:
+        """Back to the freshly built state: no allocations, keys, log or counters."""
+        with self._lock:
+            self._state.reset()
+            self._api.health_status = "ok"
+            self._clear()
+
+    def _clear(self) -> None:
+        self._injector = None if self._plan is None else FaultInjector(self._plan)
+        self._exchanges: list[Exchange] = []
+        self._streams_started = 0
+        self._streams_completed = 0
+        self._streams_aborted = 0
+
+    def _finish(self, allocation_id: str, status: AllocationStatus) -> AllocationRecord:
+        with self._lock:
+            self._state.settle(self.clock.now())
+            if self._state.get(allocation_id) is None:
+                raise KeyError(allocation_id)
+            return self._state.finish(allocation_id, status)
+
+    def __repr__(self) -> str:
+        return f"<Emulator pools={[pool.id for pool in self._state.pools()]}>"
+
+
+def _apply_fault(fault: InjectedFault, outcome: Outcome | None, request_id: str) -> Outcome | None:
+    """The outcome once ``fault`` hit it (``None``: the connection drops)."""
+    if fault.kind is FaultKind.DROP:
+        return None
+    retry_after = {} if fault.retry_after is None else {"retry-after": fault.retry_after}
+    if fault.kind is FaultKind.RATE_LIMIT:
+        return error_outcome(
+            "rate_limited", "Too many requests (injected).", request_id, headers=retry_after
+        )
+    if fault.kind is FaultKind.ERROR:
+        status = fault.status or 500
+        code = _FAULT_ERROR_CODES.get(status, "internal_error")
+        return error_outcome(
+            code, "Injected server error.", request_id, status=status, headers=retry_after
+        )
+    assert outcome is not None
+    if fault.kind is FaultKind.LATENCY:
+        outcome.delay += fault.delay
+    return outcome
+
+
+def _misshape(payload: Any) -> Any:
+    """Valid JSON of the wrong shape: the first field gone, numbers turned into strings."""
+    if not isinstance(payload, dict):
+        return {"unexpected": payload}
+    return {
+        key: str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        for key, value in list(payload.items())[1:]
+    }
+
+
+def _encode_body(payload: Any, corruption: FaultKind | None) -> bytes:
+    if corruption is FaultKind.INVALID_SCHEMA:
+        payload = _misshape(payload)
+    body = encode_json(payload)
+    if corruption is FaultKind.MALFORMED:
+        return _MALFORMED_BODY
+    if corruption is FaultKind.TRUNCATE:
+        return body[: len(body) // 2]
+    return body
+
+
+def _encode_events(events: list[Any], corruption: FaultKind | None) -> list[bytes]:
+    if corruption is FaultKind.TRUNCATE:
+        events, corruption = events[: len(events) // 2], None
+    chunks = []
+    for event in events:
+        data = event.encode() if isinstance(event, str) else _encode_body(event, corruption)
+        chunks.append(b"data: " + data + b"\n\n")
+    return chunks

@@ -1,0 +1,88 @@
+"""Soak: thousands of concurrent lease cycles over TCP, with faults and cancellations.
+
+``HARPOON_SOAK_CYCLES`` sets the number of cycles (default 2,000) for a longer run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+
+import httpx
+import pytest
+
+import hostedai_harpoon as harpoon
+from hostedai_harpoon.testing import Emulator, FaultPlan
+
+CYCLES = int(os.environ.get("HARPOON_SOAK_CYCLES", "2000"))
+SEED = 20261126
+
+
+@pytest.mark.timeout(300)
+async def test_concurrent_lease_cycles_with_faults_and_cancellations_leak_nothing() -> None:
+    plan = FaultPlan(
+        error_rate=0.07,
+        rate_limit_rate=0.03,
+        drop_rate=0.05,
+        latency_rate=0.03,
+        malformed_rate=0.02,
+        seed=SEED,
+        latency=0.05,
+        retry_after=1,
+    )
+    emu = Emulator(pools={"gpu-pool-1": CYCLES * 2}, faults=plan, seed=SEED)
+    rng = random.Random(SEED)
+    outcomes: Counter[str] = Counter()
+
+    with emu.serve() as base_url:
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+            timeout=httpx.Timeout(20.0, pool=120.0),
+        )
+        async with harpoon.AsyncHostedAI(
+            base_url,
+            "sk-test",
+            http_client=http,
+            retry=harpoon.RetryPolicy(max_retries=3, initial_backoff=0.05, max_backoff=0.5),
+        ) as client:
+
+            async def cycle(i: int) -> None:
+                async with client.allocate(
+                    model="gemma-3-270m" if i % 2 else "qwen3-30b-a3b", ttl=600
+                ) as lease:
+                    await lease.infer(f"request {i}: summarise the plan", max_tokens=16)
+
+            async def run(i: int, cancel_after: float | None) -> None:
+                task = asyncio.create_task(cycle(i))
+                if cancel_after is not None:
+                    await asyncio.sleep(cancel_after)
+                    task.cancel()
+                try:
+                    await task
+                    outcomes["ok"] += 1
+                except asyncio.CancelledError:
+                    outcomes["cancelled"] += 1
+                except harpoon.HostedAIError as exc:
+                    outcomes[type(exc).__name__] += 1
+
+            plans = [rng.uniform(0.0, 1.0) if rng.random() < 0.1 else None for _ in range(CYCLES)]
+            await asyncio.wait_for(
+                asyncio.gather(*(run(i, after) for i, after in enumerate(plans))), 240
+            )
+            orphans = client.orphans()
+            live = {a.id for a in emu.live_allocations()}
+            assert live <= {o.allocation_id for o in orphans}, "a leak nobody recorded"
+            assert len(orphans) <= CYCLES // 100, f"too many orphans: {orphans[:5]}"
+            emu.faults = None
+            assert await client.release_orphans() == []
+        await http.aclose()
+
+    assert sum(outcomes.values()) == CYCLES
+    assert outcomes["ok"] > CYCLES // 2, outcomes
+    assert outcomes["cancelled"] > 0, outcomes
+    assert emu.live_allocations() == []
+    created = emu.created_by_key()
+    assert all(len(ids) == 1 for ids in created.values()), "a key made two allocations"
+    assert sum(len(ids) for ids in created.values()) == len(emu.allocations())

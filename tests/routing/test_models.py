@@ -1,0 +1,138 @@
+"""The routing value classes: Tier, Target, TargetState, RouteRequest, DEFAULT_TARGETS, and
+how decisions and policies copy."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+import attrs
+import pytest
+
+from hostedai_harpoon._exceptions import ConfigurationError
+from hostedai_harpoon.routing import (
+    DEFAULT_TARGETS,
+    CascadePolicy,
+    ComplexityPolicy,
+    CostPolicy,
+    FallbackPolicy,
+    LatencyPolicy,
+    RouteRequest,
+    RoutingPolicy,
+    Target,
+    TargetState,
+    Tier,
+    WeightedPolicy,
+    route,
+)
+
+
+def test_tiers_are_ordered_small_medium_large() -> None:
+    assert Tier.SMALL < Tier.MEDIUM < Tier.LARGE
+    assert sorted([Tier.LARGE, Tier.SMALL, Tier.MEDIUM]) == [Tier.SMALL, Tier.MEDIUM, Tier.LARGE]
+    assert Tier.LARGE >= Tier.LARGE > Tier.SMALL
+
+
+def test_a_tier_is_accepted_by_its_value() -> None:
+    assert Target("m", tier="medium").tier is Tier.MEDIUM
+    assert Tier("large") is Tier.LARGE
+
+
+def test_an_unknown_tier_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown tier 'huge'"):
+        Target("m", tier="huge")
+
+
+def test_default_targets_are_named_after_their_models() -> None:
+    small, large = DEFAULT_TARGETS
+
+    assert (small.name, small.model, small.tier) == ("gemma-3-270m", "gemma-3-270m", Tier.SMALL)
+    assert (large.name, large.model, large.tier) == ("qwen3-30b-a3b", "qwen3-30b-a3b", Tier.LARGE)
+    assert small.cost_per_hour < large.cost_per_hour
+
+
+def test_a_targets_model_defaults_to_its_name() -> None:
+    assert Target("llama-3-8b", tier="medium").model == "llama-3-8b"
+    assert Target("fast", tier="small", model="gemma-3-270m").model == "gemma-3-270m"
+
+
+def test_hourly_cost_is_gpus_times_the_gpu_hour_price() -> None:
+    assert Target("big", tier="large", gpus=4, cost_per_gpu_hour=2.5).cost_per_hour == 10.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cost_per_gpu_hour", -1.0),
+        ("cost_per_gpu_hour", float("nan")),
+        ("gpus", 0),
+        ("max_concurrency", 0),
+        ("context_tokens", 0),
+        ("max_tokens", 0),
+    ],
+)
+def test_a_target_rejects_impossible_values(field: str, value: float) -> None:
+    changes: dict[str, Any] = {field: value}
+    with pytest.raises(ConfigurationError, match=field):
+        Target("m", tier="small", **changes)
+
+
+def test_a_target_needs_a_name() -> None:
+    with pytest.raises(ConfigurationError, match="name"):
+        Target("", tier="small")
+
+
+def test_targets_are_frozen_values() -> None:
+    target = Target("m", tier="small")
+
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        target.name = "other"  # type: ignore[misc]
+    assert target == Target("m", tier="small")
+    assert hash(target) == hash(Target("m", tier="small"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("in_flight", -1), ("error_rate", 1.5), ("latency_ewma", -0.1), ("pool_free_gpus", -2)],
+)
+def test_a_target_state_rejects_impossible_values(field: str, value: float) -> None:
+    changes: dict[str, Any] = {field: value}
+    with pytest.raises(ConfigurationError, match=field):
+        TargetState(DEFAULT_TARGETS[0], **changes)
+
+
+def test_the_latency_estimate_prefers_the_moving_average_then_the_median() -> None:
+    small = DEFAULT_TARGETS[0]
+
+    assert TargetState(small, latency_ewma=0.2, latency_p50=0.3).latency == 0.2
+    assert TargetState(small, latency_p50=0.3).latency == 0.3
+    assert TargetState(small).latency is None
+
+
+def test_a_request_asks_for_at_least_one_token() -> None:
+    with pytest.raises(ConfigurationError, match="max_tokens"):
+        RouteRequest("hi", max_tokens=0)
+
+
+def test_a_request_estimates_its_prompt_tokens_at_four_characters_each() -> None:
+    assert RouteRequest("x" * 400).prompt_tokens == 101
+
+
+def test_policies_and_decisions_survive_copying_and_pickling() -> None:
+    policies: list[RoutingPolicy] = [
+        ComplexityPolicy(),
+        CostPolicy(),
+        LatencyPolicy(seed=1),
+        WeightedPolicy({"gemma-3-270m": 2}, seed=1),
+        CascadePolicy(order=["gemma-3-270m"]),
+        FallbackPolicy(CostPolicy(), ["qwen3-30b-a3b"]),
+    ]
+    request = RouteRequest("hello")
+    for policy in policies:
+        decision = route(policy, request, DEFAULT_TARGETS)
+
+        assert pickle.loads(pickle.dumps(decision)) == decision
+        assert copy.deepcopy(decision) == decision
+        assert route(pickle.loads(pickle.dumps(policy)), request, DEFAULT_TARGETS) == decision
+        assert route(copy.deepcopy(policy), request, DEFAULT_TARGETS) == decision
