@@ -9,6 +9,8 @@ with harpoon.HostedAI() as client:          # HOSTED_AI_BASE_URL / HOSTED_AI_API
 ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._allocation import AsyncLease, Lease, LeaseState, OrphanedAllocation
 from ._client import AsyncHostedAI, AsyncInferenceStream, HostedAI, InferenceStream
 from ._config import NOT_GIVEN, NotGiven
@@ -46,7 +48,57 @@ from ._models import (
 from ._resilience import CircuitBreaker, CircuitBreakerConfig, CircuitState, RetryPolicy
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from .routing import (
+        DEFAULT_TARGETS,
+        CascadePolicy,
+        ComplexityPolicy,
+        CostPolicy,
+        FallbackPolicy,
+        LatencyPolicy,
+        RouteDecision,
+        RouteRequest,
+        RoutingPolicy,
+        Target,
+        TargetState,
+        Tier,
+        WeightedPolicy,
+        route,
+    )
+
+# Routing is imported on first use: programs that only call the API don't pay for it.
+_ROUTING_NAMES = frozenset(
+    {
+        "DEFAULT_TARGETS",
+        "CascadePolicy",
+        "ComplexityPolicy",
+        "CostPolicy",
+        "FallbackPolicy",
+        "LatencyPolicy",
+        "RouteDecision",
+        "RouteRequest",
+        "RoutingPolicy",
+        "Target",
+        "TargetState",
+        "Tier",
+        "WeightedPolicy",
+        "route",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ROUTING_NAMES:
+        from . import routing
+
+        value = getattr(routing, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "DEFAULT_TARGETS",
     "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
@@ -61,12 +113,16 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CapacityError",
+    "CascadePolicy",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitOpenError",
     "CircuitState",
+    "ComplexityPolicy",
     "ConfigurationError",
     "ConflictError",
+    "CostPolicy",
+    "FallbackPolicy",
     "GoneError",
     "Health",
     "HostedAI",
@@ -75,6 +131,7 @@ __all__ = [
     "InferenceResult",
     "InferenceStream",
     "InternalServerError",
+    "LatencyPolicy",
     "Lease",
     "LeaseState",
     "NoRouteError",
@@ -86,13 +143,23 @@ __all__ = [
     "RateLimitError",
     "ResponseValidationError",
     "RetryPolicy",
+    "RouteDecision",
+    "RouteRequest",
+    "RoutingPolicy",
+    "Target",
+    "TargetState",
+    "Tier",
     "UnprocessableEntityError",
     "Usage",
+    "WeightedPolicy",
     "__version__",
+    "route",
 ]
 
 # Reprs and docs say ``hostedai_harpoon.HostedAI``, not the private module it lives in.
 for _name in __all__:
+    if _name in _ROUTING_NAMES:
+        continue
     _obj = globals()[_name]
     if isinstance(_obj, type):
         _obj.__module__ = __name__

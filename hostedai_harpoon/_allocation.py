@@ -22,7 +22,6 @@ The ways out of a block and what guarantees the release on each:
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import enum
 import logging
@@ -45,11 +44,14 @@ from ._exceptions import (
     GoneError,
     HostedAIError,
     NotFoundError,
+    ResponseValidationError,
 )
 from ._models import Allocation, AllocationStatus, InferenceResult
 from ._resilience import RetryPolicy
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._client import (
         AsyncHostedAI,
         AsyncInferenceStream,
@@ -69,6 +71,8 @@ DEFAULT_LEASE_TTL = 120.0
 DEFAULT_READY_TIMEOUT = 300.0
 DEFAULT_CAPACITY_TIMEOUT = 60.0
 DEFAULT_RELEASE_TIMEOUT = 30.0
+
+_GARBLED_ANSWER_TRIES = 3
 
 
 class LeaseState(enum.Enum):
@@ -258,6 +262,23 @@ class _LeaseCore(Generic[ClientT]):
             "idempotency_key": self.idempotency_key,
         }
 
+    def _create(self) -> _Flow[Allocation]:
+        """Create (or, with the same key, find again) the allocation.
+
+        A garbled answer is asked again: the server may well have made the allocation, and
+        replaying the key is how to learn its id.
+        """
+        tries = 1
+        while True:
+            try:
+                allocation: Allocation = yield _Call("create_allocation", **self._create_kwargs())
+            except ResponseValidationError:
+                if tries == _GARBLED_ANSWER_TRIES:
+                    raise
+                tries += 1
+                continue
+            return allocation
+
     def _enter_flow(self) -> _Flow[Allocation]:
         """Create the allocation (waiting out full pools) and wait until it is ready."""
         started = time.monotonic()
@@ -266,7 +287,7 @@ class _LeaseCore(Generic[ClientT]):
         while True:
             self._create_sent = True
             try:
-                allocation = yield _Call("create_allocation", **self._create_kwargs())
+                allocation = yield from self._create()
                 break
             except CapacityError as exc:
                 self._create_sent = False  # a full pool binds nothing to the key
@@ -338,7 +359,7 @@ class _LeaseCore(Generic[ClientT]):
                 # The create may have reached the server: replaying it with the same key
                 # returns what it made (or makes one, which is released all the same).
                 try:
-                    found = yield _Call("create_allocation", **self._create_kwargs())
+                    found = yield from self._create()
                 except (CapacityError, APIStatusError) as exc:
                     if isinstance(exc, CapacityError) or exc.status_code < 500:
                         self._move(LeaseState.RELEASED)  # nothing was made under this key
@@ -563,6 +584,8 @@ class Lease(_LeaseCore["HostedAI"]):
 async def _shielded(coro: Any, limit: float) -> Any:
     """Run ``coro`` to its end even if the caller is cancelled meanwhile (bounded by
     ``limit`` seconds); then deliver the cancellation."""
+    import asyncio  # here, not at the top: sync users should not pay for importing it
+
     task = asyncio.ensure_future(asyncio.wait_for(coro, limit))
     cancelled = False
     while True:
@@ -621,6 +644,8 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
             flow.close()
 
     async def __aenter__(self) -> Self:
+        import asyncio
+
         _open_leases.add(self)
         try:
             await self._acquire_slot()
@@ -657,6 +682,8 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         self._finish_exit(exc, release_error)
 
     async def _stop_and_release(self) -> None:
+        import asyncio
+
         keepalive, self._keepalive = self._keepalive, None
         if keepalive is not None and not keepalive.done():
             keepalive.cancel()
@@ -665,6 +692,8 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         await self._drive(self._release_flow(), self._release_client)
 
     async def _acquire_slot(self) -> None:
+        import asyncio
+
         gate = self._client._allocation_gate(self.pool_id)
         if gate is None:
             return
