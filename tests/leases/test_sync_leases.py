@@ -245,3 +245,26 @@ def test_the_per_pool_limit_queues_allocations(make_emulator: EmulatorFactory) -
     assert len(peak) == 6
     assert max(peak) <= 2
     assert emu.live_allocations() == []
+
+
+def test_a_lease_can_be_entered_only_once(emulator: Emulator, client: harpoon.HostedAI) -> None:
+    lease = client.allocate(model="gemma-3-270m")
+    with lease:
+        pass
+    with pytest.raises(harpoon.AllocationError, match="only once"), lease:
+        pytest.fail("the block must not run")
+    assert len(emulator.allocations()) == 1
+    assert emulator.live_allocations() == []
+
+
+def test_release_inside_the_block_frees_the_gpus_at_once(
+    emulator: Emulator, client: harpoon.HostedAI
+) -> None:
+    with client.allocate(model="gemma-3-270m") as lease:
+        renewed = lease.renew(ttl=300)
+        assert renewed.ttl_seconds == 300
+        lease.release()
+        assert emulator.live_allocations() == []
+        with pytest.raises(harpoon.AllocationError, match="released"):
+            lease.infer("too late")
+    assert len(emulator.requests_to("DELETE")) == 1
