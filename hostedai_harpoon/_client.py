@@ -454,7 +454,10 @@ class BaseClient(Generic[HttpT]):
             headers = {**headers, **call.headers}
         content: bytes | None = None
         if call.json is not None:
-            content = json.dumps(call.json, separators=(",", ":")).encode()
+            try:
+                content = json.dumps(call.json, separators=(",", ":"), allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"cannot send this request body as JSON: {exc}") from None
             headers = {**headers, "content-type": "application/json"}
         return self._http.build_request(
             call.method,
@@ -691,6 +694,13 @@ def new_idempotency_key() -> str:
 class _EventDecoder:
     """Turns the lines of a ``text/event-stream`` into ``InferenceChunk``s."""
 
+    @classmethod
+    def once(cls, response: httpx.Response) -> _EventDecoder:
+        """A decoder for a stream that has not been read yet."""
+        if response.is_stream_consumed or response.is_closed:
+            raise HostedAIError("this stream was already read or closed; start a new one")
+        return cls(response)
+
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._request_id = _request_id(response)
@@ -754,7 +764,7 @@ class InferenceStream:
         self.request_id = _request_id(response)
 
     def __iter__(self) -> Iterator[InferenceChunk]:
-        decoder = _EventDecoder(self.response)
+        decoder = _EventDecoder.once(self.response)
         try:
             for line in self.response.iter_lines():
                 chunk = decoder.feed(line)
@@ -1050,7 +1060,7 @@ class AsyncInferenceStream:
         self.request_id = _request_id(response)
 
     async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
-        decoder = _EventDecoder(self.response)
+        decoder = _EventDecoder.once(self.response)
         try:
             async for line in self.response.aiter_lines():
                 chunk = decoder.feed(line)

@@ -1,0 +1,42 @@
+"""Bad input from the caller gets a typed error before anything is sent."""
+
+from __future__ import annotations
+
+import pytest
+
+import hostedai_harpoon as harpoon
+from hostedai_harpoon.testing import Emulator
+from tests.client._support import ClientFactory, call
+
+
+@pytest.mark.parametrize(
+    "prompt", [object(), float("nan")], ids=["not-serialisable", "not-json-number"]
+)
+async def test_a_body_that_cannot_be_json_is_a_configuration_error(
+    make_client: ClientFactory, emulator: Emulator, prompt: object
+) -> None:
+    client = make_client(emulator)
+    allocation = await call(client, "create_allocation", "gemma-3-270m")
+    with pytest.raises(harpoon.ConfigurationError, match="as JSON"):
+        await call(client, "infer", allocation.id, prompt)
+    assert emulator.requests_to("POST", "/v1/inference") == []
+
+
+def test_a_stream_read_twice_says_so(emulator: Emulator) -> None:
+    client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=emulator.http_client())
+    allocation = client.create_allocation("gemma-3-270m")
+    stream = client.stream(allocation.id, "hello")
+    assert list(stream)
+    with pytest.raises(harpoon.HostedAIError, match="already read"):
+        list(stream)
+
+
+async def test_an_async_stream_read_twice_says_so(emulator: Emulator) -> None:
+    client = harpoon.AsyncHostedAI(
+        "http://127.0.0.1:8080", "sk", http_client=emulator.async_http_client()
+    )
+    allocation = await client.create_allocation("gemma-3-270m")
+    stream = await client.stream(allocation.id, "hello")
+    assert [chunk async for chunk in stream]
+    with pytest.raises(harpoon.HostedAIError, match="already read"):
+        [chunk async for chunk in stream]
