@@ -188,6 +188,7 @@ class _LeaseCore(Generic[ClientT]):
         self.allocation: Allocation | None = None
         self.lost_error: AllocationError | None = None
         self._create_sent = False
+        self._entered = False
         self._release_client = client._for_release(release_timeout)
 
     # State
@@ -212,6 +213,13 @@ class _LeaseCore(Generic[ClientT]):
             f"<{type(self).__name__} id={allocation_id!r} model={self.model!r} "
             f"state={self.state.value}>"
         )
+
+    def _check_fresh(self) -> None:
+        if self._entered:
+            raise AllocationError(
+                "a lease can be entered only once; call client.allocate(...) for another"
+            )
+        self._entered = True
 
     def _check_usable(self) -> str:
         """The allocation id, or the reason this lease can take no more work."""
@@ -481,6 +489,7 @@ class Lease(_LeaseCore["HostedAI"]):
         return True
 
     def __enter__(self) -> Self:
+        self._check_fresh()
         _open_leases.add(self)
         try:
             self._acquire_slot()
@@ -646,6 +655,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
     async def __aenter__(self) -> Self:
         import asyncio
 
+        self._check_fresh()
         _open_leases.add(self)
         try:
             await self._acquire_slot()
