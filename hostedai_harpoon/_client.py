@@ -16,9 +16,11 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from contextlib import suppress
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -77,6 +79,10 @@ HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 _RELEASE_RETRY = RetryPolicy(max_retries=6, initial_backoff=0.1, max_backoff=2.0)
 
 USER_AGENT = f"hostedai-harpoon/{__version__} python-httpx/{httpx.__version__}"
+
+
+# A release answered with these found nothing left to release.
+_GONE = frozenset({404, 410})
 
 
 # Plans and their actions -------------------------------------------------------------------
@@ -228,9 +234,23 @@ def _ttl_seconds(ttl: float | timedelta | None) -> int | None:
 
 
 def _check_id(value: object, what: str) -> str:
-    if type(value) is not str or not value or "/" in value or value in (".", ".."):
-        raise ConfigurationError(f"{what} must be a non-empty string without '/', got {value!r}")
-    return value
+    """An id fit to stand as one path segment, percent-encoded."""
+    if type(value) is not str or not value or value in (".", ".."):
+        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    return quote(value, safe="")
+
+
+def _scrubbed(exc: httpx.TransportError) -> httpx.TransportError:
+    """The httpx error, its request no longer holding the API key (the request is spent)."""
+    with suppress(RuntimeError):  # an error raised without a request has none to scrub
+        exc.request.headers["authorization"] = "Bearer [redacted]"
+    return exc
+
+
+def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    return attrs.evolve(policy, max_retries=max_retries)
 
 
 def _pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
@@ -281,9 +301,9 @@ class BaseClient(Generic[HttpT]):
         self._timeout = _pick_timeout(timeout)
         self._deadline = self._check_deadline(deadline)
         if retry is None:
-            retry = RetryPolicy(max_retries=max_retries)
+            retry = _retry_policy(RetryPolicy(), max_retries)
         elif max_retries != DEFAULT_MAX_RETRIES:
-            retry = attrs.evolve(retry, max_retries=max_retries)
+            retry = _retry_policy(retry, max_retries)
         self._retry = retry
         self._breaker_config: CircuitBreakerConfig | None = (
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
@@ -394,7 +414,7 @@ class BaseClient(Generic[HttpT]):
         if not isinstance(retry, NotGiven):
             clone._retry = retry
         if not isinstance(max_retries, NotGiven):
-            clone._retry = attrs.evolve(clone._retry, max_retries=max_retries)
+            clone._retry = _retry_policy(clone._retry, max_retries)
         return clone
 
     def orphans(self) -> list[OrphanedAllocation]:
@@ -485,8 +505,8 @@ class BaseClient(Generic[HttpT]):
                         f"{attempt} attempt(s)"
                     )
                 timeout = _clip(timeout, remaining)
-            probe = breaker.acquire() if breaker is not None else False
             request = self._build(call, timeout)
+            probe = breaker.acquire() if breaker is not None else False
             try:
                 outcome = yield _Send(request, call.stream)
             except GeneratorExit:
@@ -505,7 +525,7 @@ class BaseClient(Generic[HttpT]):
                         attempt + 1,
                         _request_id(response),
                     )
-                if status < 400 or (status == 404 and call.absent_ok):
+                if status < 400 or (call.absent_ok and status in _GONE):
                     if breaker is not None:
                         breaker.record(probe, True)
                     return self._parse(call, outcome)
@@ -513,7 +533,7 @@ class BaseClient(Generic[HttpT]):
                 if breaker is not None:
                     # A full pool is an answer about capacity, not about the host's health.
                     breaker.record(probe, status < 500 or isinstance(error, CapacityError))
-                retryable = is_retryable_status(status)
+                retryable = is_retryable_status(status, idempotent=call.idempotent)
                 wait = error.retry_after if isinstance(error, APIStatusError) else None
             else:
                 assert isinstance(outcome, httpx.TransportError)
@@ -527,7 +547,7 @@ class BaseClient(Generic[HttpT]):
                     attempt + 1,
                 )
                 error = _transport_error(outcome)
-                error.__cause__ = outcome
+                error.__cause__ = _scrubbed(outcome)
                 retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
                 wait = None
             if not retryable or attempt >= policy.max_retries:
@@ -544,7 +564,7 @@ class BaseClient(Generic[HttpT]):
 
     def _parse(self, call: _Call[T], reply: _Reply) -> T:
         response = reply.response
-        if call.stream or call.parse is None or (call.absent_ok and response.status_code == 404):
+        if call.stream or call.parse is None or (call.absent_ok and response.status_code in _GONE):
             return response if call.stream else None  # type: ignore[return-value]
         data = _decode_json(reply.body, response)
         try:
@@ -694,13 +714,6 @@ def new_idempotency_key() -> str:
 class _EventDecoder:
     """Turns the lines of a ``text/event-stream`` into ``InferenceChunk``s."""
 
-    @classmethod
-    def once(cls, response: httpx.Response) -> _EventDecoder:
-        """A decoder for a stream that has not been read yet."""
-        if response.is_stream_consumed or response.is_closed:
-            raise HostedAIError("this stream was already read or closed; start a new one")
-        return cls(response)
-
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._request_id = _request_id(response)
@@ -762,9 +775,16 @@ class InferenceStream:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.request_id = _request_id(response)
+        self._started = False
+
+    def _decoder(self) -> _EventDecoder:
+        if self._started:
+            raise HostedAIError("this stream was already read; start a new one")
+        self._started = True
+        return _EventDecoder(self.response)
 
     def __iter__(self) -> Iterator[InferenceChunk]:
-        decoder = _EventDecoder.once(self.response)
+        decoder = self._decoder()
         try:
             for line in self.response.iter_lines():
                 chunk = decoder.feed(line)
@@ -777,6 +797,8 @@ class InferenceStream:
             raise _transport_error(exc) from exc
         except httpx.DecodingError as exc:
             raise _undecodable(self.response, exc) from None
+        except httpx.StreamError as exc:  # closed before it was read
+            raise HostedAIError(f"the stream cannot be read: {exc}") from None
         finally:
             self.response.close()
 
@@ -1058,9 +1080,16 @@ class AsyncInferenceStream:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.request_id = _request_id(response)
+        self._started = False
+
+    def _decoder(self) -> _EventDecoder:
+        if self._started:
+            raise HostedAIError("this stream was already read; start a new one")
+        self._started = True
+        return _EventDecoder(self.response)
 
     async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
-        decoder = _EventDecoder.once(self.response)
+        decoder = self._decoder()
         try:
             async for line in self.response.aiter_lines():
                 chunk = decoder.feed(line)
@@ -1073,6 +1102,8 @@ class AsyncInferenceStream:
             raise _transport_error(exc) from exc
         except httpx.DecodingError as exc:
             raise _undecodable(self.response, exc) from None
+        except httpx.StreamError as exc:  # closed before it was read
+            raise HostedAIError(f"the stream cannot be read: {exc}") from None
         finally:
             await self.response.aclose()
 

@@ -83,7 +83,11 @@ class Settings:
 
 def _from_env(value: str | None, variable: str) -> str | None:
     if value is not None:
-        return value
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"the value for {variable} must be a string, got {type(value).__name__}"
+            )
+        return value.strip() or None
     found = os.environ.get(variable, "").strip()
     return found or None
 
@@ -139,8 +143,8 @@ def resolve_settings(
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    if any(ch in key for ch in "\r\n\0") or key != key.strip():
-        raise ConfigurationError("the API key contains whitespace or control characters")
+    if any(ch in key for ch in "\r\n\0"):
+        raise ConfigurationError("the API key contains control characters")
     return Settings(
         base_url=_check_base_url(url, allow_insecure_http),
         api_key=Secret(key),

@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_NOT_DONE_STATUSES = frozenset({408, 429, 503})
 
 # Transport errors raised before a single byte of the request left: safe to retry for any method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -66,9 +67,15 @@ class RetryPolicy:
             yield backoff.full_jitter(wait) if self.jitter else wait
 
 
-def is_retryable_status(status_code: int) -> bool:
-    """Whether an error status is worth another attempt."""
-    return status_code in RETRYABLE_STATUSES
+def is_retryable_status(status_code: int, *, idempotent: bool) -> bool:
+    """Whether an error status is worth another attempt.
+
+    408, 429 and 503 say the server did not do the work; 500, 502 and 504 leave it open,
+    so those are retried only when repeating the request is harmless.
+    """
+    if idempotent:
+        return status_code in RETRYABLE_STATUSES
+    return status_code in _NOT_DONE_STATUSES
 
 
 def is_retryable_transport_error(exc: httpx.TransportError, *, idempotent: bool) -> bool:

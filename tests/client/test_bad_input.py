@@ -40,3 +40,12 @@ async def test_an_async_stream_read_twice_says_so(emulator: Emulator) -> None:
     assert [chunk async for chunk in stream]
     with pytest.raises(harpoon.HostedAIError, match="already read"):
         [chunk async for chunk in stream]
+
+
+def test_a_stream_closed_before_reading_says_so(emulator: Emulator) -> None:
+    client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=emulator.http_client())
+    allocation = client.create_allocation("gemma-3-270m")
+    stream = client.stream(allocation.id, "hello")
+    stream.close()
+    with pytest.raises(harpoon.HostedAIError, match="cannot be read"):
+        list(stream)

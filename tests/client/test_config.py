@@ -218,11 +218,25 @@ def test_a_deadline_must_be_positive(deadline: float) -> None:
         harpoon.HostedAI(base_url=BASE_URL, api_key=API_KEY, deadline=deadline)
 
 
-@pytest.mark.parametrize("bad_id", ["", "a/b", "..", "."])
+@pytest.mark.parametrize("bad_id", ["", "..", "."])
 def test_an_id_that_would_change_the_path_is_refused_before_sending(bad_id: str) -> None:
     client = mock_client(ok)
     with pytest.raises(harpoon.ConfigurationError):
         client.get_allocation(bad_id)
+
+
+def test_an_id_with_url_syntax_in_it_stays_one_path_segment() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    client = harpoon.HostedAI(
+        BASE_URL, API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    client.release_allocation("a/b?c#d e")
+    assert sent[0].url.raw_path == b"/v1/allocate/a%2Fb%3Fc%23d%20e"
 
 
 # What goes on the wire

@@ -95,7 +95,7 @@ def test_neither_a_client_nor_its_key_can_be_pickled() -> None:
 
 def test_a_key_with_control_characters_is_refused_without_echoing_it() -> None:
     with pytest.raises(harpoon.ConfigurationError) as caught:
-        harpoon.HostedAI(base_url="https://api.example.test", api_key=API_KEY + "\n")
+        harpoon.HostedAI(base_url="https://api.example.test", api_key=API_KEY + "\r\nX-Evil: 1")
     assert_hidden(everything_about(caught.value))
 
 
@@ -233,3 +233,17 @@ async def test_async_debug_logs_over_tcp_never_show_the_key(
             await client.release_allocation(alloc.id)
     assert "httpcore" in {record.name.split(".")[0] for record in debug_logs.records}
     assert_logs_hidden(debug_logs)
+
+
+def test_the_httpx_error_behind_a_connection_error_no_longer_holds_the_key(
+    make_emulator: EmulatorFactory,
+) -> None:
+    emu = make_emulator(faults=FaultPlan(rules=[Fault("drop")]))
+    client = harpoon.HostedAI(
+        "http://127.0.0.1:8080", API_KEY, http_client=emu.http_client(), max_retries=0
+    )
+    with pytest.raises(harpoon.APIConnectionError) as caught:
+        client.health()
+    cause = caught.value.__cause__
+    assert isinstance(cause, httpx.TransportError)
+    assert_hidden(str(dict(cause.request.headers)))

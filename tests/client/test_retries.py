@@ -318,6 +318,21 @@ async def test_inference_is_retried_when_the_server_answered_with_a_5xx(
     assert waits.seconds == [0.5]
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_inference_is_not_retried_after_a_5xx_that_may_have_run_it(
+    make_emulator: EmulatorFactory, make_client: ClientFactory, waits: Waits, status: int
+) -> None:
+    emu = make_emulator()
+    client = make_client(emu, retry=no_jitter())
+    alloc = await call(client, "create_allocation", model=MODEL)
+    emu.faults = FaultPlan(
+        rules=[Fault("error", status=status, path="/v1/inference", times=1, when="after")]
+    )
+    with pytest.raises(harpoon.InternalServerError):
+        await call(client, "infer", allocation_id=alloc.id, prompt="bill me once")
+    assert [e.status for e in emu.requests_to("POST", "/v1/inference")] == [status]
+
+
 @pytest.mark.parametrize(
     "error", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.PoolTimeout("x")]
 )

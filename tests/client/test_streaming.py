@@ -142,15 +142,15 @@ async def test_a_stream_on_a_pending_allocation_raises_before_any_chunk(
     assert emu.streams_started == 0
 
 
-async def test_a_5xx_before_the_stream_starts_is_retried(
+async def test_a_503_before_the_stream_starts_is_retried(
     emulator: Emulator, make_client: ClientFactory
 ) -> None:
     client = make_client(emulator, retry=no_jitter())
     alloc_id = await ready(emulator, client)
-    emulator.faults = FaultPlan(rules=[Fault("error", status=502, path="/v1/inference", times=1)])
+    emulator.faults = FaultPlan(rules=[Fault("error", status=503, path="/v1/inference", times=1)])
     chunks = await take(await call(client, "stream", allocation_id=alloc_id, prompt="hi"))
     assert chunks[-1].finish_reason is not None
-    assert [e.status for e in emulator.requests_to("POST", "/v1/inference")] == [502, 200]
+    assert [e.status for e in emulator.requests_to("POST", "/v1/inference")] == [503, 200]
 
 
 async def test_a_dropped_stream_request_is_not_retried(
