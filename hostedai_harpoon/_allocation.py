@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from types import TracebackType
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import attrs
 
+from ._config import check_seconds, new_idempotency_key, ttl_seconds
 from ._exceptions import (
     AllocationError,
     APIStatusError,
@@ -151,6 +152,18 @@ class _Sleep:
 
 _Step = _Call | _Sleep
 _Flow = Generator[_Step, Any, T]
+_Ending = tuple[BaseException | None, bool]
+
+
+def nothing_was_made(error: BaseException) -> bool:
+    """Whether a create that failed with ``error`` certainly made no allocation.
+
+    Only a full pool and a refused request say so; anything else (a timeout, a 5xx, a 429
+    from a gateway after an earlier attempt got through) leaves it open.
+    """
+    if isinstance(error, CapacityError):
+        return True
+    return isinstance(error, APIStatusError) and error.status_code in (400, 422)
 
 
 class _LeaseCore(Generic[ClientT]):
@@ -171,20 +184,21 @@ class _LeaseCore(Generic[ClientT]):
         renew_interval: float | None,
         idempotency_key: str | None,
     ) -> None:
-        from ._client import _ttl_seconds, new_idempotency_key
-
         self._client = client
         self.model = model
         self.gpus = gpus
         self.gpu_type = gpu_type
         self.pool_id = pool_id if pool_id is not None else client.pool_id
-        self.ttl_seconds = _ttl_seconds(ttl)
-        self.ready_timeout = ready_timeout
-        self.capacity_timeout = capacity_timeout
-        self.release_timeout = release_timeout
-        self._renew_interval = renew_interval
+        self.ttl_seconds = ttl_seconds(ttl)
+        self.ready_timeout = check_seconds(ready_timeout, "ready_timeout")
+        self.capacity_timeout = check_seconds(capacity_timeout, "capacity_timeout")
+        self.release_timeout = check_seconds(release_timeout, "release_timeout")
+        self._renew_interval = (
+            None if renew_interval is None else check_seconds(renew_interval, "renew_interval")
+        )
         self.idempotency_key = idempotency_key or new_idempotency_key()
         self.state = LeaseState.CREATING
+        self._state_lock = threading.Lock()
         self.allocation: Allocation | None = None
         self.lost_error: AllocationError | None = None
         self._create_sent = False
@@ -193,12 +207,16 @@ class _LeaseCore(Generic[ClientT]):
 
     # State
 
-    def _move(self, to: LeaseState) -> None:
-        if to is self.state:
-            return
-        if to not in _TRANSITIONS[self.state]:
-            raise AssertionError(f"illegal lease transition {self.state} -> {to}")
-        self.state = to
+    def _move(self, to: LeaseState, *, only_from: LeaseState | None = None) -> bool:
+        """Take a legal transition; with ``only_from``, only from that state. The keepalive
+        thread and the block both move the state, hence the lock."""
+        with self._state_lock:
+            if to is self.state or (only_from is not None and self.state is not only_from):
+                return False
+            if to not in _TRANSITIONS[self.state]:
+                raise AssertionError(f"illegal lease transition {self.state} -> {to}")
+            self.state = to
+            return True
 
     @property
     def id(self) -> str:
@@ -238,8 +256,7 @@ class _LeaseCore(Generic[ClientT]):
             f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
         )
         error.__cause__ = cause
-        if self.state is LeaseState.ACTIVE:
-            self._move(LeaseState.LOST)
+        if self._move(LeaseState.LOST, only_from=LeaseState.ACTIVE):
             self.lost_error = error
             log.warning("allocation %s was lost: %s", allocation_id, reason)
         return error
@@ -279,7 +296,8 @@ class _LeaseCore(Generic[ClientT]):
         tries = 1
         while True:
             try:
-                allocation: Allocation = yield _Call("create_allocation", **self._create_kwargs())
+                # The lease waits out full pools itself, within its capacity timeout.
+                allocation: Allocation = yield _Call("_create_for_lease", **self._create_kwargs())
             except ResponseValidationError:
                 if tries == _GARBLED_ANSWER_TRIES:
                     raise
@@ -307,9 +325,9 @@ class _LeaseCore(Generic[ClientT]):
                     ) from exc
                 log.info("pool full for %s; trying again in %.2fs", self.model, wait)
                 yield _Sleep(wait)
-            except APIStatusError as exc:
-                if exc.status_code < 500:
-                    self._create_sent = False  # refused outright: nothing was made
+            except HostedAIError as exc:
+                if nothing_was_made(exc):
+                    self._create_sent = False
                 raise
         self.allocation = allocation
         self._move(LeaseState.WAITING)
@@ -368,9 +386,9 @@ class _LeaseCore(Generic[ClientT]):
                 # returns what it made (or makes one, which is released all the same).
                 try:
                     found = yield from self._create()
-                except (CapacityError, APIStatusError) as exc:
-                    if isinstance(exc, CapacityError) or exc.status_code < 500:
-                        self._move(LeaseState.RELEASED)  # nothing was made under this key
+                except HostedAIError as exc:
+                    if nothing_was_made(exc):
+                        self._move(LeaseState.RELEASED)
                         return
                     raise
                 allocation_id = found.id
@@ -379,13 +397,12 @@ class _LeaseCore(Generic[ClientT]):
                 yield _Call("release_allocation", allocation_id=allocation_id)
                 log.debug("released allocation %s", allocation_id)
             self._move(LeaseState.RELEASED)
-        except HostedAIError as exc:
+        except Exception as exc:  # whatever went wrong, the allocation must not go unrecorded
             raise self._orphaned(f"{type(exc).__name__}: {exc}") from exc
 
     def _orphaned(self, why: str) -> AllocationError:
         """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
-        if self.state is LeaseState.RELEASING:
-            self._move(LeaseState.ORPHANED)
+        self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
         allocation_id = self.allocation.id if self.allocation else None
         self._client._orphans.append(
             OrphanedAllocation(
@@ -446,7 +463,7 @@ def _sigint_deferred() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         if pending:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # now the program's own handler sees it
 
 
 class Lease(_LeaseCore["HostedAI"]):
@@ -462,7 +479,7 @@ class Lease(_LeaseCore["HostedAI"]):
 
     def _drive(self, flow: _Flow[T], client: HostedAI, sleep: Callable[[float], bool]) -> T:
         value: Any = None
-        error: HostedAIError | None = None
+        error: Exception | None = None
         try:
             while True:
                 step = flow.send(value) if error is None else flow.throw(error)
@@ -474,7 +491,7 @@ class Lease(_LeaseCore["HostedAI"]):
                     continue
                 try:
                     value = getattr(client, step.name)(**step.kwargs)
-                except HostedAIError as exc:
+                except Exception as exc:  # the flow decides what each failure means
                     error = exc
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
@@ -491,21 +508,23 @@ class Lease(_LeaseCore["HostedAI"]):
     def __enter__(self) -> Self:
         self._check_fresh()
         _open_leases.add(self)
+        self._stop = threading.Event()
         try:
             self._acquire_slot()
             self._drive(self._enter_flow(), self._client, self._sleep)
+            self._keepalive = threading.Thread(
+                target=self._keep_alive, name=f"harpoon-keepalive-{self.id}", daemon=True
+            )
+            self._keepalive.start()
         except BaseException as exc:
             self._exit_cleanup(exc)
             raise
-        self._stop = threading.Event()
-        self._keepalive = threading.Thread(
-            target=self._keep_alive, name=f"harpoon-keepalive-{self.id}", daemon=True
-        )
-        self._keepalive.start()
         return self
 
     def _keep_alive(self) -> None:
-        self._drive(self._keepalive_flow(), self._client, lambda s: not self._stop.wait(s))
+        # Renewals skip the breaker, like releases: an unhealthy-looking host is no reason
+        # to let the allocation expire under the user.
+        self._drive(self._keepalive_flow(), self._release_client, lambda s: not self._stop.wait(s))
 
     def __exit__(
         self,
@@ -590,27 +609,21 @@ class Lease(_LeaseCore["HostedAI"]):
 # The async lease ---------------------------------------------------------------------------
 
 
-async def _shielded(coro: Any, limit: float) -> Any:
-    """Run ``coro`` to its end even if the caller is cancelled meanwhile (bounded by
-    ``limit`` seconds); then deliver the cancellation."""
+async def _run_to_the_end(coro: Coroutine[Any, Any, None], limit: float) -> _Ending:
+    """Run ``coro`` to its end, for at most ``limit`` seconds, even if the caller is cancelled
+    meanwhile; say what it raised (``None``: nothing) and whether the caller was cancelled."""
     import asyncio  # here, not at the top: sync users should not pay for importing it
 
     task = asyncio.ensure_future(asyncio.wait_for(coro, limit))
     cancelled = False
-    while True:
+    while not task.done():
         try:
-            result = await asyncio.shield(task)
-            break
+            await asyncio.wait((task,))
         except asyncio.CancelledError:
-            if task.done():
-                if task.cancelled():
-                    raise
-                result = task.result()
-                break
             cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
+    if task.cancelled():  # cancelled from outside, as at event-loop shutdown
+        return asyncio.CancelledError("the release was cancelled"), cancelled
+    return task.exception(), cancelled
 
 
 class AsyncLease(_LeaseCore["AsyncHostedAI"]):
@@ -635,7 +648,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
 
             sleep = _client._async_sleep
         value: Any = None
-        error: HostedAIError | None = None
+        error: Exception | None = None
         try:
             while True:
                 step = flow.send(value) if error is None else flow.throw(error)
@@ -645,7 +658,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
                     continue
                 try:
                     value = await getattr(client, step.name)(**step.kwargs)
-                except HostedAIError as exc:
+                except Exception as exc:  # the flow decides what each failure means
                     error = exc
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
@@ -664,7 +677,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
             await self._exit_cleanup(exc)
             raise
         self._keepalive = asyncio.create_task(
-            self._drive(self._keepalive_flow(), self._client, asyncio.sleep),
+            self._drive(self._keepalive_flow(), self._release_client, asyncio.sleep),
             name=f"harpoon-keepalive-{self.id}",
         )
         return self
@@ -678,18 +691,30 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         await self._exit_cleanup(exc)
 
     async def _exit_cleanup(self, exc: BaseException | None) -> None:
-        release_error: AllocationError | None = None
+        import asyncio
+
         try:
-            await _shielded(self._stop_and_release(), self.release_timeout)
-        except AllocationError as error:
-            release_error = error
-        except TimeoutError as error:
-            release_error = self._orphaned(f"the release timed out after {self.release_timeout}s")
-            release_error.__cause__ = error
+            release_error, cancelled = await self._release_to_the_end()
         finally:
             self._release_slot()
             _open_leases.discard(self)
+        if cancelled and not isinstance(exc, asyncio.CancelledError):
+            # A cancellation arrived while the release ran: deliver it now that it is done.
+            interrupted = asyncio.CancelledError()
+            if release_error is not None:
+                interrupted.add_note(f"hostedai-harpoon: releasing also failed: {release_error}")
+            raise interrupted
         self._finish_exit(exc, release_error)
+
+    async def _release_to_the_end(self) -> tuple[AllocationError | None, bool]:
+        """Release, shielded from cancellation and bounded by the release timeout; return the
+        failure (already in ``client.orphans()``) and whether the caller was cancelled."""
+        failure, cancelled = await _run_to_the_end(self._stop_and_release(), self.release_timeout)
+        if failure is None or isinstance(failure, AllocationError):
+            return failure, cancelled
+        error = self._orphaned(f"the release did not finish within {self.release_timeout}s")
+        error.__cause__ = failure
+        return error, cancelled
 
     async def _stop_and_release(self) -> None:
         import asyncio
@@ -750,7 +775,13 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
 
     async def release(self) -> None:
         """Release the allocation now, before the block ends. Idempotent."""
-        await _shielded(self._stop_and_release(), self.release_timeout)
+        import asyncio
+
+        release_error, cancelled = await self._release_to_the_end()
+        if cancelled:
+            raise asyncio.CancelledError
+        if release_error is not None:
+            raise release_error
 
     def _release_at_exit(self) -> None:
         """No event loop is left at interpreter exit: release over a one-off sync client."""

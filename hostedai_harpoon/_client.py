@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextlib import suppress
 from datetime import timedelta
@@ -34,6 +32,7 @@ from ._allocation import (
     AsyncLease,
     Lease,
     OrphanedAllocation,
+    nothing_was_made,
 )
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -42,7 +41,9 @@ from ._config import (
     NOT_GIVEN,
     NotGiven,
     Settings,
+    new_idempotency_key,
     resolve_settings,
+    ttl_seconds,
 )
 from ._exceptions import (
     APIConnectionError,
@@ -100,6 +101,7 @@ class _Call(Generic[T]):
         "params",
         "parse",
         "path",
+        "retry_capacity",
         "stream",
     )
 
@@ -115,6 +117,7 @@ class _Call(Generic[T]):
         idempotent: bool = True,
         stream: bool = False,
         absent_ok: bool = False,
+        retry_capacity: bool = True,
     ) -> None:
         self.method = method
         self.path = path
@@ -126,6 +129,8 @@ class _Call(Generic[T]):
         self.stream = stream
         # A 404 means "already done" (releasing an allocation).
         self.absent_ok = absent_ok
+        # False when the caller waits out full pools itself (a lease, within its own budget).
+        self.retry_capacity = retry_capacity
 
 
 class _Send:
@@ -209,6 +214,10 @@ def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
     )
 
 
+def _closed_error() -> APIConnectionError:
+    return APIConnectionError("the client is closed; make a new one to send more requests")
+
+
 def _transport_error(exc: httpx.TransportError) -> APIConnectionError:
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"the request timed out ({type(exc).__name__})")
@@ -222,15 +231,6 @@ def _undecodable(response: httpx.Response, exc: httpx.DecodingError) -> Response
         request_id=_request_id(response),
         body=None,
     )
-
-
-def _ttl_seconds(ttl: float | timedelta | None) -> int | None:
-    if ttl is None:
-        return None
-    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return math.ceil(seconds)
 
 
 def _check_id(value: object, what: str) -> str:
@@ -442,6 +442,7 @@ class BaseClient(Generic[HttpT]):
             orphan.pool_id,
             orphan.ttl_seconds,
             orphan.idempotency_key,
+            retry_capacity=False,
         )
 
     def _allocation_gate(self, pool_id: str | None) -> Any:
@@ -533,7 +534,9 @@ class BaseClient(Generic[HttpT]):
                 if breaker is not None:
                     # A full pool is an answer about capacity, not about the host's health.
                     breaker.record(probe, status < 500 or isinstance(error, CapacityError))
-                retryable = is_retryable_status(status, idempotent=call.idempotent)
+                retryable = is_retryable_status(status, idempotent=call.idempotent) and (
+                    call.retry_capacity or not isinstance(error, CapacityError)
+                )
                 wait = error.retry_after if isinstance(error, APIStatusError) else None
             else:
                 assert isinstance(outcome, httpx.TransportError)
@@ -604,6 +607,7 @@ class BaseClient(Generic[HttpT]):
         pool_id: str | None,
         ttl: float | timedelta | None,
         idempotency_key: str | None,
+        retry_capacity: bool = True,
     ) -> _Call[Allocation]:
         body: dict[str, object] = {"model": model, "gpu_count": gpus}
         pool = pool_id if pool_id is not None else self._settings.pool_id
@@ -611,9 +615,9 @@ class BaseClient(Generic[HttpT]):
             body["pool_id"] = pool
         if gpu_type is not None:
             body["gpu_type"] = gpu_type
-        ttl_seconds = _ttl_seconds(ttl)
-        if ttl_seconds is not None:
-            body["ttl_seconds"] = ttl_seconds
+        ttl_in_seconds = ttl_seconds(ttl)
+        if ttl_in_seconds is not None:
+            body["ttl_seconds"] = ttl_in_seconds
         key = idempotency_key if idempotency_key is not None else new_idempotency_key()
         return _Call(
             "POST",
@@ -621,6 +625,7 @@ class BaseClient(Generic[HttpT]):
             models.parse_allocation,
             json=body,
             headers={"idempotency-key": key},
+            retry_capacity=retry_capacity,
         )
 
     def _get_allocation(self, allocation_id: str) -> _Call[Allocation]:
@@ -634,8 +639,8 @@ class BaseClient(Generic[HttpT]):
     def _renew_allocation(
         self, allocation_id: str, ttl: float | timedelta | None
     ) -> _Call[Allocation]:
-        ttl_seconds = _ttl_seconds(ttl)
-        body = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
+        ttl_in_seconds = ttl_seconds(ttl)
+        body = {} if ttl_in_seconds is None else {"ttl_seconds": ttl_in_seconds}
         path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}/renew"
         # Renewing twice only moves the expiry to the same place: safe to repeat.
         return _Call("POST", path, models.parse_allocation, json=body)
@@ -704,11 +709,6 @@ async def _async_sleep(seconds: float) -> None:
     import asyncio  # here, not at the top: sync users should not pay for importing it
 
     await asyncio.sleep(seconds)
-
-
-def new_idempotency_key() -> str:
-    """A fresh ``Idempotency-Key`` value."""
-    return f"harpoon-{uuid.uuid4().hex}"
 
 
 class _EventDecoder:
@@ -876,6 +876,8 @@ class HostedAI(BaseClient[httpx.Client]):
             plan.close()
 
     def _send(self, action: _Send) -> _Reply | httpx.TransportError:
+        if self._http.is_closed:
+            raise _closed_error()
         try:
             response = self._http.send(action.request, stream=True)
         except httpx.TransportError as exc:
@@ -947,7 +949,12 @@ class HostedAI(BaseClient[httpx.Client]):
         client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
         allocation_id = orphan.allocation_id
         if allocation_id is None:
-            allocation_id = client._run(client._replay_create(orphan)).id
+            try:
+                allocation_id = client._run(client._replay_create(orphan)).id
+            except HostedAIError as exc:
+                if nothing_was_made(exc):
+                    return
+                raise
         client.release_allocation(allocation_id)
 
     @staticmethod
@@ -988,6 +995,9 @@ class HostedAI(BaseClient[httpx.Client]):
         return self._run(
             self._create_allocation(model, gpus, gpu_type, pool_id, ttl, idempotency_key)
         )
+
+    def _create_for_lease(self, **create: Any) -> Allocation:
+        return self._run(self._create_allocation(**create, retry_capacity=False))
 
     def get_allocation(self, allocation_id: str) -> Allocation:
         """The allocation as the server sees it now."""
@@ -1176,6 +1186,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
             plan.close()
 
     async def _send(self, action: _Send) -> _Reply | httpx.TransportError:
+        if self._http.is_closed:
+            raise _closed_error()
         try:
             response = await self._http.send(action.request, stream=True)
         except httpx.TransportError as exc:
@@ -1247,7 +1259,12 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
         allocation_id = orphan.allocation_id
         if allocation_id is None:
-            allocation_id = (await client._run(client._replay_create(orphan))).id
+            try:
+                allocation_id = (await client._run(client._replay_create(orphan))).id
+            except HostedAIError as exc:
+                if nothing_was_made(exc):
+                    return
+                raise
         await client.release_allocation(allocation_id)
 
     @staticmethod
@@ -1290,6 +1307,9 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         return await self._run(
             self._create_allocation(model, gpus, gpu_type, pool_id, ttl, idempotency_key)
         )
+
+    async def _create_for_lease(self, **create: Any) -> Allocation:
+        return await self._run(self._create_allocation(**create, retry_capacity=False))
 
     async def get_allocation(self, allocation_id: str) -> Allocation:
         """The allocation as the server sees it now."""

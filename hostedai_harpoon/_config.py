@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import uuid
+from datetime import timedelta
 from typing import Final
 
 import attrs
@@ -150,3 +153,25 @@ def resolve_settings(
         api_key=Secret(key),
         pool_id=_from_env(pool_id, ENV_POOL_ID),
     )
+
+
+def ttl_seconds(ttl: float | timedelta | None) -> int | None:
+    """Whole seconds from a TTL given as seconds or a ``timedelta`` (``None`` stays)."""
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return math.ceil(seconds)
+
+
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` value."""
+    return f"harpoon-{uuid.uuid4().hex}"
+
+
+def check_seconds(value: object, what: str) -> float:
+    """A duration argument, checked: a finite number of seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return float(value)

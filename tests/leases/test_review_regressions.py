@@ -1,0 +1,162 @@
+"""Leak and cancellation paths found in review, each pinned by a test that failed before."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+import hostedai_harpoon as harpoon
+from hostedai_harpoon._allocation import _sigint_deferred
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
+from tests.conftest import EmulatorFactory
+from tests.leases.conftest import async_client, sync_client
+from tests.leases.test_async_leases import Gate, gated_client
+
+
+def test_a_lost_create_answer_then_a_429_still_leaves_nothing_behind(
+    make_emulator: EmulatorFactory, waits: list[float]
+) -> None:
+    plan = FaultPlan(
+        rules=[
+            Fault("drop", method="POST", path="/v1/allocate", times=1, when="after"),
+            Fault("rate_limit", method="POST", path="/v1/allocate", times=2),
+        ]
+    )
+    emu = make_emulator(faults=plan)
+    with sync_client(emu) as client:
+        with pytest.raises(harpoon.RateLimitError), client.allocate(model="gemma-3-270m"):
+            pytest.fail("the block must not run")
+        assert client.orphans() == []
+    assert len(emu.allocations()) == 1
+    assert emu.live_allocations() == []
+
+
+def test_a_410_on_release_counts_as_released(emulator: Emulator, client: harpoon.HostedAI) -> None:
+    with client.allocate(model="gemma-3-270m") as lease:
+        emulator.expire_allocation(lease.id)
+    assert lease.state is harpoon.LeaseState.RELEASED
+    assert client.orphans() == []
+    client.release_allocation(lease.id)  # 204 or 410 alike: nothing left to release
+
+
+def test_a_full_pool_gives_up_within_the_capacity_timeout(
+    make_emulator: EmulatorFactory, waits: list[float]
+) -> None:
+    emu = make_emulator(pools={"gpu-pool-1": 1}, capacity_retry_after=5)
+    with sync_client(emu) as client, client.allocate(model="gemma-3-270m"):
+        with (
+            pytest.raises(harpoon.AllocationError, match="no capacity"),
+            client.allocate(model="gemma-3-270m", capacity_timeout=2),
+        ):
+            pytest.fail("the block must not run")
+        # The server asked for 5 s, more than the 2 s budget: no wait, one attempt.
+        assert waits == []
+        assert len(emu.requests_to("POST", "/v1/allocate")) == 2
+
+
+async def test_a_cancellation_during_a_failing_release_is_still_delivered(
+    emulator: Emulator, waits: list[float]
+) -> None:
+    emulator.faults = FaultPlan(rules=[Fault("error", status=500, method="DELETE")])
+    gate = Gate(emulator.async_transport(), "DELETE", "/v1/allocate/*", after=False)
+    async with gated_client(emulator, gate) as client:
+
+        async def cycle() -> None:
+            async with client.allocate(model="gemma-3-270m"):
+                pass
+
+        task = asyncio.create_task(cycle())
+        await asyncio.wait_for(gate.reached.wait(), 5)
+        task.cancel()
+        gate.opened.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(client.orphans()) == 1
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_releasing_over_a_closed_connection_pool_records_an_orphan_and_keeps_the_users_error(
+    emulator: Emulator, flavor: str
+) -> None:
+    if flavor == "sync":
+        http = emulator.http_client()
+        client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=http)
+        with (  # noqa: PT012
+            pytest.raises(ValueError, match="mine") as info,
+            client.allocate(model="gemma-3-270m"),
+        ):
+            http.close()
+            raise ValueError("mine")
+        orphans = client.orphans()
+    else:
+        ahttp = emulator.async_http_client()
+        aclient = harpoon.AsyncHostedAI("http://127.0.0.1:8080", "sk", http_client=ahttp)
+        with pytest.raises(ValueError, match="mine") as info:  # noqa: PT012
+            async with aclient.allocate(model="gemma-3-270m"):
+                await ahttp.aclose()
+                raise ValueError("mine")
+        orphans = aclient.orphans()
+    assert len(orphans) == 1
+    assert "closed" in orphans[0].error
+    assert any("releasing" in note for note in info.value.__notes__)
+    assert len(emulator.live_allocations()) == 1
+
+
+async def test_an_async_release_that_hangs_raises_allocation_error_and_records_an_orphan(
+    emulator: Emulator,
+) -> None:
+    gate = Gate(emulator.async_transport(), "DELETE", "/v1/allocate/*", after=False)
+    async with gated_client(emulator, gate) as client:
+        async with client.allocate(model="gemma-3-270m", release_timeout=0.2) as lease:
+            with pytest.raises(harpoon.AllocationError, match="did not finish"):
+                await lease.release()
+            assert len(client.orphans()) == 1
+        gate.opened.set()
+        assert await client.release_orphans() == []
+    assert emulator.live_allocations() == []
+
+
+async def test_a_request_that_cannot_be_built_does_not_use_up_a_half_open_probe(
+    emulator: Emulator,
+) -> None:
+    now = [0.0]
+    client = async_client(emulator)
+    breaker = harpoon.CircuitBreaker(
+        harpoon.CircuitBreakerConfig(minimum_calls=1, open_duration=10), clock=lambda: now[0]
+    )
+    client._breakers[client._host] = breaker
+    breaker.acquire()
+    breaker.record(False, False)
+    assert breaker.transitions[-1] == (harpoon.CircuitState.CLOSED, harpoon.CircuitState.OPEN)
+    now[0] = 11.0
+    allocation_id = "alloc_x"
+    with pytest.raises(harpoon.ConfigurationError):
+        await client.infer(allocation_id, object())  # type: ignore[arg-type]
+    assert breaker.state is harpoon.CircuitState.HALF_OPEN
+    assert (await client.health()).status == "ok"  # the probe was still there to take
+    assert breaker.transitions[-1] == (harpoon.CircuitState.HALF_OPEN, harpoon.CircuitState.CLOSED)
+
+
+def test_ctrl_c_held_back_during_a_release_reaches_the_programs_own_handler() -> None:
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with _sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert seen == []  # held back while the release runs
+        time.sleep(0.05)
+        assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_bad_timeout_for_a_lease_is_a_configuration_error(client: harpoon.HostedAI) -> None:
+    with pytest.raises(harpoon.ConfigurationError, match="ready_timeout"):
+        client.allocate(model="gemma-3-270m", ready_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(harpoon.ConfigurationError, match="capacity_timeout"):
+        client.allocate(model="gemma-3-270m", capacity_timeout=-1)
