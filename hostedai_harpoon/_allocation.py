@@ -568,19 +568,49 @@ class Lease(_LeaseCore["HostedAI"]):
 
     # Work on the allocation
 
-    def infer(self, prompt: str, **kwargs: Any) -> InferenceResult:
+    def infer(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceResult:
         """Run one inference on the allocation (see ``HostedAI.infer`` for the options)."""
         allocation_id = self._check_usable()
         try:
-            return self._client.infer(allocation_id, prompt, **kwargs)
+            return self._client.infer(
+                allocation_id,
+                prompt,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
         except HostedAIError as exc:
             raise self._on_work_error(exc) from exc
 
-    def stream(self, prompt: str, **kwargs: Any) -> InferenceStream:
+    def stream(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceStream:
         """Start a streamed inference on the allocation."""
         allocation_id = self._check_usable()
         try:
-            return self._client.stream(allocation_id, prompt, **kwargs)
+            return self._client.stream(
+                allocation_id,
+                prompt,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
         except HostedAIError as exc:
             raise self._on_work_error(exc) from exc
 
@@ -748,19 +778,49 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
 
     # Work on the allocation
 
-    async def infer(self, prompt: str, **kwargs: Any) -> InferenceResult:
+    async def infer(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceResult:
         """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options)."""
         allocation_id = self._check_usable()
         try:
-            return await self._client.infer(allocation_id, prompt, **kwargs)
+            return await self._client.infer(
+                allocation_id,
+                prompt,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
         except HostedAIError as exc:
             raise self._on_work_error(exc) from exc
 
-    async def stream(self, prompt: str, **kwargs: Any) -> AsyncInferenceStream:
+    async def stream(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> AsyncInferenceStream:
         """Start a streamed inference on the allocation."""
         allocation_id = self._check_usable()
         try:
-            return await self._client.stream(allocation_id, prompt, **kwargs)
+            return await self._client.stream(
+                allocation_id,
+                prompt,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
         except HostedAIError as exc:
             raise self._on_work_error(exc) from exc
 

@@ -41,6 +41,7 @@ from ._config import (
     NOT_GIVEN,
     NotGiven,
     Settings,
+    check_seconds,
     new_idempotency_key,
     resolve_settings,
     ttl_seconds,
@@ -254,7 +255,11 @@ def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
 
 
 def _pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
-    return timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is not None:
+        check_seconds(timeout, "timeout")
+    return httpx.Timeout(timeout)
 
 
 def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:

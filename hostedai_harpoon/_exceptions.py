@@ -50,6 +50,20 @@ __all__ = [
 class HostedAIError(Exception):
     """Base class of every error raised by hostedai-harpoon."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The subclasses take keyword arguments: pickle (for multiprocessing, pytest-xdist)
+        # rebuilds them from their state instead of calling __init__ again.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[HostedAIError], args: tuple[object, ...], state: dict[str, object]
+) -> HostedAIError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(HostedAIError):
     """The client was configured with a missing or invalid value."""
@@ -113,6 +127,12 @@ class APIStatusError(APIError):
         self.code = code
         self.body = body
         self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r}, "
+            f"message={self.message!r}, request_id={self.request_id!r})"
+        )
 
     def __str__(self) -> str:
         parts = [f"{self.status_code}"]

@@ -1,5 +1,6 @@
 """Routing: choose a target for each request with a pluggable, pure policy."""
 
+from .._exceptions import NoRouteError
 from ._base import (
     InferenceOutcome,
     RouteDecision,
@@ -26,6 +27,7 @@ __all__ = [
     "FallbackPolicy",
     "InferenceOutcome",
     "LatencyPolicy",
+    "NoRouteError",
     "RouteDecision",
     "RouteRequest",
     "RoutingPolicy",

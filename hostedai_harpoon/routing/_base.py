@@ -32,7 +32,7 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import attrs
 
@@ -82,7 +82,7 @@ _TIERS_BY_VALUE = {tier.value: tier for tier in Tier}
 def _to_tier(value: Tier | str) -> Tier:
     if isinstance(value, Tier):
         return value
-    tier = _TIERS_BY_VALUE.get(value)
+    tier = _TIERS_BY_VALUE.get(value) if isinstance(value, str) else None
     if tier is None:
         known = ", ".join(_TIERS_BY_VALUE)
         raise ConfigurationError(f"unknown tier {value!r}; expected one of {known}")
@@ -93,31 +93,92 @@ def _to_optional_tier(value: Tier | str | None) -> Tier | None:
     return None if value is None else _to_tier(value)
 
 
+# Field validators. Each raises ``ConfigurationError`` naming the class, the field, what it
+# must be and what it got. The common case (the right type, in range) is checked first.
+
+
+def _invalid(
+    instance: object, attribute: attrs.Attribute[Any], must: str, value: object
+) -> NoReturn:
+    raise ConfigurationError(
+        f"{type(instance).__name__}.{attribute.name} must be {must}, got {value!r}"
+    )
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_number(value: object) -> bool:
+    return (
+        type(value) is float
+        or type(value) is int
+        or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    )
+
+
+def _string(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if type(value) is not str and not isinstance(value, str):
+        _invalid(instance, attribute, "a string", value)
+
+
 def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if type(value) is not str and not isinstance(value, str):
+        _invalid(instance, attribute, "a non-empty string", value)
     if not value:
         raise ConfigurationError(f"{type(instance).__name__}.{attribute.name} must not be empty")
 
 
+def _optional_name(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        _non_empty(instance, attribute, value)
+
+
+def _flag(instance: object, attribute: attrs.Attribute[Any], value: bool) -> None:
+    if value is not True and value is not False:
+        _invalid(instance, attribute, "True or False", value)
+
+
 def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ConfigurationError(
-            f"{type(instance).__name__}.{attribute.name} must be at least 1, got {value!r}"
-        )
+    if not _is_int(value) or value < 1:
+        _invalid(instance, attribute, "a whole number >= 1", value)
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (not _is_int(value) or value < 0):
+        _invalid(instance, attribute, "a whole number >= 0", value)
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not (0 <= value < math.inf):
-        raise ConfigurationError(
-            f"{type(instance).__name__}.{attribute.name} must be a finite number >= 0, "
-            f"got {value!r}"
-        )
+    if value is not None and (not _is_number(value) or not 0 <= value < math.inf):
+        _invalid(instance, attribute, "a finite number >= 0", value)
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ConfigurationError(
-            f"{type(instance).__name__}.{attribute.name} must be between 0 and 1, got {value!r}"
-        )
+    if not _is_number(value) or not 0 <= value <= 1:
+        _invalid(instance, attribute, "a number between 0 and 1", value)
+
+
+def _a_target(instance: object, attribute: attrs.Attribute[Any], value: Target) -> None:
+    if type(value) is not Target and not isinstance(value, Target):
+        _invalid(instance, attribute, "a Target", value)
+
+
+def _a_circuit_state(
+    instance: object, attribute: attrs.Attribute[Any], value: CircuitState
+) -> None:
+    if not isinstance(value, CircuitState):
+        known = ", ".join(f"CircuitState.{state.name}" for state in CircuitState)
+        _invalid(instance, attribute, f"one of {known}", value)
+
+
+def _a_pin(instance: object, attribute: attrs.Attribute[Any], value: Target | str | None) -> None:
+    if value is None or isinstance(value, Target):
+        return
+    if not isinstance(value, str):
+        _invalid(instance, attribute, "a Target, a target's name or None", value)
+    if not value:
+        raise ConfigurationError(f"{type(instance).__name__}.{attribute.name} must not be empty")
 
 
 def _model_from_name(target: Target) -> str:
@@ -146,9 +207,9 @@ class Target:
         validator=_non_empty,
         kw_only=True,
     )
-    pool: str | None = attrs.field(default=None, kw_only=True)
+    pool: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
     gpus: int = attrs.field(default=1, validator=_at_least_one, kw_only=True)
-    gpu_type: str | None = attrs.field(default=None, kw_only=True)
+    gpu_type: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
     cost_per_gpu_hour: float = attrs.field(default=0.0, validator=_non_negative, kw_only=True)
     max_concurrency: int = attrs.field(default=8, validator=_at_least_one, kw_only=True)
     context_tokens: int = attrs.field(default=8192, validator=_at_least_one, kw_only=True)
@@ -171,16 +232,16 @@ class TargetState:
     is the pool's free capacity when known.
     """
 
-    target: Target
-    healthy: bool = True
-    circuit: CircuitState = CircuitState.CLOSED
-    in_flight: int = attrs.field(default=0, validator=_non_negative)
-    warm_allocations: int = attrs.field(default=0, validator=_non_negative)
+    target: Target = attrs.field(validator=_a_target)
+    healthy: bool = attrs.field(default=True, validator=_flag)
+    circuit: CircuitState = attrs.field(default=CircuitState.CLOSED, validator=_a_circuit_state)
+    in_flight: int = attrs.field(default=0, validator=_count)
+    warm_allocations: int = attrs.field(default=0, validator=_count)
     latency_ewma: float | None = attrs.field(default=None, validator=_non_negative)
     latency_p50: float | None = attrs.field(default=None, validator=_non_negative)
     latency_p95: float | None = attrs.field(default=None, validator=_non_negative)
     error_rate: float = attrs.field(default=0.0, validator=_fraction)
-    pool_free_gpus: int | None = attrs.field(default=None, validator=_non_negative)
+    pool_free_gpus: int | None = attrs.field(default=None, validator=_count)
 
     @property
     def latency(self) -> float | None:
@@ -200,9 +261,9 @@ class RouteRequest:
     among them.
     """
 
-    prompt: str
+    prompt: str = attrs.field(validator=_string)
     max_tokens: int = attrs.field(default=256, validator=_at_least_one)
-    target: Target | str | None = attrs.field(default=None, kw_only=True)
+    target: Target | str | None = attrs.field(default=None, validator=_a_pin, kw_only=True)
     tier: Tier | None = attrs.field(default=None, converter=_to_optional_tier, kw_only=True)
 
     @property

@@ -175,7 +175,8 @@ class ComplexityPolicy:
     """Routes prompts scoring above ``threshold`` to the largest tier, others to the smallest.
 
     The score (``score()``) is in [0, 1]; the module docstring lists its features. When the
-    wanted tier has no healthy target the nearest tier is used and the reason says so. The
+    wanted tier has no healthy target the nearest tier is used and the reason says so; when
+    the request's ``tier`` hint left only another tier, the reason says that instead. The
     decision's ``scores`` hold the complexity, the threshold and each feature's
     contribution. ``calibrate()`` returns a copy with the threshold set from your prompts.
     """
@@ -230,6 +231,11 @@ class ComplexityPolicy:
         # ``_value_`` is ``value`` without the enum descriptor's cost, on the hot path.
         if chosen.tier is wanted:
             reason += f"{wanted._value_} tier, {chosen.name}"
+        elif request.tier is chosen.tier:
+            reason += (
+                f"wants the {wanted._value_} tier but the request's tier hint narrowed the "
+                f"candidates to the {chosen.tier._value_} tier; {chosen.name}"
+            )
         else:
             reason += (
                 f"wants the {wanted._value_} tier but no {wanted._value_}-tier target is "

@@ -1,8 +1,8 @@
 """``FallbackPolicy``: wrap any policy with an ordered list of targets to fall back on.
 
 The wrapped policy decides as usual; the fallback list, resolved against the healthy
-candidates, goes in front of the decision's own fallbacks, so the Orchestrator tries those
-targets, in that order, when the chosen one fails. When the wrapped policy finds no route
+candidates, goes in front of the decision's own fallbacks: the targets to try, in that
+order, when the chosen one fails. When the wrapped policy finds no route
 (it raises ``NoRouteError``) the first healthy fallback is chosen instead. Fallbacks that
 are not healthy right now are skipped; a name that matches no target at all is a
 ``ConfigurationError``.

@@ -4,7 +4,9 @@ Each request draws a number from ``seed`` and the request itself (its length, th
 tail of its prompt, and ``max_tokens``), not from a random generator: the same request always gets
 the same target, in every run and process, and distinct requests spread over the targets
 in proportion to their weights. Weights are relative among the healthy candidates: when
-a target is left out, its share goes to the others.
+a target is left out, its share goes to the others. A weight for a name that matches no
+target at all is a ``ConfigurationError``, raised at the first decision (the policy
+learns the targets from ``route()``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from itertools import accumulate
 import attrs
 
 from .._exceptions import ConfigurationError
-from ._base import RouteDecision, RouteRequest, Target, TargetState, _Memo, _request_hash
+from ._base import (
+    RouteDecision,
+    RouteRequest,
+    Target,
+    TargetState,
+    _excluded,
+    _Memo,
+    _request_hash,
+)
 
 __all__ = ["WeightedPolicy"]
 
@@ -38,10 +48,15 @@ def _to_weights(weights: Mapping[Target | str, float] | None) -> Mapping[str, fl
 
 @attrs.frozen
 class _Plan:
-    """The draw over one set of candidates: cumulative weights and the decision per slot."""
+    """The draw over one set of candidates: cumulative weights and the decision per slot.
+
+    ``absent`` holds the weighted names that are not among the candidates: each must be a
+    target ``route()`` left out, or the weights name a target that does not exist.
+    """
 
     bounds: list[float]
     decisions: tuple[RouteDecision, ...]
+    absent: frozenset[str]
 
 
 @attrs.frozen
@@ -51,7 +66,9 @@ class WeightedPolicy:
     ``weights`` maps targets (or their names) to relative weights; ``None`` weighs every
     target equally, and a target missing from the mapping weighs 0. When every healthy
     candidate weighs 0 the draw is uniform among them, so a request is never refused.
-    ``scores`` holds each candidate's share of the draw.
+    ``scores`` holds each candidate's share of the draw. A weighted name that matches no
+    target routed over raises ``ConfigurationError`` when deciding; one that names a
+    target left out of the candidates (unhealthy, say) just gives its share to the others.
     """
 
     weights: Mapping[str, float] | None = attrs.field(default=None, converter=_to_weights)
@@ -66,6 +83,8 @@ class WeightedPolicy:
         plan = self._plans.get(targets)
         if plan is None:
             plan = self._plan(targets)
+        if plan.absent:
+            _check_known(plan.absent, candidates)
         bounds = plan.bounds
         # 24 bits of the hash, so that the point stays below the total after rounding.
         point = (_request_hash(request, self.seed) >> 8) * bounds[-1] / 16777216.0
@@ -92,4 +111,19 @@ class WeightedPolicy:
             )
             for target, share in zip(targets, shares, strict=True)
         )
-        return self._plans.remember(targets, _Plan(list(accumulate(shares)), decisions))
+        names = {target.name for target in targets}
+        absent = frozenset(() if weights is None else weights.keys() - names)
+        plan = _Plan(list(accumulate(shares)), decisions, absent)
+        return self._plans.remember(targets, plan)
+
+
+def _check_known(absent: frozenset[str], candidates: Sequence[TargetState]) -> None:
+    """Raise ``ConfigurationError`` unless every name in ``absent`` is a left-out target."""
+    excluded = _excluded(candidates)
+    unknown = sorted(name for name in absent if name not in excluded)
+    if unknown:
+        known = [*(state.target.name for state in candidates), *excluded]
+        raise ConfigurationError(
+            f"WeightedPolicy weights name unknown target(s) {', '.join(map(repr, unknown))}; "
+            f"the known targets are {', '.join(map(repr, known))}"
+        )
