@@ -801,7 +801,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         except HostedAIError as exc:
             raise self._on_work_error(exc) from exc
 
-    async def stream(
+    def stream(
         self,
         prompt: str,
         *,
@@ -810,19 +810,18 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> AsyncInferenceStream:
-        """Start a streamed inference on the allocation."""
+        """A streamed inference on the allocation: ``async with lease.stream(...) as chunks``."""
         allocation_id = self._check_usable()
-        try:
-            return await self._client.stream(
-                allocation_id,
-                prompt,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop,
-            )
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
+        stream = self._client.stream(
+            allocation_id,
+            prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+        )
+        stream._map_error = self._on_work_error
+        return stream
 
     async def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background)."""

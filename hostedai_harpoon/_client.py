@@ -9,11 +9,12 @@ client carries them out with ``httpx.Client`` and ``time.sleep``, the async one 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import suppress
 from datetime import timedelta
 from types import TracebackType
@@ -1089,24 +1090,56 @@ class HostedAI(BaseClient[httpx.Client]):
 
 
 class AsyncInferenceStream:
-    """The chunks of a streamed inference, for ``async for``. Close it (or use
-    ``async with``) to stop early and close the connection."""
+    """The chunks of a streamed inference, for ``async for``.
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.request_id = _request_id(response)
+    ``async with client.stream(...) as chunks:`` sends the request on entering and closes
+    the connection on leaving, however the block ends; ``chunks = await client.stream(...)``
+    sends it at once (then ``aclose()`` it to stop early).
+    """
+
+    def __init__(self, start: Callable[[], Awaitable[httpx.Response]]) -> None:
+        self._start = start
+        self._response: httpx.Response | None = None
+        self._map_error: Callable[[HostedAIError], BaseException] | None = None
         self._started = False
+        self.request_id: str | None = None
 
-    def _decoder(self) -> _EventDecoder:
+    def __repr__(self) -> str:
+        return f"<AsyncInferenceStream request_id={self.request_id!r}>"
+
+    @property
+    def response(self) -> httpx.Response:
+        """The HTTP response carrying the stream (once the request was sent)."""
+        if self._response is None:
+            raise HostedAIError("the stream was not started: await it or use `async with`")
+        return self._response
+
+    async def _open(self) -> httpx.Response:
+        if self._response is None:
+            try:
+                self._response = await self._start()
+            except HostedAIError as exc:
+                if self._map_error is None:
+                    raise
+                raise self._map_error(exc) from exc
+            self.request_id = _request_id(self._response)
+        return self._response
+
+    async def _opened(self) -> Self:
+        await self._open()
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._opened().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
         if self._started:
             raise HostedAIError("this stream was already read; start a new one")
         self._started = True
-        return _EventDecoder(self.response)
-
-    async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
-        decoder = self._decoder()
+        response = await self._open()
+        decoder = _EventDecoder(response)
         try:
-            async for line in self.response.aiter_lines():
+            async for line in response.aiter_lines():
                 chunk = decoder.feed(line)
                 if chunk is not None:
                     yield chunk
@@ -1116,18 +1149,19 @@ class AsyncInferenceStream:
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
         except httpx.DecodingError as exc:
-            raise _undecodable(self.response, exc) from None
+            raise _undecodable(response, exc) from None
         except httpx.StreamError as exc:  # closed before it was read
             raise HostedAIError(f"the stream cannot be read: {exc}") from None
         finally:
-            await self.response.aclose()
+            await response.aclose()
 
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
-        await self.response.aclose()
+        if self._response is not None:
+            await self._response.aclose()
 
     async def __aenter__(self) -> Self:
-        return self
+        return await self._opened()
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
@@ -1356,7 +1390,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         )
         return await self._run(self._infer(body))
 
-    async def stream(
+    def stream(
         self,
         allocation_id: str,
         prompt: str,
@@ -1366,7 +1400,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> AsyncInferenceStream:
-        """Start a streamed inference; ``async for`` over the result for ``InferenceChunk``s."""
+        """A streamed inference: ``async with client.stream(...) as chunks: async for ...``
+        (or ``await`` it to send the request at once)."""
         body = self._inference_body(
             allocation_id,
             prompt,
@@ -1376,13 +1411,16 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
             stop=stop,
             stream=True,
         )
+        return AsyncInferenceStream(functools.partial(self._start_stream, body))
+
+    async def _start_stream(self, body: dict[str, object]) -> httpx.Response:
         response = await self._run(self._stream(body))
         try:
             _check_stream_type(response)
         except BaseException:
             await response.aclose()
             raise
-        return AsyncInferenceStream(response)
+        return response
 
     async def list_pools(self) -> list[Pool]:
         """The pools this key can use, the default pool first."""

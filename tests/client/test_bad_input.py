@@ -49,3 +49,18 @@ def test_a_stream_closed_before_reading_says_so(emulator: Emulator) -> None:
     stream.close()
     with pytest.raises(harpoon.HostedAIError, match="cannot be read"):
         list(stream)
+
+
+async def test_an_async_stream_can_be_used_without_await(emulator: Emulator) -> None:
+    client = harpoon.AsyncHostedAI(
+        "http://127.0.0.1:8080", "sk", http_client=emulator.async_http_client()
+    )
+    allocation = await client.create_allocation("gemma-3-270m")
+    stream = client.stream(allocation.id, "hello")
+    assert emulator.requests_to("POST", "/v1/inference") == []  # nothing sent yet
+    async with stream as chunks:
+        text = "".join([chunk.delta async for chunk in chunks])
+    assert text
+    assert stream.request_id is not None
+    with pytest.raises(harpoon.HostedAIError, match="not started"):
+        _ = client.stream(allocation.id, "x").response

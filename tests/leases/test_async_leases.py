@@ -245,3 +245,18 @@ async def test_a_full_pool_is_waited_out(
         await freeing
         assert 1.0 in waits  # the emulator's Retry-After was honoured
     assert emu.live_allocations() == []
+
+
+async def test_a_lease_stream_is_an_async_context_manager(
+    emulator: Emulator, aclient: harpoon.AsyncHostedAI
+) -> None:
+    async with aclient.allocate(model="gemma-3-270m") as lease:
+        async with lease.stream("Count to five.", max_tokens=8) as chunks:
+            first = await anext(aiter(chunks))
+            assert first.delta
+        assert emulator.streams_aborted == 1  # leaving the block closed it early
+        emulator.expire_allocation(lease.id)
+        with pytest.raises(harpoon.AllocationError, match="lost"):
+            async with lease.stream("anyone?"):
+                pytest.fail("the block must not run")
+    assert emulator.live_allocations() == []
