@@ -97,6 +97,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ROUTING_NAMES})
+
+
 __all__ = [
     "DEFAULT_TARGETS",
     "NOT_GIVEN",
