@@ -49,24 +49,6 @@ class AllocationStatus(enum.Enum):
     FAILED = "failed"
     EXPIRED = "expired"
 
-    @property
-    def is_live(self) -> bool:
-        """Whether an allocation in this state still holds GPUs."""
-        return self in _LIVE_STATES
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether no further transition can happen."""
-        return self in _TERMINAL_STATES
-
-
-_LIVE_STATES = frozenset(
-    {AllocationStatus.PENDING, AllocationStatus.READY, AllocationStatus.RELEASING}
-)
-_TERMINAL_STATES = frozenset(
-    {AllocationStatus.RELEASED, AllocationStatus.FAILED, AllocationStatus.EXPIRED}
-)
-
 
 @attrs.frozen
 class Allocation:
