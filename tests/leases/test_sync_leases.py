@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock
 from tests.conftest import EmulatorFactory
 from tests.leases.conftest import sync_client
 
@@ -162,11 +162,23 @@ def test_a_failed_release_without_a_user_error_raises_allocation_error(
 def test_the_keepalive_renews_the_ttl_while_the_block_runs(
     make_emulator: EmulatorFactory,
 ) -> None:
-    emu = make_emulator()
-    with sync_client(emu) as client, client.allocate(model="gemma-3-270m", ttl=1) as lease:
-        time.sleep(1.6)
-        assert [a.id for a in emu.live_allocations()] == [lease.id]
-        assert len(emu.requests_to("POST", "/v1/allocate/*/renew")) >= 3
+    clock = ManualClock()
+    emu = make_emulator(clock=clock)
+
+    def wait_for_renewals(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(emu.requests_to("POST", "/v1/allocate/*/renew")) < count:
+            assert time.monotonic() < deadline, "the keepalive stopped renewing"
+            time.sleep(0.01)
+
+    with (
+        sync_client(emu) as client,
+        client.allocate(model="gemma-3-270m", ttl=10, renew_interval=0.02) as lease,
+    ):
+        for round_ in range(1, 4):
+            clock.advance(8)  # each step alone would not expire it; two without a renewal would
+            wait_for_renewals(len(emu.requests_to("POST", "/v1/allocate/*/renew")) + 1)
+            assert [a.id for a in emu.live_allocations()] == [lease.id], f"expired in {round_}"
         lease.infer("still here")
     assert emu.live_allocations() == []
 
