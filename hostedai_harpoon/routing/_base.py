@@ -17,9 +17,12 @@ It sees a ``RouteRequest`` and a snapshot of each candidate's ``TargetState``; i
    and ``ConfigurationError`` names it. When targets were left out, the decision's ``reason``
    ends with which and why.
 
+``Target``, ``TargetState`` and ``RouteRequest`` check their fields when made: a value of
+the wrong type or out of range is a ``ConfigurationError`` naming the field.
+
 A target's name identifies it, so the names of the targets routed over must be unique.
-Wherever a target is passed (a pin, a fallback list, a cascade order) its name is accepted
-too. Names resolve against the candidates; a name that matches no target at all is a
+Wherever a target is passed (a pin, a fallback list, a cascade order, a weight) its name is
+accepted too. Names resolve against the candidates; a name that matches no target at all is a
 ``ConfigurationError``. Call policies through ``route()``: called directly with a list of
 states, a policy takes that list to be every target there is.
 """
@@ -144,14 +147,26 @@ def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int)
         _invalid(instance, attribute, "a whole number >= 1", value)
 
 
-def _count(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is not None and (not _is_int(value) or value < 0):
+def _count(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not _is_int(value) or value < 0:
         _invalid(instance, attribute, "a whole number >= 0", value)
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and (not _is_number(value) or not 0 <= value < math.inf):
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (not _is_int(value) or value < 0):
+        _invalid(instance, attribute, "a whole number >= 0 or None", value)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not _is_number(value) or not 0 <= value < math.inf:
         _invalid(instance, attribute, "a finite number >= 0", value)
+
+
+def _optional_non_negative(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None and (not _is_number(value) or not 0 <= value < math.inf):
+        _invalid(instance, attribute, "a finite number >= 0 or None", value)
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -186,7 +201,10 @@ def _model_from_name(target: Target) -> str:
 
 
 def _hourly_cost(target: Target) -> float:
-    return target.gpus * target.cost_per_gpu_hour
+    gpus, price = target.gpus, target.cost_per_gpu_hour
+    if _is_int(gpus) and _is_number(price):
+        return gpus * price
+    return math.nan  # a field of the wrong type: its validator, run next, says which
 
 
 @attrs.frozen(cache_hash=True)
@@ -237,11 +255,11 @@ class TargetState:
     circuit: CircuitState = attrs.field(default=CircuitState.CLOSED, validator=_a_circuit_state)
     in_flight: int = attrs.field(default=0, validator=_count)
     warm_allocations: int = attrs.field(default=0, validator=_count)
-    latency_ewma: float | None = attrs.field(default=None, validator=_non_negative)
-    latency_p50: float | None = attrs.field(default=None, validator=_non_negative)
-    latency_p95: float | None = attrs.field(default=None, validator=_non_negative)
+    latency_ewma: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    latency_p50: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    latency_p95: float | None = attrs.field(default=None, validator=_optional_non_negative)
     error_rate: float = attrs.field(default=0.0, validator=_fraction)
-    pool_free_gpus: int | None = attrs.field(default=None, validator=_count)
+    pool_free_gpus: int | None = attrs.field(default=None, validator=_optional_count)
 
     @property
     def latency(self) -> float | None:
@@ -392,7 +410,19 @@ def _unknown(name: str, known: Sequence[str]) -> ConfigurationError:
 
 
 def _as_state(item: TargetState | Target) -> TargetState:
-    return item if isinstance(item, TargetState) else TargetState(item)
+    if isinstance(item, TargetState):
+        return item
+    if isinstance(item, Target):
+        return _fresh_state(item)
+    raise ConfigurationError(
+        f"the states routed over must be TargetStates or Targets, got {item!r}"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _fresh_state(target: Target) -> TargetState:
+    """The state a bare ``Target`` stands for; states are frozen, so one serves every call."""
+    return TargetState(target)
 
 
 def _candidates(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from collections.abc import Sequence
 
 from ._emulator import Emulator
 from ._faults import FaultPlan
-from ._serve import base_url, bind, make_server
+from ._serve import UVICORN_MISSING, base_url, bind, make_server
+
+_PROG = "python -m hostedai_harpoon.testing"
 
 
 def _pools(text: str) -> dict[str, int]:
@@ -22,14 +25,23 @@ def _pools(text: str) -> dict[str, int]:
     return pools
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line options."""
     parser = argparse.ArgumentParser(
-        prog="python -m hostedai_harpoon.testing",
-        description="Serve the HostedAI API emulator over HTTP.",
+        prog=_PROG,
+        description=(
+            "Serve the HostedAI API emulator over HTTP. Needs uvicorn, which the 'emulator' "
+            "extra installs: pip install 'hostedai-harpoon[emulator]'."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
+    parser.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
     parser.add_argument("--pools", type=_pools, help="pools as POOL=GPUS,... (first: default)")
     parser.add_argument("--api-key", action="append", help="accept only this key (repeatable)")
     parser.add_argument("--ready-delay", type=float, default=0.0, help="seconds until ready")
@@ -42,30 +54,52 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _fail(message: str, status: int) -> int:
+    print(message, file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGINT or SIGTERM; print the URL first."""
+    """Serve until SIGINT or SIGTERM; print the URL first.
+
+    Exit status 2 for bad options or a missing uvicorn, 1 when the address cannot be bound.
+    """
     args = parse_args(argv)
-    faults = FaultPlan(
-        error_rate=args.error_rate,
-        rate_limit_rate=args.rate_limit_rate,
-        latency_rate=args.latency_rate,
-        drop_rate=args.drop_rate,
-        malformed_rate=args.malformed_rate,
-        truncate_rate=args.truncate_rate,
-        seed=args.seed,
-    )
-    emulator = Emulator(
-        args.pools,
-        faults=faults,
-        ready_delay=args.ready_delay,
-        default_ttl=args.ttl,
-        api_keys=args.api_key,
-        seed=args.seed,
-        latency_scale=args.latency_scale,
-        stream_chunk_delay=args.stream_chunk_delay,
-    )
-    server = make_server(emulator.asgi_app)
-    sock = bind(args.host, args.port)
+    try:
+        faults = FaultPlan(
+            error_rate=args.error_rate,
+            rate_limit_rate=args.rate_limit_rate,
+            latency_rate=args.latency_rate,
+            drop_rate=args.drop_rate,
+            malformed_rate=args.malformed_rate,
+            truncate_rate=args.truncate_rate,
+            seed=args.seed,
+        )
+        emulator = Emulator(
+            args.pools,
+            faults=faults,
+            ready_delay=args.ready_delay,
+            default_ttl=args.ttl,
+            api_keys=args.api_key,
+            seed=args.seed,
+            latency_scale=args.latency_scale,
+            stream_chunk_delay=args.stream_chunk_delay,
+        )
+    except ValueError as exc:
+        return _fail(f"{_PROG}: error: {exc}", 2)
+    try:
+        server = make_server(emulator.asgi_app)
+    except ImportError as exc:
+        if exc.name != "uvicorn":
+            raise
+        return _fail(UVICORN_MISSING, 2)
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(f"cannot serve the emulator on {where}: the port is already in use", 1)
+        return _fail(f"cannot serve the emulator on {where}: {exc.strerror or exc}", 1)
     print(f"HostedAI emulator serving on {base_url(sock)}", flush=True)
     # uvicorn re-raises the signal it stopped on; make SIGTERM end as quietly as SIGINT.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -10,7 +10,18 @@ from ._inference import complete
 from ._state import AllocationRequest, State
 from ._wire import Outcome, Request, WireError, error_outcome, is_int, is_number, parse_json_object
 
-__all__ = ["Api"]
+__all__ = ["ROUTES", "Api"]
+
+ROUTES = (
+    "/v1/allocate",
+    "/v1/allocate/*",
+    "/v1/allocate/*/renew",
+    "/v1/inference",
+    "/v1/pools",
+    "/v1/pools/*",
+    "/v1/health",
+)
+"""Every path the API answers; ``*`` stands for one non-empty path segment (an id)."""
 
 Handler = Callable[[Request, list[str], float], Outcome]
 
@@ -83,14 +94,17 @@ class Api:
         self._latency_scale = latency_scale
         self.version = version
         self.health_status = "ok"
-        self._routes: tuple[tuple[tuple[str, ...], dict[str, Handler]], ...] = (
-            (("v1", "health"), {"GET": self._health}),
-            (("v1", "pools"), {"GET": self._list_pools}),
-            (("v1", "pools", "*"), {"GET": self._get_pool}),
-            (("v1", "allocate"), {"POST": self._allocate, "GET": self._list_allocations}),
-            (("v1", "allocate", "*"), {"GET": self._get_allocation, "DELETE": self._release}),
-            (("v1", "allocate", "*", "renew"), {"POST": self._renew}),
-            (("v1", "inference"), {"POST": self._infer}),
+        handlers: dict[str, dict[str, Handler]] = {
+            "/v1/health": {"GET": self._health},
+            "/v1/pools": {"GET": self._list_pools},
+            "/v1/pools/*": {"GET": self._get_pool},
+            "/v1/allocate": {"POST": self._allocate, "GET": self._list_allocations},
+            "/v1/allocate/*": {"GET": self._get_allocation, "DELETE": self._release},
+            "/v1/allocate/*/renew": {"POST": self._renew},
+            "/v1/inference": {"POST": self._infer},
+        }
+        self._routes: tuple[tuple[tuple[str, ...], dict[str, Handler]], ...] = tuple(
+            (tuple(path.split("/")[1:]), handlers[path]) for path in ROUTES
         )
 
     def dispatch(self, request: Request, request_id: str, now: float) -> Outcome:

@@ -3,19 +3,31 @@
 A :class:`FaultPlan` is a frozen description; each emulator turns it into a
 :class:`FaultInjector` that owns the random generator and the rule counters, so one plan
 can be shared by several emulators and each replays the same fault sequence.
+
+Fault kinds (:class:`FaultKind`; a hyphen may stand for the underscore, as on the command
+line): ``error``, ``rate_limit``, ``latency``, ``drop``, ``malformed``, ``truncate``,
+``invalid_schema``.
+
+The wire paths a path glob can match, ``*`` standing for an id there: ``/v1/allocate``,
+``/v1/allocate/*``, ``/v1/allocate/*/renew``, ``/v1/inference``, ``/v1/pools``,
+``/v1/pools/*``, ``/v1/health``.
 """
 
 from __future__ import annotations
 
 import enum
+import glob as globbing
 import random
+import re
 import time
 from collections.abc import Iterable, Sequence
 from email.utils import formatdate
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from typing import Literal
 
 import attrs
+
+from ._api import ROUTES
 
 __all__ = ["Fault", "FaultInjector", "FaultKind", "FaultPlan"]
 
@@ -45,8 +57,124 @@ class FaultKind(enum.StrEnum):
 _ERROR_STATUSES = (500, 502, 503, 504)
 
 
-def _to_kind(value: str) -> FaultKind:
-    return FaultKind(value)
+_KINDS = ", ".join(kind.value for kind in FaultKind)
+
+
+def _to_kind(value: FaultKind | str) -> FaultKind:
+    """A fault kind from its value; ``"rate-limit"`` is accepted for ``"rate_limit"``."""
+    if isinstance(value, FaultKind):
+        return value
+    if isinstance(value, str):
+        try:
+            return FaultKind(value.strip().lower().replace("-", "_"))
+        except ValueError:
+            pass
+    raise ValueError(f"unknown fault kind {value!r}; the fault kinds are {_KINDS}")
+
+
+# Whether a path glob can match a route of the API: the glob and the route are two small
+# automata, and the glob can match a route when their product reaches both ends. Glob
+# tokens are a literal character, ``?``, a ``[...]`` class, or ``*`` (anything, ``/``
+# included, as for ``fnmatchcase``); route tokens are a literal character or one path
+# segment (one or more characters other than ``/``).
+
+_STAR, _ONE, _SEGMENT = "*", "?", None
+# Characters tried for a class or a segment: enough to find one that an id could hold.
+_PROBES = "".join(map(chr, range(0x20, 0x7F))) + "\u00e9"
+
+_GlobToken = str | re.Pattern[str]
+_RouteToken = str | None
+
+
+def _glob_tokens(glob: str) -> list[_GlobToken]:
+    """``glob`` as tokens: a character, ``_STAR``, ``_ONE`` or a compiled class (as fnmatch)."""
+    tokens: list[_GlobToken] = []
+    i, n = 0, len(glob)
+    while i < n:
+        char = glob[i]
+        i += 1
+        if char == "*":
+            if not tokens or tokens[-1] != _STAR:
+                tokens.append(_STAR)
+        elif char == "?":
+            tokens.append(_ONE)
+        elif char == "[":
+            j = i
+            if j < n and glob[j] == "!":
+                j += 1
+            if j < n and glob[j] == "]":
+                j += 1
+            while j < n and glob[j] != "]":
+                j += 1
+            if j >= n:
+                tokens.append("[")
+            else:
+                tokens.append(re.compile(translate(glob[i - 1 : j + 1])))
+                i = j + 1
+        else:
+            tokens.append(char)
+    return tokens
+
+
+def _route_tokens(route: str) -> list[_RouteToken]:
+    return [_SEGMENT if char == "*" else char for char in route]
+
+
+def _takes(token: _GlobToken, char: str) -> bool:
+    if isinstance(token, re.Pattern):
+        return token.match(char) is not None
+    return token in (_STAR, _ONE) or token == char
+
+
+def _meets(token: _GlobToken, route_token: _RouteToken) -> bool:
+    """Whether one character can satisfy both a glob token and a route token."""
+    if route_token is not None:
+        return _takes(token, route_token)
+    return any(_takes(token, char) for char in _PROBES if char != "/")
+
+
+def _can_match(glob: list[_GlobToken], route: list[_RouteToken]) -> bool:
+    # A state: (glob position, route position, whether the current segment has a character).
+    start = (0, 0, False)
+    seen = {start}
+    todo = [start]
+    while todo:
+        i, j, started = todo.pop()
+        steps: list[tuple[int, int, bool]] = []
+        if i < len(glob) and glob[i] == _STAR:
+            steps.append((i + 1, j, started))
+        if j < len(route) and route[j] is _SEGMENT and started:
+            steps.append((i, j + 1, False))
+        if i == len(glob) and j == len(route):
+            return True
+        if i < len(glob) and j < len(route) and _meets(glob[i], route[j]):
+            next_i = i if glob[i] == _STAR else i + 1
+            steps.append((next_i, j, True) if route[j] is _SEGMENT else (next_i, j + 1, False))
+        for step in steps:
+            if step not in seen:
+                seen.add(step)
+                todo.append(step)
+    return False
+
+
+_ROUTE_TOKENS = [_route_tokens(route) for route in ROUTES]
+_ROUTE_LIST = ", ".join(ROUTES)
+
+
+def _matches_a_route(glob: str) -> bool:
+    """Whether ``fnmatchcase(path, glob)`` holds for some path the API answers."""
+    tokens = _glob_tokens(glob)
+    return any(_can_match(tokens, route) for route in _ROUTE_TOKENS)
+
+
+def _check_glob(glob: str, what: str) -> None:
+    if not isinstance(glob, str):
+        raise ValueError(f"{what} must be a string glob, got {glob!r}")
+    if not _matches_a_route(glob):
+        raise ValueError(
+            f"{what} {glob!r} matches no route of the API; the routes are {_ROUTE_LIST} "
+            "('*' there is an id)"
+        )
 
 
 def _to_upper(value: str | None) -> str | None:
@@ -74,14 +202,40 @@ def _check_rate(_instance: object, attribute: attrs.Attribute[float], value: flo
 class Fault:
     """One scripted fault rule, checked before the plan's rates.
 
-    ``path`` is a glob (``*`` matches anything, ``/`` included): ``"/v1/allocate"``,
-    ``"/v1/allocate/*"``. ``times`` caps how often the rule fires. ``when="after"`` lets the
-    server process the request first (an allocation is created, a release happens) and
-    then loses (``drop``) or replaces (``error``, ``rate_limit``) the answer; the body
-    faults (``malformed``, ``truncate``, ``invalid_schema``) always corrupt a processed
-    answer. ``retry_after`` is delta-seconds or a literal header value;
-    ``retry_after_http_date`` sends it as an HTTP-date (wall clock). ``delay`` is the
-    ``latency`` fault's delay in seconds (default: the plan's ``latency``).
+    ``kind`` is one of (a :class:`FaultKind` or its value; ``"rate-limit"`` is accepted for
+    ``"rate_limit"``, as the command line spells it):
+
+    - ``error``: a 5xx error envelope (``status``, default a random 500, 502, 503 or 504);
+    - ``rate_limit``: 429 ``rate_limited`` with ``Retry-After``;
+    - ``latency``: the answer is delayed by ``delay`` seconds;
+    - ``drop``: the connection is dropped without an answer;
+    - ``malformed``: the status is kept but the body is not JSON;
+    - ``truncate``: the JSON body is cut short;
+    - ``invalid_schema``: valid JSON of the wrong shape.
+
+    An unknown kind raises ``ValueError`` listing these.
+
+    ``method`` (any case) and ``path`` narrow the rule to some requests; ``None`` is any.
+    ``path`` is an ``fnmatch`` glob (``*`` matches anything, ``/`` included) over the wire
+    paths of the API, ``*`` standing for an id in them:
+
+    - ``/v1/allocate`` (POST allocate, GET list), ``/v1/allocate/*`` (GET, DELETE release),
+      ``/v1/allocate/*/renew`` (POST);
+    - ``/v1/inference`` (POST);
+    - ``/v1/pools``, ``/v1/pools/*`` (GET);
+    - ``/v1/health`` (GET).
+
+    So ``"/v1/allocate/*"`` matches every allocation's path, renewals included, and
+    ``"/v1/allocate*"`` every allocation path at all. A glob that can match none of them
+    (``"/v1/allocations/*"``, say) raises ``ValueError``: it "matches no route of the API".
+
+    ``times`` caps how often the rule fires. ``when="after"`` lets the server process the
+    request first (an allocation is created, a release happens) and then loses (``drop``)
+    or replaces (``error``, ``rate_limit``) the answer; the body faults (``malformed``,
+    ``truncate``, ``invalid_schema``) always corrupt a processed answer. ``retry_after``
+    is delta-seconds or a literal header value; ``retry_after_http_date`` sends it as an
+    HTTP-date (wall clock). ``delay`` is the ``latency`` fault's delay in seconds (default:
+    the plan's ``latency``).
     """
 
     kind: FaultKind = attrs.field(converter=_to_kind)
@@ -102,6 +256,8 @@ class Fault:
             raise ValueError(f"an error fault needs a 5xx status, got {self.status}")
         if self.times is not None and self.times < 0:
             raise ValueError("times cannot be negative")
+        if self.path is not None:
+            _check_glob(self.path, "path")
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this rule applies to a request."""
@@ -115,10 +271,18 @@ class FaultPlan:
     """Seeded, reproducible fault injection: per-request rates plus scripted :class:`Fault` rules.
 
     Each request first meets the ``rules`` in order (the first that fires wins), then,
-    if ``paths`` covers it, one draw against the rates (their sum is at most 1). ``paths``
-    entries are path prefixes (``"/v1/allocate"``) or ``(method, glob)`` pairs. Drawn
-    errors pick a status from ``error_statuses``; drawn drops happen before or after the
-    request is processed, half each.
+    if ``paths`` covers it, one draw against the rates (their sum is at most 1). The fault
+    kinds are ``error``, ``rate_limit``, ``latency``, ``drop``, ``malformed``,
+    ``truncate`` and ``invalid_schema`` (:class:`Fault` describes each); each has a rate
+    (``error_rate``, ``rate_limit_rate``, ...) but ``invalid_schema``, which only rules
+    inject.
+
+    ``paths`` entries are path prefixes (``"/v1/allocate"``) or ``(method, glob)`` pairs,
+    over the wire paths of the API (``*`` standing for an id): ``/v1/allocate``,
+    ``/v1/allocate/*``, ``/v1/allocate/*/renew``, ``/v1/inference``, ``/v1/pools``,
+    ``/v1/pools/*``, ``/v1/health``. An entry that can cover none of them raises
+    ``ValueError``. Drawn errors pick a status from ``error_statuses``; drawn drops happen
+    before or after the request is processed, half each.
     """
 
     error_rate: float = attrs.field(default=0.0, validator=_check_rate)
@@ -143,6 +307,15 @@ class FaultPlan:
             raise ValueError("the fault rates add up to more than 1")
         if not self.error_statuses or any(not 500 <= s <= 599 for s in self.error_statuses):
             raise ValueError("error_statuses must be a non-empty list of 5xx statuses")
+        for entry in self.paths or ():
+            if isinstance(entry, str):
+                if not _matches_a_route(globbing.escape(entry) + "*"):
+                    raise ValueError(
+                        f"paths prefix {entry!r} matches no route of the API; the routes are "
+                        f"{_ROUTE_LIST} ('*' there is an id)"
+                    )
+            else:
+                _check_glob(entry[1], "paths glob")
 
     def rates(self) -> Sequence[tuple[FaultKind, float]]:
         """The rate-based faults, in the order a draw is matched against them."""

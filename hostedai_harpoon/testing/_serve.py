@@ -14,7 +14,10 @@ from ._asgi import quiet_dropped_connections
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["bind", "make_server", "serve_in_thread"]
+__all__ = ["UVICORN_MISSING", "bind", "make_server", "serve_in_thread"]
+
+UVICORN_MISSING = "serving the emulator needs uvicorn: pip install 'hostedai-harpoon[emulator]'"
+"""What to say when uvicorn is not installed."""
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
@@ -39,13 +42,16 @@ def base_url(sock: socket.socket) -> str:
 
 
 def make_server(app: Any) -> uvicorn.Server:
-    """A quiet uvicorn server for ``app``: warnings only, no access log, no lifespan."""
+    """A quiet uvicorn server for ``app``: warnings only, no access log, no lifespan.
+
+    Raises ``ImportError`` (its ``name`` is ``"uvicorn"``) when uvicorn is not installed.
+    """
     try:
         import uvicorn
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Serving the emulator over TCP needs uvicorn: pip install 'hostedai-harpoon[emulator]'"
-        ) from exc
+    except ModuleNotFoundError as exc:
+        if exc.name != "uvicorn":
+            raise
+        raise ImportError(UVICORN_MISSING, name="uvicorn") from exc
     quiet_dropped_connections()
     config = uvicorn.Config(
         app,

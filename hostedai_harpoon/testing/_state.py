@@ -273,10 +273,12 @@ class State:
                 )
             return self._allocations[allocation_id], True
         pool = self._check_request(request)
-        if pool.gpus_total - pool.gpus_used < request.gpu_count:
+        free = pool.gpus_total - pool.gpus_used
+        if free < request.gpu_count:
             raise WireError(
                 "capacity_exhausted",
-                f"Pool {request.pool_id!r} has no {request.gpu_count} free GPUs.",
+                f"Pool {request.pool_id!r} cannot take the allocation: "
+                f"it needs {_gpus(request.gpu_count)}, {free} free.",
                 headers={"retry-after": str(self._capacity_retry_after)},
             )
         ready_delay = pool.spec.ready_delay
@@ -404,6 +406,10 @@ class State:
         else:
             self._live.pop(allocation.id, None)
         return allocation
+
+
+def _gpus(count: int) -> str:
+    return "1 GPU" if count == 1 else f"{count} GPUs"
 
 
 def _gone(allocation: AllocationRecord) -> WireError:

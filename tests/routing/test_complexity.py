@@ -197,3 +197,32 @@ def test_an_empty_prompt_routes_small_and_says_why() -> None:
 
     assert decision.target is SMALL
     assert "(an empty prompt)" in decision.reason
+
+
+def test_a_tier_hint_that_overrides_the_wanted_tier_is_named_in_the_reason() -> None:
+    decision = route(ComplexityPolicy(), RouteRequest("hi", tier="large"), DEFAULT_TARGETS)
+
+    assert decision.target is LARGE
+    assert "wants the small tier but the request's tier hint narrowed the candidates" in (
+        decision.reason
+    )
+    assert "no small-tier target is healthy" not in decision.reason
+
+
+def test_a_tier_hint_down_to_the_small_tier_is_named_in_the_reason() -> None:
+    request = RouteRequest(PROOF, max_tokens=2048, tier="small")
+
+    decision = route(ComplexityPolicy(), request, DEFAULT_TARGETS)
+
+    assert decision.target is SMALL
+    assert (
+        "wants the large tier but the request's tier hint narrowed the candidates to the "
+        "small tier; gemma-3-270m"
+    ) in decision.reason
+
+
+def test_a_tier_hint_matching_the_wanted_tier_reads_as_usual() -> None:
+    decision = route(ComplexityPolicy(), RouteRequest("hi", tier="small"), DEFAULT_TARGETS)
+
+    assert "small tier, gemma-3-270m" in decision.reason
+    assert "tier hint" not in decision.reason

@@ -10,7 +10,8 @@ from typing import Any
 import attrs
 import pytest
 
-from hostedai_harpoon._exceptions import ConfigurationError
+from hostedai_harpoon._exceptions import ConfigurationError, HostedAIError
+from hostedai_harpoon._resilience import CircuitState
 from hostedai_harpoon.routing import (
     DEFAULT_TARGETS,
     CascadePolicy,
@@ -115,6 +116,98 @@ def test_a_request_asks_for_at_least_one_token() -> None:
         RouteRequest("hi", max_tokens=0)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", None),
+        ("name", 7),
+        ("model", b"gemma"),
+        ("pool", 3),
+        ("pool", ""),
+        ("gpu_type", ["h100"]),
+        ("gpus", "2"),
+        ("gpus", 1.5),
+        ("gpus", True),
+        ("cost_per_gpu_hour", "0.4"),
+        ("cost_per_gpu_hour", None),
+        ("max_concurrency", None),
+        ("context_tokens", "8k"),
+        ("max_tokens", 10.0),
+    ],
+)
+def test_a_target_of_the_wrong_type_is_a_configuration_error(field: str, value: object) -> None:
+    fields: dict[str, Any] = {"name": "m", "tier": "small", field: value}
+
+    with pytest.raises(ConfigurationError, match=rf"^Target\.{field} must "):
+        Target(**fields)
+
+
+@pytest.mark.parametrize("tier", [None, 3, ["small"], {"small": 1}])
+def test_a_tier_of_the_wrong_type_is_a_configuration_error(tier: object) -> None:
+    with pytest.raises(ConfigurationError, match="unknown tier"):
+        Target("m", tier=tier)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("target", "gemma-3-270m"),
+        ("target", None),
+        ("healthy", None),
+        ("healthy", "yes"),
+        ("circuit", "open"),
+        ("in_flight", "3"),
+        ("in_flight", 1.5),
+        ("warm_allocations", None),
+        ("latency_ewma", "0.2"),
+        ("latency_p95", float("inf")),
+        ("error_rate", None),
+        ("error_rate", float("nan")),
+        ("pool_free_gpus", "4"),
+    ],
+)
+def test_a_target_state_of_the_wrong_type_is_a_configuration_error(
+    field: str, value: object
+) -> None:
+    fields: dict[str, Any] = {"target": DEFAULT_TARGETS[0], field: value}
+
+    with pytest.raises(ConfigurationError, match=rf"^TargetState\.{field} must be .*, got "):
+        TargetState(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"prompt": None}, "RouteRequest.prompt must be a string, got None"),
+        ({"prompt": b"hi"}, "RouteRequest.prompt must be a string, got b'hi'"),
+        ({"prompt": "hi", "max_tokens": "64"}, "RouteRequest.max_tokens must be a whole number"),
+        ({"prompt": "hi", "max_tokens": None}, "RouteRequest.max_tokens must be a whole number"),
+        ({"prompt": "hi", "target": 3}, "RouteRequest.target must be a Target, a target's name"),
+        ({"prompt": "hi", "target": ""}, "RouteRequest.target must not be empty"),
+        ({"prompt": "hi", "tier": 2}, "unknown tier 2"),
+    ],
+)
+def test_a_request_of_the_wrong_type_is_a_configuration_error(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RouteRequest(**fields)
+
+    assert str(caught.value).startswith(message)
+    assert isinstance(caught.value, HostedAIError)
+
+
+def test_well_typed_values_are_accepted_as_given() -> None:
+    target = Target("m", tier="small", pool="p", gpu_type="h100", gpus=2, cost_per_gpu_hour=1)
+    state = TargetState(
+        target, healthy=False, circuit=CircuitState.HALF_OPEN, latency_ewma=1, error_rate=1
+    )
+
+    assert (target.cost_per_hour, state.latency, state.error_rate) == (2, 1, 1)
+    assert RouteRequest("", target=target).target is target
+    assert RouteRequest("hi", target="m").target == "m"
+
+
 def test_a_request_estimates_its_prompt_tokens_at_four_characters_each() -> None:
     assert RouteRequest("x" * 400).prompt_tokens == 101
 
@@ -136,3 +229,11 @@ def test_policies_and_decisions_survive_copying_and_pickling() -> None:
         assert copy.deepcopy(decision) == decision
         assert route(pickle.loads(pickle.dumps(policy)), request, DEFAULT_TARGETS) == decision
         assert route(copy.deepcopy(policy), request, DEFAULT_TARGETS) == decision
+
+
+def test_no_route_error_is_importable_from_the_routing_package() -> None:
+    from hostedai_harpoon import routing
+    from hostedai_harpoon._exceptions import NoRouteError
+
+    assert routing.NoRouteError is NoRouteError
+    assert "NoRouteError" in routing.__all__

@@ -114,11 +114,13 @@ def policies() -> st.SearchStrategy[RoutingPolicy]:
     )
 
 
-def fallback_names_are_known(policy: RoutingPolicy, known: set[str]) -> bool:
-    """Whether every fallback name of a (nested) FallbackPolicy names one of the targets."""
+def names_are_known(policy: RoutingPolicy, known: set[str]) -> bool:
+    """Whether every name a (nested) policy holds, fallbacks and weights, names a target."""
     if isinstance(policy, FallbackPolicy):
         named = {ref if isinstance(ref, str) else ref.name for ref in policy.fallbacks}
-        return named <= known and fallback_names_are_known(policy.policy, known)
+        return named <= known and names_are_known(policy.policy, known)
+    if isinstance(policy, WeightedPolicy) and policy.weights is not None:
+        return set(policy.weights) <= known
     return True
 
 
@@ -128,8 +130,8 @@ def test_a_decision_is_a_healthy_candidate_and_no_route_exactly_when_there_is_no
     policy: RoutingPolicy, request: RouteRequest, states: list[TargetState]
 ) -> None:
     healthy = [state.target for state in states if can_take(state, request)]
-    if healthy and not fallback_names_are_known(policy, {state.target.name for state in states}):
-        event("a fallback names an unknown target")
+    if healthy and not names_are_known(policy, {state.target.name for state in states}):
+        event("a fallback or a weight names an unknown target")
         with pytest.raises(ConfigurationError, match="unknown target"):
             route(policy, request, states)
         return
@@ -156,7 +158,7 @@ def test_a_decision_is_a_healthy_candidate_and_no_route_exactly_when_there_is_no
 def test_the_same_inputs_give_the_same_decision(
     policy: RoutingPolicy, request: RouteRequest, states: list[TargetState]
 ) -> None:
-    if not fallback_names_are_known(policy, {state.target.name for state in states}):
+    if not names_are_known(policy, {state.target.name for state in states}):
         return
     twin = copy.deepcopy(policy)
 

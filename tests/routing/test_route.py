@@ -201,3 +201,22 @@ def test_a_policy_listing_an_unhealthy_fallback_is_a_configuration_error() -> No
 def test_routing_errors_are_hostedai_errors() -> None:
     assert issubclass(NoRouteError, HostedAIError)
     assert issubclass(ConfigurationError, HostedAIError)
+
+
+@pytest.mark.parametrize("item", ["gemma-3-270m", None, ["gemma-3-270m"]])
+def test_states_of_the_wrong_type_are_a_configuration_error(item: object) -> None:
+    with pytest.raises(ConfigurationError, match="must be TargetStates or Targets"):
+        route(first_candidate, HELLO, [TargetState(SMALL), item])  # type: ignore[list-item]
+
+
+def test_a_bare_target_stands_for_the_same_fresh_state_every_time() -> None:
+    seen: list[TargetState] = []
+
+    def record(request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:
+        seen.extend(candidates)
+        return RouteDecision(candidates[0].target, "recorded")
+
+    route(record, HELLO, [SMALL])
+    route(record, HELLO, [SMALL])
+
+    assert seen == [TargetState(SMALL), TargetState(SMALL)]

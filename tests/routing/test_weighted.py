@@ -122,3 +122,58 @@ def test_when_no_healthy_target_has_a_weight_the_draw_is_uniform() -> None:
 def test_a_negative_weight_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="gemma-3-270m"):
         WeightedPolicy({"gemma-3-270m": -1})
+
+
+def test_a_weight_for_a_name_that_matches_no_target_is_a_configuration_error() -> None:
+    policy = WeightedPolicy({"nope": 1})
+
+    with pytest.raises(ConfigurationError, match=r"unknown target.*'nope'") as caught:
+        route(policy, RouteRequest("hi"), DEFAULT_TARGETS)
+
+    assert "'gemma-3-270m', 'qwen3-30b-a3b'" in str(caught.value)
+
+
+def test_an_unknown_name_among_known_ones_is_still_a_configuration_error() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 1, "qwen3-30b-a3b": 1, "gemma-3-27m": 5})
+
+    with pytest.raises(ConfigurationError, match="'gemma-3-27m'"):
+        route(policy, RouteRequest("hi"), DEFAULT_TARGETS)
+
+
+def test_every_unknown_name_is_named() -> None:
+    policy = WeightedPolicy({"nope": 1, "gemma-3-270m": 1, "also-nope": 1})
+
+    with pytest.raises(ConfigurationError, match="'also-nope', 'nope'"):
+        route(policy, RouteRequest("hi"), DEFAULT_TARGETS)
+
+
+def test_a_weighted_target_left_out_as_unhealthy_is_not_an_error() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 1, "qwen3-30b-a3b": 1})
+    states = [TargetState(SMALL), TargetState(LARGE, healthy=False)]
+
+    for prompt in PROMPTS[:50]:
+        assert route(policy, RouteRequest(prompt), states).target is SMALL
+
+
+def test_a_weighted_target_left_out_by_the_tier_hint_is_not_an_error() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 3, "qwen3-30b-a3b": 1})
+
+    decision = route(policy, RouteRequest("hi", tier="large"), DEFAULT_TARGETS)
+
+    assert decision.target is LARGE
+
+
+def test_the_same_policy_reports_an_unknown_name_however_often_it_is_called() -> None:
+    policy = WeightedPolicy({"nope": 1, "gemma-3-270m": 1})
+    states = [TargetState(SMALL), TargetState(LARGE, healthy=False)]
+
+    for _ in range(3):
+        with pytest.raises(ConfigurationError, match="'nope'"):
+            route(policy, RouteRequest("hi"), states)
+
+
+def test_called_directly_a_policy_takes_the_states_to_be_every_target() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 1, "qwen3-30b-a3b": 1})
+
+    with pytest.raises(ConfigurationError, match="'qwen3-30b-a3b'"):
+        policy(RouteRequest("hi"), [TargetState(SMALL)])

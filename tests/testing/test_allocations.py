@@ -83,6 +83,24 @@ def test_full_pool_answers_503_with_retry_after_until_a_release(
         assert allocate(http, gpu_count=2).status_code == 201
 
 
+@pytest.mark.parametrize(
+    ("held", "asked", "message"),
+    [
+        (3, 2, "Pool 'p' cannot take the allocation: it needs 2 GPUs, 1 free."),
+        (4, 1, "Pool 'p' cannot take the allocation: it needs 1 GPU, 0 free."),
+    ],
+)
+def test_a_full_pool_says_how_many_gpus_were_asked_for_and_how_many_are_free(
+    make_emulator: EmulatorFactory, held: int, asked: int, message: str
+) -> None:
+    emu = make_emulator(pools={"p": 4})
+    with emu.http_client(headers=AUTH) as http:
+        assert allocate(http, gpu_count=held).status_code == 201
+        refused = allocate(http, gpu_count=asked)
+
+    assert refused.json()["error"]["message"] == message
+
+
 def test_gpu_count_above_pool_size_is_422_not_503(client: httpx.Client) -> None:
     assert allocate(client, gpu_count=9).json()["error"]["code"] == "exceeds_pool_size"
 

@@ -8,12 +8,16 @@ import json
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
+from hostedai_harpoon.testing import Emulator, Fault, FaultKind, FaultPlan
+from hostedai_harpoon.testing._api import ROUTES
 from tests.conftest import EmulatorFactory
 
 from .conftest import AUTH
@@ -321,3 +325,114 @@ def test_test_hooks_are_never_faulted(make_emulator: EmulatorFactory) -> None:
 def test_invalid_plans_are_refused(build: Callable[[], object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         build()
+
+
+@pytest.mark.parametrize(
+    "spelling", ["rate-limit", "rate_limit", "RATE-LIMIT", FaultKind.RATE_LIMIT]
+)
+def test_a_fault_kind_may_be_spelled_with_a_hyphen_as_on_the_command_line(
+    spelling: str,
+) -> None:
+    assert Fault(spelling).kind is FaultKind.RATE_LIMIT
+    assert Fault("invalid-schema").kind is FaultKind.INVALID_SCHEMA
+
+
+@pytest.mark.parametrize("kind", ["explode", "ratelimit", "", None])
+def test_an_unknown_fault_kind_lists_the_valid_kinds(kind: str) -> None:
+    with pytest.raises(ValueError, match="unknown fault kind") as caught:
+        Fault(kind)
+
+    assert all(valid.value in str(caught.value) for valid in FaultKind)
+
+
+def test_a_hyphenated_kind_injects_the_same_fault(sender: Callable[[Emulator], Send]) -> None:
+    emu = Emulator(faults=FaultPlan(rules=[Fault("rate-limit", path="/v1/pools", times=1)]))
+    send = sender(emu)
+
+    assert send("GET", "/v1/pools").status_code == 429
+    assert send("GET", "/v1/pools").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/allocations/*",
+        "/v1/allocate/*/release",
+        "/v1/allocate/",
+        "/v1/pool",
+        "/v1/inferences",
+        "/v2/*",
+        "v1/health",
+        "/v1/allocate/x/y",
+    ],
+)
+def test_a_fault_path_that_matches_no_route_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="matches no route of the API") as caught:
+        Fault("error", path=path)
+
+    assert "/v1/allocate/*/renew" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *ROUTES,
+        "*",
+        "/v1/*",
+        "/v1/allocate*",
+        "/v1/allocate/*/*",
+        "/v1/allocate/alloc_[0-9a-f]*",
+        "/v1/pools/gpu-pool-1",
+        "/v1/pools/?*",
+        "*/renew",
+        "/v1/[ip]*",
+    ],
+)
+def test_a_fault_path_that_can_match_a_route_is_accepted(path: str) -> None:
+    assert Fault("error", path=path).path == path
+
+
+ID = st.text(st.characters(codec="ascii", exclude_characters="/"), min_size=1, max_size=4)
+GLOB_PIECES = st.sampled_from(
+    ["/", "v1", "allocate", "pools", "renew", "inference", "health", "*", "?", "a", "[a-z]", "[!/]"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(glob=st.lists(GLOB_PIECES, max_size=8).map("".join), ids=st.lists(ID, min_size=2))
+def test_a_glob_that_matches_a_real_request_path_is_always_accepted(
+    glob: str, ids: list[str]
+) -> None:
+    paths = [route.replace("*", ids[i % len(ids)]) for i, route in enumerate(ROUTES)]
+    paths += [route.replace("*", ids[-1]) for route in ROUTES]
+    if any(fnmatchcase(path, glob) for path in paths):
+        assert Fault("error", path=glob).path == glob
+
+
+def test_plan_path_filters_that_match_no_route_are_refused() -> None:
+    with pytest.raises(ValueError, match="'/v1/allocations' matches no route"):
+        FaultPlan(error_rate=0.5, paths=["/v1/allocations"])
+    with pytest.raises(ValueError, match="'/v1/allocate/\\*/release' matches no route"):
+        FaultPlan(error_rate=0.5, paths=[("POST", "/v1/allocate/*/release")])
+    assert FaultPlan(paths=["/v1/alloc", ("DELETE", "/v1/allocate/*")]).paths is not None
+
+
+@pytest.mark.parametrize("documented", [Fault, FaultPlan])
+def test_the_docstrings_list_every_fault_kind_and_every_wire_path(documented: type) -> None:
+    doc = documented.__doc__ or ""
+
+    assert all(f"``{kind.value}``" in doc for kind in FaultKind), doc
+    assert all(f"``{route}``" in doc for route in ROUTES), doc
+
+
+def test_the_wire_paths_a_glob_is_checked_against_are_the_routes_the_api_answers(
+    emulator: Emulator,
+) -> None:
+    with emulator.http_client(headers=AUTH) as http:
+        for route in ROUTES:
+            answer = http.get(route.replace("*", "some-id"))
+            code = answer.json()["error"]["code"] if answer.is_error else None
+            assert code != "route_not_found", route
+        unknown = http.get("/v1/allocations")
+
+    assert unknown.json()["error"]["code"] == "route_not_found"

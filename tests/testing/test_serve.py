@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
+from hostedai_harpoon.testing.__main__ import main as serve_main
 from tests.conftest import EmulatorFactory
 
 from .conftest import AUTH
@@ -218,3 +221,100 @@ def test_module_rejects_bad_pool_syntax() -> None:
     )
     assert result.returncode == 2
     assert "POOL=GPUS" in result.stderr
+
+
+WITHOUT_UVICORN = """
+import runpy, sys
+sys.modules["uvicorn"] = None  # as if it were not installed
+sys.argv = ["python -m hostedai_harpoon.testing", "--port", "0"]
+runpy.run_module("hostedai_harpoon.testing", run_name="__main__")
+"""
+
+
+def test_module_without_uvicorn_says_how_to_install_it_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_UVICORN],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "serving the emulator needs uvicorn: pip install 'hostedai-harpoon[emulator]'\n"
+    )
+    assert result.stdout == ""
+
+
+def test_serving_in_process_without_uvicorn_raises_an_import_error_naming_the_extra(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+
+    with pytest.raises(ImportError, match=r"hostedai-harpoon\[emulator\]"), emulator.serve():
+        pass
+
+
+def test_module_on_a_port_in_use_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "hostedai_harpoon.testing", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"cannot serve the emulator on 127.0.0.1:{port}: the port is already in use\n"
+    )
+    assert result.stdout == ""
+
+
+def test_module_on_an_address_it_cannot_bind_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(host: str, port: int) -> socket.socket:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("hostedai_harpoon.testing.__main__.bind", refuse)
+
+    status = serve_main(["--host", "0.0.0.0", "--port", "80"])
+
+    assert status == 1
+    assert capsys.readouterr().err == "cannot serve the emulator on 0.0.0.0:80: Permission denied\n"
+
+
+def test_module_help_names_the_emulator_extra(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve_main(["--help"])
+
+    assert exited.value.code == 0
+    assert "pip install 'hostedai-harpoon[emulator]'" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--error-rate", "2"], "error_rate must be between 0 and 1, got 2.0"),
+        (["--error-rate", "0.6", "--drop-rate", "0.6"], "the fault rates add up to more than 1"),
+    ],
+)
+def test_module_refuses_impossible_fault_rates_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert serve_main(["--port", "0", *args]) == 2
+    assert capsys.readouterr().err == f"python -m hostedai_harpoon.testing: error: {message}\n"
+
+
+def test_module_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve_main(["--port", "70000"])
+
+    assert exited.value.code == 2
+    assert "expected a port from 0 to 65535, got '70000'" in capsys.readouterr().err
