@@ -42,6 +42,8 @@ from ._exceptions import (
     AllocationError,
     APIStatusError,
     CapacityError,
+    CircuitOpenError,
+    ConfigurationError,
     GoneError,
     HostedAIError,
     NotFoundError,
@@ -161,8 +163,8 @@ def nothing_was_made(error: BaseException) -> bool:
     Only a full pool and a refused request say so; anything else (a timeout, a 5xx, a 429
     from a gateway after an earlier attempt got through) leaves it open.
     """
-    if isinstance(error, CapacityError):
-        return True
+    if isinstance(error, CapacityError | ConfigurationError | CircuitOpenError):
+        return True  # a full pool, or refused before anything was sent
     return isinstance(error, APIStatusError) and error.status_code in (400, 422)
 
 
@@ -193,6 +195,8 @@ class _LeaseCore(Generic[ClientT]):
         self.ready_timeout = check_seconds(ready_timeout, "ready_timeout")
         self.capacity_timeout = check_seconds(capacity_timeout, "capacity_timeout")
         self.release_timeout = check_seconds(release_timeout, "release_timeout")
+        if not self.release_timeout > 0:
+            raise ConfigurationError("release_timeout must be more than 0 seconds")
         self._renew_interval = (
             None if renew_interval is None else check_seconds(renew_interval, "renew_interval")
         )
@@ -226,14 +230,14 @@ class _LeaseCore(Generic[ClientT]):
         return self.allocation.id
 
     def __repr__(self) -> str:
-        allocation_id = self.allocation.id if self.allocation else None
+        allocation_id = self._known_id()
         return (
             f"<{type(self).__name__} id={allocation_id!r} model={self.model!r} "
             f"state={self.state.value}>"
         )
 
     def _check_fresh(self) -> None:
-        if self._entered:
+        if self._entered or self.state is not LeaseState.CREATING:
             raise AllocationError(
                 "a lease can be entered only once; call client.allocate(...) for another"
             )
@@ -247,11 +251,11 @@ class _LeaseCore(Generic[ClientT]):
             raise self.lost_error
         raise AllocationError(
             f"the lease is {self.state.value}; it can take no work",
-            allocation_id=self.allocation.id if self.allocation else None,
+            allocation_id=self._known_id(),
         )
 
     def _lose(self, reason: str, cause: BaseException | None = None) -> AllocationError:
-        allocation_id = self.allocation.id if self.allocation else None
+        allocation_id = self._known_id()
         error = AllocationError(
             f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
         )
@@ -317,7 +321,8 @@ class _LeaseCore(Generic[ClientT]):
                 break
             except CapacityError as exc:
                 self._create_sent = False  # a full pool binds nothing to the key
-                wait = exc.retry_after if exc.retry_after is not None else next(waits)
+                # Never sooner than the server asked, and backing off if it keeps asking.
+                wait = max(exc.retry_after or 0.0, next(waits))
                 if time.monotonic() + wait - started > self.capacity_timeout:
                     raise AllocationError(
                         f"no capacity for {self.gpus} GPU(s) of {self.model} within "
@@ -330,7 +335,7 @@ class _LeaseCore(Generic[ClientT]):
                     self._create_sent = False
                 raise
         self.allocation = allocation
-        self._move(LeaseState.WAITING)
+        self._move_while_entering(LeaseState.WAITING)
         polls = RetryPolicy(initial_backoff=0.05, max_backoff=2.0, jitter=False).backoff_delays()
         ready_by = time.monotonic() + self.ready_timeout
         while allocation.status is not AllocationStatus.READY:
@@ -348,8 +353,19 @@ class _LeaseCore(Generic[ClientT]):
             yield _Sleep(wait)
             polled: Allocation = yield _Call("get_allocation", allocation_id=allocation.id)
             self.allocation = allocation = polled
-        self._move(LeaseState.ACTIVE)
+        self._move_while_entering(LeaseState.ACTIVE)
         return allocation
+
+    def _move_while_entering(self, to: LeaseState) -> None:
+        # release() from elsewhere may have run meanwhile: then the lease is over already.
+        if to not in _TRANSITIONS[self.state]:
+            raise AllocationError(
+                f"the lease was {self.state.value} while entering", allocation_id=self._known_id()
+            )
+        self._move(to)
+
+    def _known_id(self) -> str | None:
+        return self.allocation.id if self.allocation else None
 
     def _keepalive_flow(self) -> _Flow[None]:
         """Renew the TTL until stopped; mark the lease lost if the server lets it go."""
@@ -379,7 +395,7 @@ class _LeaseCore(Generic[ClientT]):
         if self.state in (LeaseState.RELEASED, LeaseState.ORPHANED):
             return
         self._move(LeaseState.RELEASING)
-        allocation_id = self.allocation.id if self.allocation else None
+        allocation_id = self._known_id()
         try:
             if allocation_id is None and self._create_sent:
                 # The create may have reached the server: replaying it with the same key
@@ -400,10 +416,16 @@ class _LeaseCore(Generic[ClientT]):
         except Exception as exc:  # whatever went wrong, the allocation must not go unrecorded
             raise self._orphaned(f"{type(exc).__name__}: {exc}") from exc
 
+    def _interrupted(self, interrupt: BaseException) -> None:
+        """The release itself was cut short: what it did not finish is an orphan."""
+        if self.state not in (LeaseState.RELEASED, LeaseState.ORPHANED):
+            self._move(LeaseState.RELEASING)
+            self._orphaned(f"the release was interrupted by {type(interrupt).__name__}")
+
     def _orphaned(self, why: str) -> AllocationError:
         """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
         self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
-        allocation_id = self.allocation.id if self.allocation else None
+        allocation_id = self._known_id()
         self._client._orphans.append(
             OrphanedAllocation(
                 allocation_id=allocation_id,
@@ -547,6 +569,9 @@ class Lease(_LeaseCore["HostedAI"]):
                     self._drive(self._release_flow(), self._release_client, self._sleep)
                 except AllocationError as error:
                     release_error = error
+        except BaseException as interrupt:  # SystemExit from a signal handler, say
+            self._interrupted(interrupt)
+            raise
         finally:
             self._release_slot()
             _open_leases.discard(self)
@@ -742,7 +767,14 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         failure, cancelled = await _run_to_the_end(self._stop_and_release(), self.release_timeout)
         if failure is None or isinstance(failure, AllocationError):
             return failure, cancelled
-        error = self._orphaned(f"the release did not finish within {self.release_timeout}s")
+        import asyncio
+
+        why = (
+            "the release was cancelled"
+            if isinstance(failure, asyncio.CancelledError)
+            else f"the release did not finish within {self.release_timeout}s"
+        )
+        error = self._orphaned(why)
         error.__cause__ = failure
         return error, cancelled
 
@@ -763,7 +795,10 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         if gate is None:
             return
         try:
-            await asyncio.wait_for(gate.acquire(), self.capacity_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the slot is granted, and the cancelled task would go on to allocate.
+            async with asyncio.timeout(self.capacity_timeout):
+                await gate.acquire()
         except TimeoutError:
             raise AllocationError(
                 f"no allocation slot for pool {self.pool_id or '(default)'} within "

@@ -315,8 +315,21 @@ class BaseClient(Generic[HttpT]):
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
         )
         self._breakers: dict[str, CircuitBreaker] = {}
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
+            )
         self._max_response_bytes = max_response_bytes
         self._owns_http = True
+        if default_headers is not None and not all(
+            isinstance(name, str) and isinstance(value, str)
+            for name, value in default_headers.items()
+        ):
+            raise ConfigurationError("default_headers must map strings to strings")
         self._headers: dict[str, str] = {
             "accept": "application/json",
             "user-agent": USER_AGENT,
@@ -339,10 +352,8 @@ class BaseClient(Generic[HttpT]):
 
     @staticmethod
     def _check_deadline(deadline: float | None) -> float | None:
-        if deadline is not None and (isinstance(deadline, bool) or not deadline > 0):
-            raise ConfigurationError(
-                f"deadline must be a positive number of seconds or None, got {deadline!r}"
-            )
+        if deadline is not None and not check_seconds(deadline, "deadline") > 0:
+            raise ConfigurationError(f"deadline must be more than 0 seconds, got {deadline!r}")
         return deadline
 
     # Public configuration ------------------------------------------------------------------
@@ -532,7 +543,7 @@ class BaseClient(Generic[HttpT]):
                         attempt + 1,
                         _request_id(response),
                     )
-                if status < 400 or (call.absent_ok and status in _GONE):
+                if status < 300 or (call.absent_ok and status in _GONE):
                     if breaker is not None:
                         breaker.record(probe, True)
                     return self._parse(call, outcome)

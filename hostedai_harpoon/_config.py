@@ -160,7 +160,11 @@ def ttl_seconds(ttl: float | timedelta | None) -> int | None:
     if ttl is None:
         return None
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds < math.inf
+    ):
         raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
     return math.ceil(seconds)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
@@ -160,3 +161,94 @@ def test_a_bad_timeout_for_a_lease_is_a_configuration_error(client: harpoon.Host
         client.allocate(model="gemma-3-270m", ready_timeout="5")  # type: ignore[arg-type]
     with pytest.raises(harpoon.ConfigurationError, match="capacity_timeout"):
         client.allocate(model="gemma-3-270m", capacity_timeout=-1)
+
+
+class InterruptOnDelete(httpx.BaseTransport):
+    """Passes requests through, but a DELETE meets ``SystemExit`` (a SIGTERM handler, say)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            raise SystemExit(143)
+        return self.inner.handle_request(request)
+
+
+def test_system_exit_during_a_sync_release_records_an_orphan(emulator: Emulator) -> None:
+    http = httpx.Client(transport=InterruptOnDelete(emulator.transport()))
+    client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=http)
+    with pytest.raises(SystemExit), client.allocate(model="gemma-3-270m") as lease:
+        pass
+    assert lease.state is harpoon.LeaseState.ORPHANED
+    assert [o.allocation_id for o in client.orphans()] == [lease.id]
+
+
+def test_a_redirect_answering_a_release_is_not_taken_for_a_release(emulator: Emulator) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(307, headers={"location": "https://elsewhere.invalid/"})
+        return emulator.transport().handle_request(request)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=http)
+    with (
+        pytest.raises(harpoon.AllocationError, match="could not release"),
+        client.allocate(model="gemma-3-270m") as lease,
+    ):
+        pass
+    assert [o.allocation_id for o in client.orphans()] == [lease.id]
+
+
+def test_a_zero_retry_after_on_a_full_pool_still_backs_off(make_emulator: EmulatorFactory) -> None:
+    emu = make_emulator(pools={"gpu-pool-1": 1}, capacity_retry_after=0)
+    with sync_client(emu) as client, client.allocate(model="gemma-3-270m"):
+        with (
+            pytest.raises(harpoon.AllocationError, match="no capacity"),
+            client.allocate(model="gemma-3-270m", capacity_timeout=1.0),
+        ):
+            pytest.fail("the block must not run")
+        assert len(emu.requests_to("POST", "/v1/allocate")) < 15
+
+
+def test_a_lease_released_before_it_was_entered_cannot_be_entered(
+    emulator: Emulator, client: harpoon.HostedAI
+) -> None:
+    lease = client.allocate(model="gemma-3-270m")
+    lease.release()
+    with pytest.raises(harpoon.AllocationError, match="only once"), lease:
+        pytest.fail("the block must not run")
+    assert emulator.allocations() == []
+
+
+def test_an_allocation_refused_before_sending_leaves_no_orphan(
+    emulator: Emulator, client: harpoon.HostedAI
+) -> None:
+    with (
+        pytest.raises(harpoon.ConfigurationError),
+        client.allocate(model="gemma-3-270m", gpus=float("nan")),  # type: ignore[arg-type]
+    ):
+        pytest.fail("the block must not run")
+    assert client.orphans() == []
+    assert emulator.exchanges == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"deadline": "5"},
+        {"max_response_bytes": "x"},
+        {"default_headers": {"x-number": 1}},
+    ],
+    ids=["deadline", "max_response_bytes", "default_headers"],
+)
+def test_bad_client_options_are_configuration_errors(options: dict[str, object]) -> None:
+    with pytest.raises(harpoon.ConfigurationError):
+        harpoon.HostedAI("http://127.0.0.1:8080", "sk", **options)  # type: ignore[arg-type]
+
+
+def test_bad_lease_durations_are_configuration_errors(client: harpoon.HostedAI) -> None:
+    with pytest.raises(harpoon.ConfigurationError, match="ttl"):
+        client.allocate(model="gemma-3-270m", ttl=float("inf"))
+    with pytest.raises(harpoon.ConfigurationError, match="release_timeout"):
+        client.allocate(model="gemma-3-270m", release_timeout=0)
