@@ -10,12 +10,15 @@ lives in ``_LeaseCore`` and both twins inherit it.
 The ways out of a block and what guarantees the release on each:
 
 - return, exception, ``KeyboardInterrupt``, ``SystemExit``: ``__exit__``/``__aexit__``;
-- asyncio cancellation, also during enter: the release runs in a task shielded from the
-  cancellation, bounded by ``release_timeout``;
+- asyncio cancellation, also during enter: a release that a cancellation cuts short starts
+  again in a task the cancellation cannot reach, bounded by ``release_timeout``, and the
+  cancellation is delivered once it is done; Ctrl-C is held back during a sync release;
 - cancelled or interrupted while the allocation was being created, before its id was
   known: the create is replayed with the same ``Idempotency-Key``, which returns what the
   server made, and that is released;
 - the interpreter exits while a block is still open: an ``atexit`` hook releases it;
+- the release itself fails or is interrupted: the allocation goes to ``client.orphans()``
+  with a warning naming it, for ``client.release_orphans()`` to try again;
 - the process is killed outright: the allocation's TTL, renewed only while the lease is
   alive, lets the server reclaim the GPUs.
 """
@@ -762,11 +765,29 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         self._finish_exit(exc, release_error)
 
     async def _release_to_the_end(self) -> tuple[AllocationError | None, bool]:
-        """Release, shielded from cancellation and bounded by the release timeout; return the
-        failure (already in ``client.orphans()``) and whether the caller was cancelled."""
-        failure, cancelled = await _run_to_the_end(self._stop_and_release(), self.release_timeout)
+        """Release, bounded by the release timeout and proof against cancellation; return
+        the failure (already in ``client.orphans()``) and whether the caller was cancelled.
+
+        The release runs in the caller's task, which costs nothing extra in the common case.
+        If a cancellation cuts it short, it starts again in a task the cancellation cannot
+        reach: sending the DELETE twice is harmless, the second finds nothing to release.
+        """
+        import asyncio
+
+        try:
+            async with asyncio.timeout(self.release_timeout):
+                await self._stop_and_release()
+        except asyncio.CancelledError:
+            failure, _ = await _run_to_the_end(self._stop_and_release(), self.release_timeout)
+            return self._release_failure(failure), True
+        except Exception as failure:
+            return self._release_failure(failure), False
+        return None, False
+
+    def _release_failure(self, failure: BaseException | None) -> AllocationError | None:
+        """The release's failure as an ``AllocationError``, recorded as an orphan."""
         if failure is None or isinstance(failure, AllocationError):
-            return failure, cancelled
+            return failure
         import asyncio
 
         why = (
@@ -776,7 +797,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         )
         error = self._orphaned(why)
         error.__cause__ = failure
-        return error, cancelled
+        return error
 
     async def _stop_and_release(self) -> None:
         import asyncio
@@ -784,8 +805,9 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         keepalive, self._keepalive = self._keepalive, None
         if keepalive is not None and not keepalive.done():
             keepalive.cancel()
-            with suppress(asyncio.CancelledError):
-                await keepalive
+            # wait(), not await: awaiting it would raise its CancelledError here, and
+            # suppressing that could swallow a cancellation aimed at this task.
+            await asyncio.wait((keepalive,))
         await self._drive(self._release_flow(), self._release_client)
 
     async def _acquire_slot(self) -> None:
