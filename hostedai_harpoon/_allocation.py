@@ -469,14 +469,19 @@ class _LeaseCore(Generic[ClientT]):
 
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C while a release runs (main thread only), then deliver it."""
+    """Hold back Ctrl-C while a release runs (main thread only), then deliver it. A second
+    Ctrl-C means it: it interrupts the release (which then records an orphan)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[object] = []
 
     def hold(signum: int, frame: object) -> None:
+        if pending:
+            pending.clear()
+            raise KeyboardInterrupt
         pending.append(signum)
+        log.warning("Ctrl-C: releasing the GPU allocation first; press Ctrl-C again to abandon it")
 
     try:
         previous = signal.signal(signal.SIGINT, hold)

@@ -252,3 +252,21 @@ def test_bad_lease_durations_are_configuration_errors(client: harpoon.HostedAI) 
         client.allocate(model="gemma-3-270m", ttl=float("inf"))
     with pytest.raises(harpoon.ConfigurationError, match="release_timeout"):
         client.allocate(model="gemma-3-270m", release_timeout=0)
+
+
+def test_a_second_ctrl_c_abandons_a_stuck_release_and_records_an_orphan(
+    emulator: Emulator,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the second Ctrl-C lands here, mid-release
+        return emulator.transport().handle_request(request)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=http)
+    with pytest.raises(KeyboardInterrupt), client.allocate(model="gemma-3-270m") as lease:
+        pass
+    assert lease.state is harpoon.LeaseState.ORPHANED
+    assert [o.allocation_id for o in client.orphans()] == [lease.id]
