@@ -136,7 +136,7 @@ class OrphanedAllocation:
     ttl_seconds: int | None = None
 
 
-class _Call:
+class _Invoke:
     """Step: call ``getattr(client, name)(**kwargs)``; its result or error comes back."""
 
     __slots__ = ("kwargs", "name")
@@ -146,8 +146,8 @@ class _Call:
         self.kwargs = kwargs
 
 
-class _Sleep:
-    """Step: wait this many seconds."""
+class Sleep:
+    """Step: wait this many seconds (the clients' retry plans yield it too)."""
 
     __slots__ = ("seconds",)
 
@@ -155,7 +155,7 @@ class _Sleep:
         self.seconds = seconds
 
 
-_Step = _Call | _Sleep
+_Step = _Invoke | Sleep
 _Flow = Generator[_Step, Any, T]
 _Ending = tuple[BaseException | None, bool]
 
@@ -304,7 +304,7 @@ class _LeaseCore(Generic[ClientT]):
         while True:
             try:
                 # The lease waits out full pools itself, within its capacity timeout.
-                allocation: Allocation = yield _Call("_create_for_lease", **self._create_kwargs())
+                allocation: Allocation = yield _Invoke("_create_for_lease", **self._create_kwargs())
             except ResponseValidationError:
                 if tries == _GARBLED_ANSWER_TRIES:
                     raise
@@ -332,7 +332,7 @@ class _LeaseCore(Generic[ClientT]):
                         f"{self.capacity_timeout}s"
                     ) from exc
                 log.info("pool full for %s; trying again in %.2fs", self.model, wait)
-                yield _Sleep(wait)
+                yield Sleep(wait)
             except HostedAIError as exc:
                 if nothing_was_made(exc):
                     self._create_sent = False
@@ -353,8 +353,8 @@ class _LeaseCore(Generic[ClientT]):
                     f"allocation {allocation.id} was not ready within {self.ready_timeout}s",
                     allocation_id=allocation.id,
                 )
-            yield _Sleep(wait)
-            polled: Allocation = yield _Call("get_allocation", allocation_id=allocation.id)
+            yield Sleep(wait)
+            polled: Allocation = yield _Invoke("get_allocation", allocation_id=allocation.id)
             self.allocation = allocation = polled
         self._move_while_entering(LeaseState.ACTIVE)
         return allocation
@@ -373,11 +373,11 @@ class _LeaseCore(Generic[ClientT]):
     def _keepalive_flow(self) -> _Flow[None]:
         """Renew the TTL until stopped; mark the lease lost if the server lets it go."""
         while self.state is LeaseState.ACTIVE and self.allocation is not None:
-            yield _Sleep(self.renew_interval)
+            yield Sleep(self.renew_interval)
             if self.state is not LeaseState.ACTIVE:
                 return
             try:
-                renewed = yield _Call(
+                renewed = yield _Invoke(
                     "renew_allocation", allocation_id=self.allocation.id, ttl=self.ttl_seconds
                 )
             except (GoneError, NotFoundError) as exc:
@@ -413,7 +413,7 @@ class _LeaseCore(Generic[ClientT]):
                 allocation_id = found.id
                 self.allocation = found
             if allocation_id is not None:
-                yield _Call("release_allocation", allocation_id=allocation_id)
+                yield _Invoke("release_allocation", allocation_id=allocation_id)
                 log.debug("released allocation %s", allocation_id)
             self._move(LeaseState.RELEASED)
         except Exception as exc:  # whatever went wrong, the allocation must not go unrecorded
@@ -514,7 +514,7 @@ class Lease(_LeaseCore["HostedAI"]):
             while True:
                 step = flow.send(value) if error is None else flow.throw(error)
                 value, error = None, None
-                if isinstance(step, _Sleep):
+                if isinstance(step, Sleep):
                     if not sleep(step.seconds):
                         flow.close()
                         return None  # type: ignore[return-value]
@@ -716,7 +716,7 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
             while True:
                 step = flow.send(value) if error is None else flow.throw(error)
                 value, error = None, None
-                if isinstance(step, _Sleep):
+                if isinstance(step, Sleep):
                     await sleep(step.seconds)
                     continue
                 try:

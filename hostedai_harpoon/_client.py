@@ -33,6 +33,7 @@ from ._allocation import (
     AsyncLease,
     Lease,
     OrphanedAllocation,
+    Sleep,
     nothing_was_made,
 )
 from ._config import (
@@ -145,15 +146,6 @@ class _Send:
         self.stream = stream
 
 
-class _Sleep:
-    """Action: wait this many seconds before the next attempt."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
 class _Reply:
     """What came back from one attempt: the response and, unless streaming, its body."""
 
@@ -164,7 +156,7 @@ class _Reply:
         self.body = body
 
 
-_Action = _Send | _Sleep
+_Action = _Send | Sleep
 _Outcome = _Reply | httpx.TransportError | None
 _Plan = Generator[_Action, _Outcome, T]
 
@@ -580,7 +572,7 @@ class BaseClient(Generic[HttpT]):
                 raise error
             attempt += 1
             log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
-            yield _Sleep(wait)
+            yield Sleep(wait)
 
     def _parse(self, call: _Call[T], reply: _Reply) -> T:
         response = reply.response
@@ -882,7 +874,7 @@ class HostedAI(BaseClient[httpx.Client]):
         try:
             while True:
                 action = plan.send(outcome)
-                if isinstance(action, _Sleep):
+                if isinstance(action, Sleep):
                     _sleep(action.seconds)
                     outcome = None
                 else:
@@ -1225,7 +1217,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         try:
             while True:
                 action = plan.send(outcome)
-                if isinstance(action, _Sleep):
+                if isinstance(action, Sleep):
                     await _async_sleep(action.seconds)
                     outcome = None
                 else:
