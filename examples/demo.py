@@ -44,6 +44,21 @@ async def routed_inference(emu: Emulator) -> None:
             )
 
 
+async def async_stream(emu: Emulator) -> None:
+    heading("Async: a lease and a stream, both async context managers")
+    async with (
+        harpoon.AsyncHostedAI(BASE_URL, "demo-key", http_client=emu.async_http_client()) as client,
+        client.allocate(model="qwen3-30b-a3b") as lease,
+        lease.stream("List three uses of a GPU.", max_tokens=12) as chunks,
+    ):
+        print("  ", end="")
+        async for chunk in chunks:
+            print(chunk.delta, end="", flush=True)
+            if chunk.usage is not None:
+                usage = chunk.usage
+                print(f"\n   ({usage.output_tokens} tokens, finish_reason {chunk.finish_reason})")
+
+
 async def cancelled_block(emu: Emulator) -> None:
     heading("Cancellation: a task cancelled inside its lease still releases the GPU")
     async with harpoon.AsyncHostedAI(
@@ -68,6 +83,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     emu = Emulator(pools={"gpu-pool-1": 8})
     print("hostedai-harpoon", harpoon.__version__, "- against the embedded HostedAI emulator")
+    print("(the emulator answers with deterministic filler words, not a real model)")
 
     with harpoon.HostedAI(BASE_URL, "demo-key", http_client=emu.http_client()) as client:
         heading("The API")
@@ -86,7 +102,7 @@ def main() -> None:
                 f" GPU), state {lease.state.value}"
             )
             result = lease.infer("Write a haiku about GPUs.", max_tokens=24)
-            print(f"  infer -> {result.text!r} [{result.finish_reason}]")
+            print(f"  infer -> {result.text!r} (finish_reason: {result.finish_reason})")
             print("  stream -> ", end="")
             with lease.stream("Count to five.", max_tokens=12) as chunks:
                 for chunk in chunks:
@@ -120,6 +136,7 @@ def main() -> None:
         )
         client.release_allocation(allocation.id)
 
+    asyncio.run(async_stream(emu))
     asyncio.run(routed_inference(emu))
     asyncio.run(cancelled_block(emu))
 
