@@ -71,7 +71,7 @@ __all__ = ["AsyncLease", "Lease", "LeaseState", "OrphanedAllocation"]
 log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
-ClientT = TypeVar("ClientT", bound="BaseClient[Any]")
+ClientT = TypeVar("ClientT", bound="BaseClient[Any, Any]")
 
 DEFAULT_LEASE_TTL = 120.0
 DEFAULT_READY_TIMEOUT = 300.0

@@ -78,6 +78,7 @@ log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+LeaseT = TypeVar("LeaseT", Lease, AsyncLease)
 
 # Releasing is worth more patience than an ordinary call.
 _RELEASE_RETRY = RetryPolicy(max_retries=6, initial_backoff=0.1, max_backoff=2.0)
@@ -270,10 +271,11 @@ def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
 # The shared core ---------------------------------------------------------------------------
 
 
-class BaseClient(Generic[HttpT]):
+class BaseClient(Generic[HttpT, LeaseT]):
     """Configuration, request building, retry/breaker decisions and parsing for both clients."""
 
     _http: HttpT
+    _lease_class: Callable[..., LeaseT]
 
     def __init__(
         self,
@@ -465,6 +467,43 @@ class BaseClient(Generic[HttpT]):
     @staticmethod
     def _new_gate(size: int) -> Any:
         raise NotImplementedError
+
+    # GPU leases
+
+    def allocate(
+        self,
+        model: str,
+        gpus: int = 1,
+        gpu_type: str | None = None,
+        pool_id: str | None = None,
+        *,
+        ttl: float | timedelta | None = DEFAULT_LEASE_TTL,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        capacity_timeout: float = DEFAULT_CAPACITY_TIMEOUT,
+        release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
+        renew_interval: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> LeaseT:
+        """GPUs for the length of a block: ``with client.allocate(model=...) as lease:``
+        (``async with`` on the async client).
+
+        Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
+        a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
+        (default: a third of the TTL); leaving the block releases it, however it is left.
+        """
+        return self._lease_class(
+            self,
+            model=model,
+            gpus=gpus,
+            gpu_type=gpu_type,
+            pool_id=pool_id,
+            ttl=ttl,
+            ready_timeout=ready_timeout,
+            capacity_timeout=capacity_timeout,
+            release_timeout=release_timeout,
+            renew_interval=renew_interval,
+            idempotency_key=idempotency_key,
+        )
 
     # Building calls ------------------------------------------------------------------------
 
@@ -822,13 +861,15 @@ class InferenceStream:
         self.close()
 
 
-class HostedAI(BaseClient[httpx.Client]):
+class HostedAI(BaseClient[httpx.Client, Lease]):
     """The synchronous HostedAI client.
 
     Arguments left out come from ``HOSTED_AI_BASE_URL``, ``HOSTED_AI_API_KEY`` and
     ``HOSTED_AI_POOL_ID``. ``timeout`` bounds each attempt; ``deadline`` (seconds) bounds a
     whole call across its retries. ``http_client`` is used as given and not closed by us.
     """
+
+    _lease_class = Lease
 
     def __init__(
         self,
@@ -906,42 +947,6 @@ class HostedAI(BaseClient[httpx.Client]):
         finally:
             response.close()
         return _Reply(response, body)
-
-    # GPU leases
-
-    def allocate(
-        self,
-        model: str,
-        gpus: int = 1,
-        gpu_type: str | None = None,
-        pool_id: str | None = None,
-        *,
-        ttl: float | timedelta | None = DEFAULT_LEASE_TTL,
-        ready_timeout: float = DEFAULT_READY_TIMEOUT,
-        capacity_timeout: float = DEFAULT_CAPACITY_TIMEOUT,
-        release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
-        renew_interval: float | None = None,
-        idempotency_key: str | None = None,
-    ) -> Lease:
-        """GPUs for the length of a ``with`` block: ``with client.allocate(model=...) as lease:``.
-
-        Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
-        a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
-        (default: a third of the TTL); leaving the block releases it, however it is left.
-        """
-        return Lease(
-            self,
-            model=model,
-            gpus=gpus,
-            gpu_type=gpu_type,
-            pool_id=pool_id,
-            ttl=ttl,
-            ready_timeout=ready_timeout,
-            capacity_timeout=capacity_timeout,
-            release_timeout=release_timeout,
-            renew_interval=renew_interval,
-            idempotency_key=idempotency_key,
-        )
 
     def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
@@ -1170,8 +1175,10 @@ class AsyncInferenceStream:
         await self.aclose()
 
 
-class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
+class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
     """The asyncio HostedAI client: the same calls as ``HostedAI``, awaited."""
+
+    _lease_class = AsyncLease
 
     def __init__(
         self,
@@ -1249,42 +1256,6 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient]):
         finally:
             await response.aclose()
         return _Reply(response, body)
-
-    # GPU leases
-
-    def allocate(
-        self,
-        model: str,
-        gpus: int = 1,
-        gpu_type: str | None = None,
-        pool_id: str | None = None,
-        *,
-        ttl: float | timedelta | None = DEFAULT_LEASE_TTL,
-        ready_timeout: float = DEFAULT_READY_TIMEOUT,
-        capacity_timeout: float = DEFAULT_CAPACITY_TIMEOUT,
-        release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
-        renew_interval: float | None = None,
-        idempotency_key: str | None = None,
-    ) -> AsyncLease:
-        """GPUs for an ``async with`` block: ``async with client.allocate(model=...) as lease:``.
-
-        Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
-        a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
-        (default: a third of the TTL); leaving the block releases it, however it is left.
-        """
-        return AsyncLease(
-            self,
-            model=model,
-            gpus=gpus,
-            gpu_type=gpu_type,
-            pool_id=pool_id,
-            ttl=ttl,
-            ready_timeout=ready_timeout,
-            capacity_timeout=capacity_timeout,
-            release_timeout=release_timeout,
-            renew_interval=renew_interval,
-            idempotency_key=idempotency_key,
-        )
 
     async def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
