@@ -425,16 +425,38 @@ def _describe(index: int, exchange: RecordedExchange) -> str:
     )
 
 
+# A delayed answer is still the real answer; every other fault changes what was sent.
+_BODY_KEEPING_FAULTS = frozenset({None, "latency"})
+
+
+def _is_unplanned_server_error(exchange: RecordedExchange) -> bool:
+    status = exchange.status
+    if status is None or status < 500:
+        return False
+    return not (status == 503 and b'"capacity_exhausted"' in exchange.response_body)
+
+
 def check_exchanges(exchanges: Iterable[RecordedExchange]) -> None:
     """Assert that every logged exchange conforms to the contract.
 
-    Exchanges with an injected ``fault`` or without a status (the connection dropped) are
-    skipped; a stream the client closed early (``aborted``, when the exchange has it) need only
-    be a valid beginning. Every failure is reported, up to twenty, in one ``ConformanceError``.
+    Exchanges with an injected fault that changed the answer, or without a status (the
+    connection dropped), are skipped; a 5xx nobody injected (other than a full pool) and an
+    exchange the emulator crashed on always fail; a stream the client closed early
+    (``aborted``, when the exchange has it) need only be a valid beginning. Every failure is
+    reported, up to twenty, in one ``ConformanceError``.
     """
     failures = []
     for index, exchange in enumerate(exchanges):
-        if exchange.fault is not None or exchange.status is None:
+        if exchange.fault == "emulator_bug":
+            failures.append(f"{_describe(index, exchange)}\n    the emulator crashed on it")
+            continue
+        if exchange.fault not in _BODY_KEEPING_FAULTS or exchange.status is None:
+            continue
+        if exchange.fault is None and _is_unplanned_server_error(exchange):
+            failures.append(
+                f"{_describe(index, exchange)}\n    a {exchange.status} nobody injected: "
+                "the emulator answers 5xx only for a full pool or an injected fault"
+            )
             continue
         try:
             check_response(

@@ -612,3 +612,23 @@ def test_check_response_checks_one_answer_directly() -> None:
     )
     with pytest.raises(AssertionError, match="status 418 is not documented"):
         check_response("GET", "/v1/health", 418, JSON_HEADERS, b"{}")
+
+
+def test_the_checker_fails_a_server_error_nobody_injected() -> None:
+    with pytest.raises(ConformanceError, match="nobody injected"):
+        check_exchanges(
+            [FakeExchange("GET", "/v1/pools", 500, error_body("internal_error", "api_error"))]
+        )
+
+
+def test_the_checker_fails_an_exchange_the_emulator_crashed_on() -> None:
+    crashed = FakeExchange(
+        "GET", "/v1/pools", 500, error_body("internal_error", "api_error"), fault="emulator_bug"
+    )
+    with pytest.raises(ConformanceError, match="crashed"):
+        check_exchanges([crashed])
+
+
+def test_the_checker_still_checks_an_answer_that_was_only_delayed() -> None:
+    with pytest.raises(ConformanceError):
+        check_exchanges([FakeExchange("GET", "/v1/health", 200, b"[]", fault="latency")])
