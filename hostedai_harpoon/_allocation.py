@@ -268,6 +268,16 @@ class _LeaseCore(Generic[ClientT]):
             log.warning("allocation %s was lost: %s", allocation_id, reason)
         return error
 
+    def _work(self, method: str, **options: Any) -> _Flow[Any]:
+        """One call on the allocation: refused when the lease can take no work; an answer
+        saying the allocation is gone marks the lease lost."""
+        allocation_id = self._check_usable()
+        try:
+            result = yield _Invoke(method, allocation_id=allocation_id, **options)
+        except HostedAIError as exc:
+            raise self._on_work_error(exc) from exc
+        return result
+
     def _on_work_error(self, exc: HostedAIError) -> BaseException:
         """A call on the lease failed: a gone allocation means the lease is lost."""
         if isinstance(exc, GoneError | NotFoundError):
@@ -611,18 +621,16 @@ class Lease(_LeaseCore["HostedAI"]):
         stop: str | list[str] | None = None,
     ) -> InferenceResult:
         """Run one inference on the allocation (see ``HostedAI.infer`` for the options)."""
-        allocation_id = self._check_usable()
-        try:
-            return self._client.infer(
-                allocation_id,
-                prompt,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop,
-            )
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
+        work = self._work(
+            "infer",
+            prompt=prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+        )
+        result: InferenceResult = self._drive(work, self._client, self._sleep)
+        return result
 
     def stream(
         self,
@@ -634,27 +642,24 @@ class Lease(_LeaseCore["HostedAI"]):
         stop: str | list[str] | None = None,
     ) -> InferenceStream:
         """Start a streamed inference on the allocation."""
-        allocation_id = self._check_usable()
-        try:
-            return self._client.stream(
-                allocation_id,
-                prompt,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop,
-            )
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
+        work = self._work(
+            "stream",
+            prompt=prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+        )
+        stream: InferenceStream = self._drive(work, self._client, self._sleep)
+        return stream
 
     def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background)."""
-        allocation_id = self._check_usable()
-        try:
-            self.allocation = self._client.renew_allocation(allocation_id, ttl)
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
-        return self.allocation
+        renewed: Allocation = self._drive(
+            self._work("renew_allocation", ttl=ttl), self._client, self._sleep
+        )
+        self.allocation = renewed
+        return renewed
 
     def release(self) -> None:
         """Release the allocation now, before the block ends. Idempotent."""
@@ -850,18 +855,16 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         stop: str | list[str] | None = None,
     ) -> InferenceResult:
         """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options)."""
-        allocation_id = self._check_usable()
-        try:
-            return await self._client.infer(
-                allocation_id,
-                prompt,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stop,
-            )
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
+        work = self._work(
+            "infer",
+            prompt=prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+        )
+        result: InferenceResult = await self._drive(work, self._client)
+        return result
 
     def stream(
         self,
@@ -887,12 +890,11 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
 
     async def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background)."""
-        allocation_id = self._check_usable()
-        try:
-            self.allocation = await self._client.renew_allocation(allocation_id, ttl)
-        except HostedAIError as exc:
-            raise self._on_work_error(exc) from exc
-        return self.allocation
+        renewed: Allocation = await self._drive(
+            self._work("renew_allocation", ttl=ttl), self._client
+        )
+        self.allocation = renewed
+        return renewed
 
     async def release(self) -> None:
         """Release the allocation now, before the block ends. Idempotent."""
