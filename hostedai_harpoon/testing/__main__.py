@@ -31,6 +31,16 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _ttl(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit() or not 1 <= int(text) <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds from 1 to 86400, or 'none' for no expiry, got {text!r}"
+        )
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line options."""
     parser = argparse.ArgumentParser(
@@ -45,7 +55,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pools", type=_pools, help="pools as POOL=GPUS,... (first: default)")
     parser.add_argument("--api-key", action="append", help="accept only this key (repeatable)")
     parser.add_argument("--ready-delay", type=float, default=0.0, help="seconds until ready")
-    parser.add_argument("--ttl", type=int, default=600, help="default allocation TTL (seconds)")
+    parser.add_argument(
+        "--ttl",
+        type=_ttl,
+        default=600,
+        help="default allocation TTL: seconds from 1 to 86400, or 'none' (no expiry)",
+    )
     parser.add_argument("--latency-scale", type=float, default=0.0, help="real share of latency")
     parser.add_argument("--stream-chunk-delay", type=float, default=0.0, help="seconds per event")
     parser.add_argument("--seed", type=int, default=0, help="seed for ids and faults")

@@ -129,11 +129,11 @@ class Api:
             if handler is None:
                 raise WireError(
                     "method_not_allowed",
-                    f"{request.method} is not allowed on {request.path}.",
+                    f"{request.method} is not allowed on {request.path!r}.",
                     headers={"allow": ", ".join(methods)},
                 )
             return handler, params
-        raise WireError("route_not_found", f"There is no route {request.path}.")
+        raise WireError("route_not_found", f"There is no route {request.path!r}.")
 
     def _authenticate(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -193,7 +193,7 @@ class Api:
     def _get_allocation(self, request: Request, params: list[str], now: float) -> Outcome:
         allocation = self._state.get(params[0])
         if allocation is None:
-            raise WireError("allocation_not_found", f"There is no allocation {params[0]}.")
+            raise WireError("allocation_not_found", f"There is no allocation {params[0]!r}.")
         return Outcome(200, allocation.to_wire())
 
     def _release(self, request: Request, params: list[str], now: float) -> Outcome:

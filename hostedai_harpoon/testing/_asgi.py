@@ -47,10 +47,22 @@ class _ClientGone(Exception):
 
 
 class EmulatorApp:
-    """An ASGI 3 application answering every HTTP request from an emulator."""
+    """An ASGI 3 application answering every HTTP request from an emulator.
+
+    A server shutting down calls :meth:`drop_open_responses` (the emulator's own servers
+    do): an answer still waiting out its delay, or a stream still being sent, is then cut
+    like a dropped connection, as is one whose task the server cancels.
+    """
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        self._cutting: set[asyncio.Future[None]] = set()
+
+    def drop_open_responses(self) -> None:
+        """Cut every answer in flight (call it on the server's event loop)."""
+        for cut in list(self._cutting):
+            if not cut.done():
+                cut.set_result(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -76,21 +88,44 @@ class EmulatorApp:
             )
         )
         disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
+        cut = asyncio.get_running_loop().create_future()
+        self._cutting.add(cut)
+        started = False
         try:
-            if await _client_gone(disconnected, reply.delay):
+            if await _client_gone({disconnected, cut}, reply.delay):
+                if _cut_off(cut, disconnected):
+                    raise _Cut
                 return
             if reply.status is None:
                 await _drop(send)
             headers = [(name.encode(), value.encode()) for name, value in reply.headers.items()]
+            started = True
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             if reply.stream is None:
                 await send({"type": "http.response.body", "body": reply.body})
-            else:
-                await _stream(reply.stream, disconnected, send)
+            elif not await _stream(reply.stream, {disconnected, cut}, send) and _cut_off(
+                cut, disconnected
+            ):
+                raise _Cut
+        except (_Cut, asyncio.CancelledError):
+            # The server is going away: the answer is lost, as on a dropped line.
+            if not started and reply.on_lost is not None:
+                reply.on_lost()
+            await _drop(send, started=started)
         finally:
+            self._cutting.discard(cut)
             disconnected.cancel()
             if reply.stream is not None:
                 reply.stream.close()
+
+
+class _Cut(Exception):
+    pass
+
+
+def _cut_off(cut: asyncio.Future[None], disconnected: asyncio.Future[None]) -> bool:
+    """Whether the server cut the answer while the client was still there."""
+    return cut.done() and not disconnected.done()
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -104,9 +139,12 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _drop(send: Send) -> None:
-    with contextlib.suppress(Exception):
-        await send({"type": "http.response.start", "status": 200, "headers": [_UNSENDABLE_HEADER]})
+async def _drop(send: Send, *, started: bool = False) -> None:
+    if not started:
+        with contextlib.suppress(Exception):
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [_UNSENDABLE_HEADER]}
+            )
     raise ConnectionDropped("injected dropped connection")
 
 
@@ -115,23 +153,24 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _client_gone(disconnected: asyncio.Future[None], wait: float = 0.0) -> bool:
-    """Whether the client disconnected, waiting up to ``wait`` seconds for it to happen."""
+async def _client_gone(ends: set[asyncio.Future[None]], wait: float = 0.0) -> bool:
+    """Whether one of ``ends`` happened, waiting up to ``wait`` seconds for it."""
     if wait:
-        await asyncio.wait({disconnected}, timeout=wait)
-    return disconnected.done()
+        await asyncio.wait(ends, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    return any(end.done() for end in ends)
 
 
-async def _stream(events: EventStream, disconnected: asyncio.Future[None], send: Send) -> None:
-    """Send the events one by one, until the end or until the client is gone."""
+async def _stream(events: EventStream, ends: set[asyncio.Future[None]], send: Send) -> bool:
+    """Send the events one by one; whether they all went before one of ``ends`` happened."""
     pause = 0.0
-    while not await _client_gone(disconnected, pause):
+    while not await _client_gone(ends, pause):
         chunk = next(events, None)
         if chunk is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
+            return True
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         pause = events.delay
+    return False
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -16,7 +17,16 @@ from ._api import Api
 from ._clock import Clock, SystemClock
 from ._faults import FaultInjector, FaultKind, FaultPlan, InjectedFault
 from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
-from ._wire import EventStream, Outcome, Reply, Request, encode_json, error_outcome
+from ._wire import (
+    EventStream,
+    Outcome,
+    Reply,
+    Request,
+    check_delay,
+    encode_json,
+    error_outcome,
+    is_int,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -33,14 +43,18 @@ _FAULT_ERROR_CODES = {
 }
 _ANSWER_FAULTS = frozenset({FaultKind.ERROR, FaultKind.RATE_LIMIT, FaultKind.DROP})
 _MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+_BUG = "emulator_bug"
+_LOG = logging.getLogger("hostedai_harpoon.testing")
 
 
 @attrs.frozen
 class Exchange:
     """One request the emulator received and what it answered.
 
-    ``status`` is ``None`` when the connection was dropped; ``fault`` names the injected
-    fault, if any. The ``Authorization`` value is masked. A streamed body is filled in as
+    ``status`` is ``None`` when the connection was dropped (or the server shut down before
+    it could answer); ``fault`` names the injected fault, if any, or is ``"emulator_bug"``
+    when the emulator crashed and answered a 500 ``internal_error`` instead. The
+    ``Authorization`` value is masked. A streamed body is filled in as
     it is sent; ``aborted`` says the client closed the stream before its end.
     ``allocation_id`` is the allocation this request created.
     """
@@ -72,7 +86,7 @@ class Emulator:
     - ``faults``: a seeded :class:`FaultPlan` of injected failures.
     - ``clock``: what readiness and expiry follow (a :class:`ManualClock` makes them exact).
     - ``ready_delay``: seconds an allocation stays ``pending`` (0: created ``ready``).
-    - ``default_ttl``: the TTL when a request gives none (``None``: no expiry).
+    - ``default_ttl``: the TTL when a request gives none, 1 to 86400 (``None``: no expiry).
     - ``api_keys``: the accepted keys (``None``: any Bearer token).
     - ``seed``: makes ids and drawn allocation failures reproducible.
     - ``capacity_retry_after``: the ``Retry-After`` of ``capacity_exhausted``.
@@ -80,6 +94,10 @@ class Emulator:
     - ``latency_scale``: how much of an inference's reported latency is really waited.
     - ``stream_chunk_delay``: seconds between two streamed events.
     - ``version``: what ``GET /v1/health`` reports.
+
+    Delays are finite seconds >= 0; a bad delay or TTL raises ``ValueError``. A request the
+    emulator crashes on is answered 500 ``internal_error`` (logged, traceback included, on
+    the ``hostedai_harpoon.testing`` logger), never an exception.
     """
 
     def __init__(
@@ -98,6 +116,12 @@ class Emulator:
         stream_chunk_delay: float = 0.0,
         version: str = f"{__version__}+emulator",
     ) -> None:
+        if default_ttl is not None and not (is_int(default_ttl) and 1 <= default_ttl <= 86400):
+            raise ValueError(
+                f"default_ttl must be an integer from 1 to 86400 or None, got {default_ttl!r}"
+            )
+        check_delay("ready_delay", ready_delay)
+        check_delay("latency_scale", latency_scale)
         self._lock = threading.Lock()
         self.clock: Clock = SystemClock() if clock is None else clock
         self.stream_chunk_delay = stream_chunk_delay
@@ -122,21 +146,39 @@ class Emulator:
     # The sans-I/O core
 
     def handle(self, request: Request) -> Reply:
-        """Answer one request: what to send back, after which delay, or that the line drops."""
+        """Answer one request: what to send back, after which delay, or that the line drops.
+
+        An exception in the emulator itself is answered 500 ``internal_error`` and logged
+        with the fault ``"emulator_bug"``.
+        """
         with self._lock:
-            now = self.clock.now()
-            self._state.settle(now)
             request_id = self._state.new_id("req_")
-            fault = None
-            if self._injector is not None:
-                fault = self._injector.decide(request.method, request.path)
-            outcome = None
-            if fault is None or fault.when == "after" or fault.kind not in _ANSWER_FAULTS:
-                outcome = self._api.dispatch(request, request_id, now)
-            created = None if outcome is None else outcome.allocation_id
-            if fault is not None:
-                outcome = _apply_fault(fault, outcome, request_id)
-            reply = self._encode(request_id, outcome, None if fault is None else fault.kind)
+            created = None
+            try:
+                now = self.clock.now()
+                self._state.settle(now)
+                fault = None
+                if self._injector is not None:
+                    fault = self._injector.decide(request.method, request.path)
+                outcome = None
+                if fault is None or fault.when == "after" or fault.kind not in _ANSWER_FAULTS:
+                    outcome = self._api.dispatch(request, request_id, now)
+                created = None if outcome is None else outcome.allocation_id
+                if fault is not None:
+                    outcome = _apply_fault(fault, outcome, request_id)
+                reply = self._encode(request_id, outcome, None if fault is None else fault.kind)
+                fault_name = None if fault is None else fault.kind.value
+            except Exception:
+                _LOG.exception(
+                    "the emulator crashed on %s %s (%s)", request.method, request.path, request_id
+                )
+                bug = error_outcome(
+                    "internal_error",
+                    "The emulator crashed on this request (an emulator bug; see its log).",
+                    request_id,
+                )
+                reply = self._encode(request_id, bug, None)
+                fault_name = _BUG
             request_headers = request.headers
             if "authorization" in request_headers:
                 request_headers = {**request_headers, "authorization": "Bearer ***"}
@@ -151,7 +193,7 @@ class Emulator:
                     response_headers=reply.headers,
                     response_body=reply.body,
                     request_id=request_id,
-                    fault=None if fault is None else fault.kind.value,
+                    fault=fault_name,
                     idempotency_key=request.headers.get("idempotency-key"),
                     allocation_id=created,
                 )
@@ -180,7 +222,16 @@ class Emulator:
             body = _encode_body(outcome.payload, corruption)
             headers["content-type"] = "application/json"
             headers["content-length"] = str(len(body))
-        return Reply(outcome.status, headers, body, stream, outcome.delay)
+        lost = functools.partial(self._reply_lost, len(self._exchanges), request_id)
+        return Reply(outcome.status, headers, body, stream, outcome.delay, on_lost=lost)
+
+    def _reply_lost(self, index: int, request_id: str) -> None:
+        """The server could not send an answer it had decided: log it as a dropped line."""
+        with self._lock:
+            if index < len(self._exchanges) and self._exchanges[index].request_id == request_id:
+                self._exchanges[index] = attrs.evolve(
+                    self._exchanges[index], status=None, response_headers={}, response_body=b""
+                )
 
     def _stream_ended(self, index: int, request_id: str, sent: bytes, completed: bool) -> None:
         with self._lock:
@@ -192,6 +243,16 @@ class Emulator:
                 self._exchanges[index] = attrs.evolve(
                     self._exchanges[index], response_body=sent, aborted=not completed
                 )
+
+    @property
+    def stream_chunk_delay(self) -> float:
+        """Seconds between two streamed events (finite, >= 0)."""
+        return self._stream_chunk_delay
+
+    @stream_chunk_delay.setter
+    def stream_chunk_delay(self, delay: float) -> None:
+        check_delay("stream_chunk_delay", delay)
+        self._stream_chunk_delay = delay
 
     # Adapters
 

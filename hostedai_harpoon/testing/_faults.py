@@ -28,6 +28,7 @@ from typing import Literal
 import attrs
 
 from ._api import ROUTES
+from ._wire import check_delay
 
 __all__ = ["Fault", "FaultInjector", "FaultKind", "FaultPlan"]
 
@@ -234,8 +235,8 @@ class Fault:
     or replaces (``error``, ``rate_limit``) the answer; the body faults (``malformed``,
     ``truncate``, ``invalid_schema``) always corrupt a processed answer. ``retry_after``
     is delta-seconds or a literal header value; ``retry_after_http_date`` sends it as an
-    HTTP-date (wall clock). ``delay`` is the ``latency`` fault's delay in seconds (default:
-    the plan's ``latency``).
+    HTTP-date (wall clock). ``delay`` is the ``latency`` fault's delay in seconds, finite
+    and >= 0 (default: the plan's ``latency``).
     """
 
     kind: FaultKind = attrs.field(converter=_to_kind)
@@ -256,6 +257,8 @@ class Fault:
             raise ValueError(f"an error fault needs a 5xx status, got {self.status}")
         if self.times is not None and self.times < 0:
             raise ValueError("times cannot be negative")
+        if self.delay is not None:
+            check_delay("delay", self.delay)
         if self.path is not None:
             _check_glob(self.path, "path")
 
@@ -305,6 +308,7 @@ class FaultPlan:
     def __attrs_post_init__(self) -> None:
         if sum(rate for _, rate in self.rates()) > 1.0 + 1e-9:
             raise ValueError("the fault rates add up to more than 1")
+        check_delay("latency", self.latency)
         if not self.error_statuses or any(not 500 <= s <= 599 for s in self.error_statuses):
             raise ValueError("error_statuses must be a non-empty list of 5xx statuses")
         for entry in self.paths or ():

@@ -80,15 +80,17 @@ def complete(model: str, prompt: str, max_tokens: int, stop: tuple[str, ...]) ->
     """The deterministic answer of ``model`` to ``prompt``.
 
     The answer ends at its natural length (``"stop"``), at ``max_tokens`` (``"length"``)
-    or just before the first stop sequence (``"stop"``), whichever comes first. An empty
-    stop sequence never matches.
+    or just before the first stop sequence (``"stop"``, without the space before it),
+    whichever comes first. An empty stop sequence never matches.
     """
     words = _natural_words(model, prompt)
     text = " ".join(words[:max_tokens])
     finish_reason = "length" if len(words) > max_tokens else "stop"
     cuts = [index for index in (text.find(s) for s in stop if s) if index >= 0]
     if cuts:
-        text = text[: min(cuts)]
+        # A stop sequence that starts a word leaves the space before it: drop it, so the
+        # text has exactly the words (tokens) counted.
+        text = text[: min(cuts)].rstrip(" ")
         finish_reason = "stop"
     pieces = text.split(" ") if text else []
     deltas = tuple(piece if i == 0 else " " + piece for i, piece in enumerate(pieces))

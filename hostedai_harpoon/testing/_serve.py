@@ -44,6 +44,9 @@ def base_url(sock: socket.socket) -> str:
 def make_server(app: Any) -> uvicorn.Server:
     """A quiet uvicorn server for ``app``: warnings only, no access log, no lifespan.
 
+    On shutdown it first cuts the answers ``app`` still has in flight (when ``app`` has a
+    ``drop_open_responses`` method, as :class:`EmulatorApp` does), so it stops at once.
+
     Raises ``ImportError`` (its ``name`` is ``"uvicorn"``) when uvicorn is not installed.
     """
     try:
@@ -60,7 +63,17 @@ def make_server(app: Any) -> uvicorn.Server:
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
-    return uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Answers still delayed and streams still open would hold the shutdown up to
+            # its timeout, and then be cancelled with a traceback: cut them now instead.
+            drop_open_responses = getattr(app, "drop_open_responses", None)
+            if drop_open_responses is not None:
+                drop_open_responses()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 @contextlib.contextmanager

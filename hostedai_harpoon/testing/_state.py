@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from ._clock import format_timestamp
-from ._wire import WireError
+from ._wire import WireError, check_delay
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -73,6 +73,8 @@ class PoolSpec:
     def __attrs_post_init__(self) -> None:
         if self.gpus < 0:
             raise ValueError("a pool cannot have a negative number of GPUs")
+        if self.ready_delay is not None:
+            check_delay("ready_delay", self.ready_delay)
 
 
 @attrs.frozen
@@ -336,7 +338,7 @@ class State:
         if model is not None and model != allocation.model:
             raise WireError(
                 "model_mismatch",
-                f"Allocation {allocation_id} serves {allocation.model}, not {model}.",
+                f"Allocation {allocation_id!r} serves {allocation.model!r}, not {model!r}.",
             )
         if allocation.status is AllocationStatus.PENDING:
             raise WireError("allocation_not_ready", f"Allocation {allocation_id} is still pending.")
@@ -357,7 +359,7 @@ class State:
         if request.gpu_type is not None and request.gpu_type != pool.spec.gpu_type:
             raise WireError(
                 "gpu_type_unavailable",
-                f"Pool {request.pool_id!r} has {pool.spec.gpu_type}, not {request.gpu_type}.",
+                f"Pool {request.pool_id!r} has {pool.spec.gpu_type!r}, not {request.gpu_type!r}.",
             )
         if request.gpu_count > pool.gpus_total:
             raise WireError(
@@ -375,7 +377,7 @@ class State:
     def _require(self, allocation_id: str) -> AllocationRecord:
         allocation = self._allocations.get(allocation_id)
         if allocation is None:
-            raise WireError("allocation_not_found", f"There is no allocation {allocation_id}.")
+            raise WireError("allocation_not_found", f"There is no allocation {allocation_id!r}.")
         return allocation
 
     def _settle(self, allocation: AllocationRecord, now: float) -> AllocationRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "Reply",
     "Request",
     "WireError",
+    "check_delay",
     "encode_json",
     "error_outcome",
     "parse_json_object",
@@ -143,6 +145,18 @@ class Reply:
     body: bytes = b""
     stream: EventStream | None = None
     delay: float = 0.0
+    on_lost: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
+    """Called by a server that could not send this answer after all (it shut down)."""
+
+
+def check_delay(name: str, value: object) -> None:
+    """Refuse a delay that is not a finite, non-negative number of seconds."""
+    if not (
+        (is_int(value) or isinstance(value, float))
+        and math.isfinite(value)  # type: ignore[arg-type]
+        and value >= 0  # type: ignore[operator]
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 def error_outcome(
@@ -175,16 +189,36 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+# A \uD800-\uDFFF escape: the only way a strictly UTF-8 body can carry a surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return True
+    return False
+
+
 def parse_json_object(body: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 ``invalid_json``."""
+    """The request body as a JSON object (strict UTF-8), or a 400 ``invalid_json``.
+
+    Strings holding a lone surrogate (``"\\ud800"``) are refused: no UTF-8 text has one.
+    """
     if empty_ok and not body.strip():
         return {}
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise WireError("invalid_json", f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise WireError("invalid_json", "The body is nested too deeply.") from None
     if not isinstance(value, dict):
         raise WireError("invalid_json", "The body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise WireError("invalid_json", "The body has a string with a lone UTF-16 surrogate.")
     return value
 
 
@@ -195,4 +229,4 @@ def is_int(value: object) -> bool:
 
 def is_number(value: object) -> bool:
     """Whether a JSON value is a finite number (``true`` is not)."""
-    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))

@@ -224,9 +224,15 @@ def test_fail_next_allocations_reports_pending_then_failed(
     doomed = allocate(client).json()
     assert doomed["status"] == "pending"
     assert client.get(f"/v1/allocate/{doomed['id']}").json()["status"] == "failed"
-    assert allocate(client).json()["status"] == "ready"
-    assert [a.id for a in emulator.live_allocations()] != [doomed["id"]]
+    kept = allocate(client).json()
+    assert kept["status"] == "ready"
+    live = emulator.live_allocations()
+    assert doomed["id"] not in [a.id for a in live]
+    assert [a.id for a in live] == [kept["id"]]
     assert emulator.get(doomed["id"]).status is AllocationStatus.FAILED
+    client.delete(f"/v1/allocate/{kept['id']}")
+    [pool] = emulator.pools()
+    assert pool.gpus_free == pool.gpus_total
 
 
 def test_failed_allocation_frees_gpus_and_inference_is_gone(
@@ -309,7 +315,7 @@ def test_same_key_other_body_is_a_conflict(emulator: Emulator, client: httpx.Cli
     assert len(emulator.live_allocations()) == 1
 
 
-def test_failed_request_does_not_bind_its_key(make_emulator: EmulatorFactory) -> None:
+def test_a_refused_request_does_not_bind_its_key(make_emulator: EmulatorFactory) -> None:
     emu = make_emulator(pools={"p": 1})
     key = {"Idempotency-Key": "retry-me"}
     with emu.http_client(headers=AUTH) as http:

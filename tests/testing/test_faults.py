@@ -81,7 +81,13 @@ def test_error_fault_after_processing_keeps_the_side_effect(
     make_emulator: EmulatorFactory, sender: Callable[[Emulator], Send]
 ) -> None:
     fault = Fault(
-        "error", method="POST", path="/v1/allocate", status=503, retry_after=2, when="after"
+        "error",
+        method="POST",
+        path="/v1/allocate",
+        status=503,
+        retry_after=2,
+        when="after",
+        times=1,
     )
     emu = make_emulator(faults=FaultPlan(rules=[fault]))
     response = sender(emu)("POST", "/v1/allocate", json=ALLOC, headers={"Idempotency-Key": "k"})
@@ -90,6 +96,10 @@ def test_error_fault_after_processing_keeps_the_side_effect(
     [allocation] = emu.live_allocations()
     assert emu.exchanges[0].allocation_id == allocation.id
     assert emu.created_by_key() == {"k": [allocation.id]}
+    # The server processed it, so the key is bound: the retry replays the allocation.
+    retry = sender(emu)("POST", "/v1/allocate", json=ALLOC, headers={"Idempotency-Key": "k"})
+    assert (retry.status_code, retry.headers["idempotent-replayed"]) == (201, "true")
+    assert retry.json()["id"] == allocation.id
 
 
 def test_rate_limit_fault_carries_retry_after(

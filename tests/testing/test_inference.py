@@ -98,10 +98,30 @@ def test_stop_sequence_cuts_before_it(client: httpx.Client, ready: dict[str, str
     stop = full.split(" ")[3]
     result = _infer(client, ready["gemma-3-270m"], "Tell me a story", stop=["never-there", stop])
     assert result["finish_reason"] == "stop"
-    assert result["text"] == full[: full.index(stop)]
+    assert result["text"] == full[: full.index(stop)].rstrip(" ")
     assert stop not in result["text"]
     single = _infer(client, ready["gemma-3-270m"], "Tell me a story", stop=stop)
     assert single["text"] == result["text"]
+
+
+@pytest.mark.parametrize("where", ["word", "mid-word"])
+def test_stop_sequence_text_and_token_count_agree(
+    client: httpx.Client, ready: dict[str, str], where: str
+) -> None:
+    full = _infer(client, ready["gemma-3-270m"], "Tell me a story")["text"]
+    word = full.split(" ")[2]
+    stop = word if where == "word" else word[1:] + " "
+    for streamed in (False, True):
+        body = {"allocation_id": ready["gemma-3-270m"], "prompt": "Tell me a story", "stop": stop}
+        response = client.post("/v1/inference", json={**body, "stream": streamed})
+        if streamed:
+            events = _events(response.text)[:-1]
+            text = "".join(event["delta"] for event in events)
+            usage = events[-1]["usage"]
+        else:
+            text, usage = response.json()["text"], response.json()["usage"]
+        assert not text.endswith(" ")
+        assert usage["output_tokens"] == len(text.split(" ")) == (2 if where == "word" else 3)
 
 
 def test_empty_stop_sequences_never_match(client: httpx.Client, ready: dict[str, str]) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from hostedai_harpoon.testing import Emulator
+from hostedai_harpoon.testing import _api as api_module
 from tests.conftest import EmulatorFactory
 
 from .conftest import AUTH
@@ -26,6 +31,21 @@ def _infer(**fields: Any) -> dict[str, Any]:
     return {"allocation_id": "{alloc}", "prompt": "hi", **fields}
 
 
+def _raw_alloc(field: str, raw: bytes) -> bytes:
+    """An allocation body whose ``field`` is ``raw``, verbatim (a repeated key wins)."""
+    return b'{"model": "gemma-3-270m", "%s": %s}' % (field.encode(), raw)
+
+
+def _raw_infer(field: str, raw: bytes) -> bytes:
+    """An inference body whose ``field`` is ``raw``, verbatim (a repeated key wins)."""
+    return b'{"allocation_id": "{alloc}", "prompt": "hi", "%s": %s}' % (field.encode(), raw)
+
+
+HUGE = b"1" + b"0" * 400  # an integer no float holds
+DEEP = b"[" * 100_000 + b"]" * 100_000
+LONE = b'"\\ud800"'  # a lone UTF-16 surrogate: valid JSON syntax, not valid text
+
+
 BAD_REQUESTS = [
     # (method, path, body, status, code)
     ("POST", "/v1/allocate", b"{not json", 400, "invalid_json"),
@@ -34,6 +54,14 @@ BAD_REQUESTS = [
     ("POST", "/v1/allocate", b'"model"', 400, "invalid_json"),
     ("POST", "/v1/allocate", b"\xff\xfe", 400, "invalid_json"),
     ("POST", "/v1/allocate", b'{"model": "gemma-3-270m", "gpu_count": NaN}', 400, "invalid_json"),
+    ("POST", "/v1/allocate", json.dumps(_ALLOC).encode("utf-16"), 400, "invalid_json"),
+    ("POST", "/v1/allocate", json.dumps(_ALLOC).encode("utf-16-le"), 400, "invalid_json"),
+    ("POST", "/v1/allocate", json.dumps(_ALLOC).encode("utf-32"), 400, "invalid_json"),
+    ("POST", "/v1/allocate", _raw_alloc("model", DEEP), 400, "invalid_json"),
+    ("POST", "/v1/allocate", _raw_alloc("model", LONE), 400, "invalid_json"),
+    ("POST", "/v1/allocate", _raw_alloc("model", b'"\\udc00x"'), 400, "invalid_json"),
+    ("POST", "/v1/allocate", _raw_alloc("gpu_type", LONE), 400, "invalid_json"),
+    ("POST", "/v1/allocate", _raw_alloc("x", b'{"\\ud800": 1}'), 400, "invalid_json"),
     ("POST", "/v1/allocate", {}, 422, "validation_error"),
     ("POST", "/v1/allocate", {"model": 3}, 422, "validation_error"),
     ("POST", "/v1/allocate", {"model": None}, 422, "validation_error"),
@@ -66,9 +94,20 @@ BAD_REQUESTS = [
     ("POST", "/v1/inference", _infer(stream=1), 422, "validation_error"),
     ("POST", "/v1/inference", _infer(model="qwen3-30b-a3b"), 422, "model_mismatch"),
     ("POST", "/v1/inference", _infer(allocation_id="alloc_x"), 404, "allocation_not_found"),
+    ("POST", "/v1/inference", _raw_infer("temperature", HUGE), 422, "validation_error"),
+    ("POST", "/v1/inference", _raw_infer("temperature", b"-" + HUGE), 422, "validation_error"),
+    ("POST", "/v1/inference", _raw_infer("temperature", b"1e400"), 422, "validation_error"),
+    ("POST", "/v1/inference", _raw_infer("max_tokens", HUGE), 422, "validation_error"),
+    ("POST", "/v1/inference", _raw_infer("temperature", DEEP), 400, "invalid_json"),
+    ("POST", "/v1/inference", _raw_infer("prompt", LONE), 400, "invalid_json"),
+    ("POST", "/v1/inference", _raw_infer("allocation_id", LONE), 400, "invalid_json"),
+    ("POST", "/v1/inference", _raw_infer("model", LONE), 400, "invalid_json"),
+    ("POST", "/v1/inference", _raw_infer("stop", LONE), 400, "invalid_json"),
     ("POST", "/v1/allocate/{alloc}/renew", b"[]", 400, "invalid_json"),
     ("POST", "/v1/allocate/{alloc}/renew", {"ttl_seconds": 0}, 422, "validation_error"),
     ("POST", "/v1/allocate/{alloc}/renew", {"ttl_seconds": "60"}, 422, "validation_error"),
+    ("POST", "/v1/allocate/{alloc}/renew", b'{"ttl_seconds": %s}' % HUGE, 422, "validation_error"),
+    ("POST", "/v1/allocate/{alloc}/renew", b'{"ttl_seconds": %s}' % DEEP, 400, "invalid_json"),
     ("POST", "/v1/allocate/alloc_x/renew", {}, 404, "allocation_not_found"),
     ("GET", "/v1/allocate/alloc_x", None, 404, "allocation_not_found"),
     ("DELETE", "/v1/allocate/alloc_x", None, 404, "allocation_not_found"),
@@ -93,20 +132,33 @@ TYPES = {
 }
 
 
+@pytest.fixture(params=["in-process", "tcp"])
+def any_client(request: pytest.FixtureRequest, emulator: Emulator) -> Iterator[httpx.Client]:
+    """An authenticated client of the default emulator, in-process or over TCP."""
+    if request.param == "in-process":
+        with emulator.http_client(headers=AUTH) as http:
+            yield http
+        return
+    with emulator.serve() as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as http:
+        yield http
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "code"), BAD_REQUESTS)
 def test_bad_request_gets_its_error_envelope(
     emulator: Emulator,
-    client: httpx.Client,
+    any_client: httpx.Client,
     method: str,
     path: str,
     body: bytes | dict[str, Any] | None,
     status: int,
     code: str,
 ) -> None:
-    alloc_id = client.post("/v1/allocate", json=_ALLOC).json()["id"]
+    alloc_id = any_client.post("/v1/allocate", json=_ALLOC).json()["id"]
     if isinstance(body, dict):
-        body = httpx.Request("POST", "/", json=body).content.replace(b"{alloc}", alloc_id.encode())
-    response = client.request(method, path.format(alloc=alloc_id), content=body)
+        body = httpx.Request("POST", "/", json=body).content
+    if body is not None:
+        body = body.replace(b"{alloc}", alloc_id.encode())
+    response = any_client.request(method, path.format(alloc=alloc_id), content=body)
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code
@@ -114,6 +166,55 @@ def test_bad_request_gets_its_error_envelope(
     assert error["message"]
     assert error["request_id"] == response.headers["x-request-id"]
     assert emulator.pools()[0].gpus_free == 7
+    logged = emulator.exchanges[-1]
+    assert (logged.status, logged.fault) == (status, None)
+
+
+def test_a_surrogate_pair_is_one_character_not_a_lone_surrogate(client: httpx.Client) -> None:
+    alloc_id = client.post("/v1/allocate", json=_ALLOC).json()["id"]
+    body = b'{"allocation_id": "%s", "prompt": "\\ud83d\\ude00"}' % alloc_id.encode()
+    response = client.post("/v1/inference", content=body)
+    assert response.status_code == 200
+    assert response.json()["usage"]["input_tokens"] == 1
+
+
+def test_a_utf8_body_with_non_ascii_text_is_accepted(client: httpx.Client) -> None:
+    alloc_id = client.post("/v1/allocate", json=_ALLOC).json()["id"]
+    body = json.dumps({"allocation_id": alloc_id, "prompt": "héllo ☃"}, ensure_ascii=False)
+    assert client.post("/v1/inference", content=body.encode()).status_code == 200
+
+
+@pytest.mark.parametrize("via", ["in-process", "tcp"])
+def test_an_emulator_crash_is_a_logged_500_envelope_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via: str
+) -> None:
+    def explode(*args: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api_module, "complete", explode)
+    # Not make_emulator: its conformance check rightly fails an exchange the emulator crashed on.
+    emu = Emulator()
+    with contextlib.ExitStack() as stack:
+        if via == "in-process":
+            http = stack.enter_context(emu.http_client(headers=AUTH))
+        else:
+            url = stack.enter_context(emu.serve())
+            http = stack.enter_context(httpx.Client(base_url=url, headers=AUTH, timeout=10))
+        alloc_id = http.post("/v1/allocate", json=_ALLOC).json()["id"]
+        with caplog.at_level(logging.ERROR, logger="hostedai_harpoon.testing"):
+            response = http.post("/v1/inference", json={"allocation_id": alloc_id, "prompt": "x"})
+        assert http.get("/v1/health").status_code == 200
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("api_error", "internal_error")
+    assert error["request_id"] == response.headers["x-request-id"]
+    crashed = emu.exchanges[1]
+    assert (crashed.status, crashed.fault) == (500, "emulator_bug")
+    assert crashed.request_id == error["request_id"]
+    [record] = [r for r in caplog.records if r.name == "hostedai_harpoon.testing"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
 
 
 def test_method_not_allowed_lists_the_allowed_methods(client: httpx.Client) -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
 from hostedai_harpoon.testing.__main__ import main as serve_main
+from hostedai_harpoon.testing._asgi import ConnectionDropped
 from tests.conftest import EmulatorFactory
 
 from .conftest import AUTH
@@ -164,6 +170,127 @@ def test_sse_over_tcp_closed_early_is_aborted(
     assert _eventually(lambda: emu.streams_aborted == 1)
     assert (emu.streams_completed, emu.open_streams) == (0, 0)
     assert _eventually(lambda: emu.exchanges[-1].aborted)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _uvicorn_errors() -> Iterator[list[logging.LogRecord]]:
+    """What uvicorn logs at ERROR or above meanwhile (attach once the server configured it)."""
+    handler = _Records()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+    handler.records[:] = [r for r in handler.records if r.levelno >= logging.ERROR]
+
+
+def test_leaving_serve_with_a_stream_open_cuts_it_at_once_and_quietly(
+    make_emulator: EmulatorFactory,
+) -> None:
+    emu = make_emulator(stream_chunk_delay=0.5)
+    serving = emu.serve()
+    url = serving.__enter__()
+    with (
+        _uvicorn_errors() as errors,
+        httpx.Client(base_url=url, headers=AUTH, timeout=10) as http,
+        http.stream("POST", "/v1/inference", json=_stream_body(emu, http)) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: {")
+        started = time.monotonic()
+        serving.__exit__(None, None, None)
+        stopped = time.monotonic() - started
+        with contextlib.suppress(httpx.HTTPError):
+            rest = list(lines)
+            assert "data: [DONE]" not in rest
+    assert stopped < 3
+    assert errors == []
+    assert _eventually(lambda: emu.streams_aborted == 1)
+    assert emu.exchanges[-1].aborted
+
+
+def test_leaving_serve_with_an_answer_delayed_drops_it_quietly(
+    make_emulator: EmulatorFactory,
+) -> None:
+    emu = make_emulator(faults=FaultPlan(rules=[Fault("latency", delay=30, path="/v1/pools")]))
+    serving = emu.serve()
+    url = serving.__enter__()
+    with (
+        _uvicorn_errors() as errors,
+        httpx.Client(base_url=url, headers=AUTH, timeout=10) as http,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        delayed = pool.submit(http.get, "/v1/pools")
+        assert _eventually(lambda: len(emu.exchanges) == 1)
+        started = time.monotonic()
+        serving.__exit__(None, None, None)
+        stopped = time.monotonic() - started
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            delayed.result(5)
+    assert stopped < 3
+    assert errors == []
+    [lost] = emu.exchanges
+    assert (lost.status, lost.response_body) == (None, b"")
+
+
+@pytest.mark.parametrize("path", ["/v1/pools", "/v1/inference"])
+async def test_an_answer_whose_task_is_cancelled_is_a_dropped_connection(
+    make_emulator: EmulatorFactory, path: str
+) -> None:
+    emu = make_emulator(
+        faults=FaultPlan(rules=[Fault("latency", delay=30, path="/v1/pools")]),
+        stream_chunk_delay=30,
+    )
+    body = b""
+    if path == "/v1/inference":
+        with emu.http_client(headers=AUTH) as http:
+            body = json.dumps(_stream_body(emu, http)).encode()
+    requests: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": body, "more_body": False}
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the client never leaves
+        raise AssertionError
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET" if path == "/v1/pools" else "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"authorization", b"Bearer k")],
+    }
+    answering = asyncio.ensure_future(emu.asgi_app(scope, receive, send))
+    while not emu.requests_to(path=path) or (path == "/v1/inference" and not sent):
+        await asyncio.sleep(0.01)
+    answering.cancel()
+    with pytest.raises(ConnectionDropped):
+        await answering
+    if path == "/v1/pools":
+        assert emu.exchanges[-1].status is None
+        # Only the header no server can send, which makes the server drop the line.
+        assert [message["headers"] for message in sent] == [[(b"x-emulator-drop", b"\n")]]
+    else:
+        assert emu.exchanges[-1].aborted
+        assert sent[-1].get("more_body") is True  # never finished: the connection is closed
+    assert emu.open_streams == 0
 
 
 @pytest.fixture
