@@ -810,14 +810,12 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
         return error
 
     async def _stop_and_release(self) -> None:
-        import asyncio
 
         keepalive, self._keepalive = self._keepalive, None
-        if keepalive is not None and not keepalive.done():
+        if keepalive is not None:
+            # No need to wait for it to end: a renewal that still lands after the release is
+            # refused (410) and, the lease no longer being active, changes nothing.
             keepalive.cancel()
-            # wait(), not await: awaiting it would raise its CancelledError here, and
-            # suppressing that could swallow a cancellation aimed at this task.
-            await asyncio.wait((keepalive,))
         await self._drive(self._release_flow(), self._release_client)
 
     async def _acquire_slot(self) -> None:
