@@ -239,6 +239,14 @@ class _LeaseCore(Generic[ClientT]):
             f"state={self.state.value}>"
         )
 
+    # The place this lease holds under the client's per-pool limit, if any.
+    _slot: threading.Semaphore | asyncio.Semaphore | None = None
+
+    def _release_slot(self) -> None:
+        gate, self._slot = self._slot, None
+        if gate is not None:
+            gate.release()
+
     def _check_fresh(self) -> None:
         if self._entered or self.state is not LeaseState.CREATING:
             raise AllocationError(
@@ -474,6 +482,95 @@ class _LeaseCore(Generic[ClientT]):
         raise release_error
 
 
+# Driving flows ------------------------------------------------------------------------------
+
+
+def drive(flow: _Flow[T], client: HostedAI, sleep: Callable[[float], bool] | None = None) -> T:
+    """Carry out a flow with the sync client; ``sleep`` returning False ends it early."""
+    if sleep is None:
+        sleep = _sleep_with_client_hook
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            step = flow.send(value) if error is None else flow.throw(error)
+            value, error = None, None
+            if isinstance(step, Sleep):
+                if not sleep(step.seconds):
+                    flow.close()
+                    return None  # type: ignore[return-value]
+                continue
+            try:
+                value = getattr(client, step.name)(**step.kwargs)
+            except Exception as exc:  # the flow decides what each failure means
+                error = exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+async def adrive(
+    flow: _Flow[T],
+    client: AsyncHostedAI,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> T:
+    """Carry out a flow with the async client."""
+    if sleep is None:
+        from . import _client  # the clients' sleep hook, so tests control all waiting
+
+        sleep = _client._async_sleep
+    value: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            step = flow.send(value) if error is None else flow.throw(error)
+            value, error = None, None
+            if isinstance(step, Sleep):
+                await sleep(step.seconds)
+                continue
+            try:
+                value = await getattr(client, step.name)(**step.kwargs)
+            except Exception as exc:  # the flow decides what each failure means
+                error = exc
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()
+
+
+def _sleep_with_client_hook(seconds: float) -> bool:
+    from . import _client  # the clients' sleep hook, so tests control all waiting at once
+
+    _client._sleep(seconds)
+    return True
+
+
+def release_orphan_flow(orphan: OrphanedAllocation) -> _Flow[None]:
+    """Release an orphan, finding it first by its key when its id was never learnt.
+
+    The same decision as a lease's release: a replay that proves nothing was made ends it.
+    """
+    allocation_id = orphan.allocation_id
+    if allocation_id is None:
+        try:
+            found: Allocation = yield _Invoke(
+                "_create_for_lease",
+                model=orphan.model,
+                gpus=orphan.gpus,
+                gpu_type=orphan.gpu_type,
+                pool_id=orphan.pool_id,
+                ttl=orphan.ttl_seconds,
+                idempotency_key=orphan.idempotency_key,
+            )
+        except HostedAIError as exc:
+            if nothing_was_made(exc):
+                return
+            raise
+        allocation_id = found.id
+    yield _Invoke("release_allocation", allocation_id=allocation_id)
+
+
 # The sync lease ----------------------------------------------------------------------------
 
 
@@ -515,35 +612,10 @@ class Lease(_LeaseCore["HostedAI"]):
 
     _keepalive: threading.Thread | None = None
     _stop: threading.Event
-    _slot: threading.Semaphore | None = None
 
-    def _drive(self, flow: _Flow[T], client: HostedAI, sleep: Callable[[float], bool]) -> T:
-        value: Any = None
-        error: Exception | None = None
-        try:
-            while True:
-                step = flow.send(value) if error is None else flow.throw(error)
-                value, error = None, None
-                if isinstance(step, Sleep):
-                    if not sleep(step.seconds):
-                        flow.close()
-                        return None  # type: ignore[return-value]
-                    continue
-                try:
-                    value = getattr(client, step.name)(**step.kwargs)
-                except Exception as exc:  # the flow decides what each failure means
-                    error = exc
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        finally:
-            flow.close()
+    _drive = staticmethod(drive)
 
-    @staticmethod
-    def _sleep(seconds: float) -> bool:
-        from . import _client  # the clients' sleep hook, so tests control all waiting at once
-
-        _client._sleep(seconds)
-        return True
+    _sleep = staticmethod(_sleep_with_client_hook)
 
     def __enter__(self) -> Self:
         self._check_fresh()
@@ -603,11 +675,6 @@ class Lease(_LeaseCore["HostedAI"]):
                 f"{self.capacity_timeout}s (max_allocations_per_pool)"
             )
         self._slot = gate
-
-    def _release_slot(self) -> None:
-        gate, self._slot = self._slot, None
-        if gate is not None:
-            gate.release()
 
     # Work on the allocation
 
@@ -703,35 +770,8 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
     """
 
     _keepalive: asyncio.Task[None] | None = None
-    _slot: asyncio.Semaphore | None = None
 
-    async def _drive(
-        self,
-        flow: _Flow[T],
-        client: AsyncHostedAI,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-    ) -> T:
-        if sleep is None:
-            from . import _client  # the clients' sleep hook, so tests control all waiting
-
-            sleep = _client._async_sleep
-        value: Any = None
-        error: Exception | None = None
-        try:
-            while True:
-                step = flow.send(value) if error is None else flow.throw(error)
-                value, error = None, None
-                if isinstance(step, Sleep):
-                    await sleep(step.seconds)
-                    continue
-                try:
-                    value = await getattr(client, step.name)(**step.kwargs)
-                except Exception as exc:  # the flow decides what each failure means
-                    error = exc
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        finally:
-            flow.close()
+    _drive = staticmethod(adrive)
 
     async def __aenter__(self) -> Self:
         import asyncio
@@ -835,11 +875,6 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
                 f"{self.capacity_timeout}s (max_allocations_per_pool)"
             ) from None
         self._slot = gate
-
-    def _release_slot(self) -> None:
-        gate, self._slot = self._slot, None
-        if gate is not None:
-            gate.release()
 
     # Work on the allocation
 

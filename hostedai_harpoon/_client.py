@@ -34,7 +34,9 @@ from ._allocation import (
     Lease,
     OrphanedAllocation,
     Sleep,
-    nothing_was_made,
+    adrive,
+    drive,
+    release_orphan_flow,
 )
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -443,18 +445,6 @@ class BaseClient(Generic[HttpT, LeaseT]):
         taken = list(self._orphans)
         self._orphans.clear()
         return taken
-
-    def _replay_create(self, orphan: OrphanedAllocation) -> _Call[Allocation]:
-        """The create an orphan without an id came from, to find what it made."""
-        return self._create_allocation(
-            orphan.model,
-            orphan.gpus,
-            orphan.gpu_type,
-            orphan.pool_id,
-            orphan.ttl_seconds,
-            orphan.idempotency_key,
-            retry_capacity=False,
-        )
 
     def _allocation_gate(self, pool_id: str | None) -> Any:
         if self._max_allocations_per_pool is None:
@@ -960,16 +950,7 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
         return still
 
     def _release_orphan(self, orphan: OrphanedAllocation) -> None:
-        client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
-        allocation_id = orphan.allocation_id
-        if allocation_id is None:
-            try:
-                allocation_id = client._run(client._replay_create(orphan)).id
-            except HostedAIError as exc:
-                if nothing_was_made(exc):
-                    return
-                raise
-        client.release_allocation(allocation_id)
+        drive(release_orphan_flow(orphan), self._for_release(DEFAULT_RELEASE_TIMEOUT))
 
     @staticmethod
     def _new_gate(size: int) -> threading.BoundedSemaphore:
@@ -1269,16 +1250,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
         return still
 
     async def _release_orphan(self, orphan: OrphanedAllocation) -> None:
-        client = self._for_release(DEFAULT_RELEASE_TIMEOUT)
-        allocation_id = orphan.allocation_id
-        if allocation_id is None:
-            try:
-                allocation_id = (await client._run(client._replay_create(orphan))).id
-            except HostedAIError as exc:
-                if nothing_was_made(exc):
-                    return
-                raise
-        await client.release_allocation(allocation_id)
+        await adrive(release_orphan_flow(orphan), self._for_release(DEFAULT_RELEASE_TIMEOUT))
 
     @staticmethod
     def _new_gate(size: int) -> asyncio.BoundedSemaphore:
