@@ -35,6 +35,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseValidationError,
     UnprocessableEntityError,
+    UsageError,
 )
 from ._models import (
     Allocation,
@@ -155,6 +156,7 @@ __all__ = [
     "Tier",
     "UnprocessableEntityError",
     "Usage",
+    "UsageError",
     "WeightedPolicy",
     "__version__",
     "route",

@@ -36,11 +36,19 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Self, TypeVar
 
 import attrs
 
-from ._config import check_seconds, new_idempotency_key, ttl_seconds
+from ._checks import (
+    check_gpus,
+    check_idempotency_key,
+    check_optional_text,
+    check_seconds,
+    check_text,
+    ttl_seconds,
+)
+from ._config import new_idempotency_key
 from ._exceptions import (
     AllocationError,
     APIStatusError,
@@ -51,6 +59,7 @@ from ._exceptions import (
     HostedAIError,
     NotFoundError,
     ResponseValidationError,
+    UsageError,
 )
 from ._models import Allocation, AllocationStatus, InferenceResult
 from ._resilience import RetryPolicy
@@ -66,7 +75,7 @@ if TYPE_CHECKING:
         InferenceStream,
     )
 
-__all__ = ["AsyncLease", "Lease", "LeaseState", "OrphanedAllocation"]
+__all__ = ["AsyncLease", "Lease", "LeaseState", "OrphanLedger", "OrphanedAllocation"]
 
 log = logging.getLogger("hostedai_harpoon")
 
@@ -77,6 +86,9 @@ DEFAULT_LEASE_TTL = 120.0
 DEFAULT_READY_TIMEOUT = 300.0
 DEFAULT_CAPACITY_TIMEOUT = 60.0
 DEFAULT_RELEASE_TIMEOUT = 30.0
+
+# Renewing more often than this only loads the server.
+MIN_RENEW_INTERVAL = 0.01
 
 _GARBLED_ANSWER_TRIES = 3
 
@@ -136,6 +148,33 @@ class OrphanedAllocation:
     ttl_seconds: int | None = None
 
 
+class OrphanLedger:
+    """The allocations a client could not release. An orphan leaves it only once released,
+    so an interrupted or failing clean-up loses none. Shared by a client and its copies."""
+
+    def __init__(self) -> None:
+        self._orphans: list[OrphanedAllocation] = []
+        self._lock = threading.Lock()  # keepalive threads and the block record orphans
+
+    def add(self, orphan: OrphanedAllocation) -> None:
+        """Record an allocation that could not be released."""
+        with self._lock:
+            self._orphans.append(orphan)
+
+    def snapshot(self) -> list[OrphanedAllocation]:
+        """The orphans now, oldest first."""
+        with self._lock:
+            return list(self._orphans)
+
+    def discard(self, orphan: OrphanedAllocation) -> None:
+        """Forget an orphan that is released now."""
+        with self._lock:
+            for index, held in enumerate(self._orphans):
+                if held is orphan:
+                    del self._orphans[index]
+                    return
+
+
 class _Invoke:
     """Step: call ``getattr(client, name)(**kwargs)``; its result or error comes back."""
 
@@ -160,15 +199,26 @@ _Flow = Generator[_Step, Any, T]
 _Ending = tuple[BaseException | None, bool]
 
 
-def nothing_was_made(error: BaseException) -> bool:
-    """Whether a create that failed with ``error`` certainly made no allocation.
+# 4xx answers that do not settle whether an earlier attempt of the same create got through:
+# a timeout, an idempotency conflict (something was made with this key), a rate limit.
+_UNSETTLED_4XX = frozenset({408, 409, 429})
 
-    Only a full pool and a refused request say so; anything else (a timeout, a 5xx, a 429
-    from a gateway after an earlier attempt got through) leaves it open.
+
+def nothing_was_made(error: BaseException) -> bool:
+    """Whether a create call that failed with ``error`` certainly made no allocation.
+
+    A full pool, a request refused before it was sent (the breaker refuses only a call's
+    first attempt: a refused retry raises the last attempt's error) and a definite 4xx say
+    so: an earlier attempt that got through would have bound the key, and the replay would
+    have answered with its allocation. Anything else (a timeout, a 5xx, a 429) leaves it open.
     """
     if isinstance(error, CapacityError | ConfigurationError | CircuitOpenError):
-        return True  # a full pool, or refused before anything was sent
-    return isinstance(error, APIStatusError) and error.status_code in (400, 422)
+        return True
+    return (
+        isinstance(error, APIStatusError)
+        and 400 <= error.status_code < 500
+        and error.status_code not in _UNSETTLED_4XX
+    )
 
 
 class _LeaseCore(Generic[ClientT]):
@@ -190,25 +240,30 @@ class _LeaseCore(Generic[ClientT]):
         idempotency_key: str | None,
     ) -> None:
         self._client = client
-        self.model = model
-        self.gpus = gpus
-        self.gpu_type = gpu_type
-        self.pool_id = pool_id if pool_id is not None else client.pool_id
+        self.model = check_text(model, "model")
+        self.gpus = check_gpus(gpus)
+        self.gpu_type = check_optional_text(gpu_type, "gpu_type")
+        self.pool_id = (
+            check_optional_text(pool_id, "pool_id") if pool_id is not None else client.pool_id
+        )
         self.ttl_seconds = ttl_seconds(ttl)
         self.ready_timeout = check_seconds(ready_timeout, "ready_timeout")
         self.capacity_timeout = check_seconds(capacity_timeout, "capacity_timeout")
-        self.release_timeout = check_seconds(release_timeout, "release_timeout")
-        if not self.release_timeout > 0:
-            raise ConfigurationError("release_timeout must be more than 0 seconds")
+        self.release_timeout = check_seconds(release_timeout, "release_timeout", positive=True)
         self._renew_interval = (
-            None if renew_interval is None else check_seconds(renew_interval, "renew_interval")
+            None
+            if renew_interval is None
+            else check_seconds(renew_interval, "renew_interval", minimum=MIN_RENEW_INTERVAL)
         )
-        self.idempotency_key = idempotency_key or new_idempotency_key()
+        self.idempotency_key = check_idempotency_key(idempotency_key) or new_idempotency_key()
         self.state = LeaseState.CREATING
         self._state_lock = threading.Lock()
         self.allocation: Allocation | None = None
         self.lost_error: AllocationError | None = None
+        # Whether a create may have made the allocation while its id is still unknown.
         self._create_sent = False
+        # A create was answered (garbled): the server made something under the key.
+        self._create_answered = False
         self._entered = False
         self._release_client = client._for_release(release_timeout)
 
@@ -239,6 +294,9 @@ class _LeaseCore(Generic[ClientT]):
             f"state={self.state.value}>"
         )
 
+    # How a user enters this kind of lease, for the message when it was not.
+    _how_to_enter: ClassVar[str]
+
     # The place this lease holds under the client's per-pool limit, if any.
     _slot: threading.Semaphore | asyncio.Semaphore | None = None
 
@@ -260,6 +318,8 @@ class _LeaseCore(Generic[ClientT]):
             return self.allocation.id
         if self.lost_error is not None:
             raise self.lost_error
+        if not self._entered:
+            raise UsageError(f"the lease was not entered: use `{self._how_to_enter}`")
         raise AllocationError(
             f"the lease is {self.state.value}; it can take no work",
             allocation_id=self._known_id(),
@@ -324,6 +384,7 @@ class _LeaseCore(Generic[ClientT]):
                 # The lease waits out full pools itself, within its capacity timeout.
                 allocation: Allocation = yield _Invoke("_create_for_lease", **self._create_kwargs())
             except ResponseValidationError:
+                self._create_answered = True
                 if tries == _GARBLED_ANSWER_TRIES:
                     raise
                 tries += 1
@@ -341,7 +402,7 @@ class _LeaseCore(Generic[ClientT]):
                 allocation = yield from self._create()
                 break
             except CapacityError as exc:
-                self._create_sent = False  # a full pool binds nothing to the key
+                self._create_sent = self._create_answered  # a full pool binds nothing to the key
                 # Never sooner than the server asked, and backing off if it keeps asking.
                 wait = max(exc.retry_after or 0.0, next(waits))
                 if time.monotonic() + wait - started > self.capacity_timeout:
@@ -353,7 +414,7 @@ class _LeaseCore(Generic[ClientT]):
                 yield Sleep(wait)
             except HostedAIError as exc:
                 if nothing_was_made(exc):
-                    self._create_sent = False
+                    self._create_sent = self._create_answered
                 raise
         self.allocation = allocation
         self._move_while_entering(LeaseState.WAITING)
@@ -424,7 +485,7 @@ class _LeaseCore(Generic[ClientT]):
                 try:
                     found = yield from self._create()
                 except HostedAIError as exc:
-                    if nothing_was_made(exc):
+                    if nothing_was_made(exc) and not self._create_answered:
                         self._move(LeaseState.RELEASED)
                         return
                     raise
@@ -447,7 +508,7 @@ class _LeaseCore(Generic[ClientT]):
         """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
         self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
         allocation_id = self._known_id()
-        self._client._orphans.append(
+        self._client._orphans.add(
             OrphanedAllocation(
                 allocation_id=allocation_id,
                 idempotency_key=self.idempotency_key,
@@ -612,6 +673,19 @@ class Lease(_LeaseCore["HostedAI"]):
 
     _keepalive: threading.Thread | None = None
     _stop: threading.Event
+    _how_to_enter = "with client.allocate(...) as lease:"
+
+    async def __aenter__(self) -> NoReturn:
+        raise UsageError(
+            "this lease is from the sync client: use `with client.allocate(...)`, "
+            "or AsyncHostedAI for `async with`"
+        )
+
+    async def __aexit__(self, *_: object) -> None:
+        """Never reached: entering with ``async with`` is refused."""
+
+    def __await__(self) -> NoReturn:
+        raise UsageError("a lease is not awaited: use `with client.allocate(...) as lease:`")
 
     _drive = staticmethod(drive)
 
@@ -770,6 +844,19 @@ class AsyncLease(_LeaseCore["AsyncHostedAI"]):
     """
 
     _keepalive: asyncio.Task[None] | None = None
+    _how_to_enter = "async with client.allocate(...) as lease:"
+
+    def __enter__(self) -> NoReturn:
+        raise UsageError(
+            "this lease is from the async client: use `async with client.allocate(...)`, "
+            "or HostedAI for `with`"
+        )
+
+    def __exit__(self, *_: object) -> None:
+        """Never reached: entering with ``with`` is refused."""
+
+    def __await__(self) -> NoReturn:
+        raise UsageError("a lease is not awaited: use `async with client.allocate(...) as lease:`")
 
     _drive = staticmethod(adrive)
 

@@ -15,11 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
-from contextlib import suppress
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, TypeVar
 
 import attrs
 import httpx
@@ -33,10 +31,23 @@ from ._allocation import (
     AsyncLease,
     Lease,
     OrphanedAllocation,
+    OrphanLedger,
     Sleep,
     adrive,
     drive,
     release_orphan_flow,
+)
+from ._checks import (
+    check_gpus,
+    check_id,
+    check_idempotency_key,
+    check_max_tokens,
+    check_optional_text,
+    check_seconds,
+    check_stop,
+    check_temperature,
+    check_text,
+    ttl_seconds,
 )
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -45,19 +56,19 @@ from ._config import (
     NOT_GIVEN,
     NotGiven,
     Settings,
-    check_seconds,
     new_idempotency_key,
     resolve_settings,
-    ttl_seconds,
 )
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     CapacityError,
+    CircuitOpenError,
     ConfigurationError,
     HostedAIError,
     ResponseValidationError,
+    UsageError,
     status_error_class,
 )
 from ._models import Allocation, Health, InferenceChunk, InferenceResult, Pool
@@ -169,15 +180,24 @@ def _request_id(response: httpx.Response) -> str | None:
     return value
 
 
-def _decode_json(body: bytes, response: httpx.Response) -> object:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+# Strict JSON: NaN and Infinity, which Python would accept, are not JSON.
+_json_decode = json.JSONDecoder(parse_constant=_not_json).decode
+
+
+def _decode_json(body: bytes | str, response: httpx.Response) -> object:
+    try:  # a UnicodeDecodeError is a ValueError; RecursionError: absurdly deep nesting
+        return _json_decode(body if isinstance(body, str) else body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        shown = body[:1000]
         raise models.validation_error(
             f"the body is not valid JSON ({exc})",
             status_code=response.status_code,
             request_id=_request_id(response),
-            body=body[:1000].decode("utf-8", "replace"),
+            body=shown if isinstance(shown, str) else shown.decode("utf-8", "replace"),
         ) from None
 
 
@@ -230,24 +250,32 @@ def _undecodable(response: httpx.Response, exc: httpx.DecodingError) -> Response
     )
 
 
-def _check_id(value: object, what: str) -> str:
-    """An id fit to stand as one path segment, percent-encoded."""
-    if type(value) is not str or not value or value in (".", ".."):
-        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
-    return quote(value, safe="")
-
-
-def _scrubbed(exc: httpx.TransportError) -> httpx.TransportError:
-    """The httpx error, its request no longer holding the API key (the request is spent)."""
-    with suppress(RuntimeError):  # an error raised without a request has none to scrub
-        exc.request.headers["authorization"] = "Bearer [redacted]"
-    return exc
+def _redact(request: httpx.Request) -> None:
+    """Blank the key in a spent request: httpx errors, a streamed response and whatever
+    holds on to them keep the request."""
+    request.headers["authorization"] = "Bearer [redacted]"
 
 
 def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     return attrs.evolve(policy, max_retries=max_retries)
+
+
+def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
+    """``max_retries`` is a shorthand for ``retry=RetryPolicy(max_retries=...)``; a policy
+    given in full wins over the default ``max_retries``, and a different explicit count
+    alongside it is refused rather than silently preferred."""
+    if retry is None:
+        return _retry_policy(RetryPolicy(), max_retries)
+    if not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    if max_retries not in (DEFAULT_MAX_RETRIES, retry.max_retries):
+        raise ConfigurationError(
+            f"max_retries={max_retries!r} contradicts retry=RetryPolicy(max_retries="
+            f"{retry.max_retries}); pass only one of them"
+        )
+    return retry
 
 
 def _pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
@@ -299,14 +327,10 @@ class BaseClient(Generic[HttpT, LeaseT]):
             base_url, api_key, pool_id, allow_insecure_http=allow_insecure_http
         )
         if pool_id is not None:
-            _check_id(pool_id, "pool_id")
+            check_id(pool_id, "pool_id")
         self._timeout = _pick_timeout(timeout)
         self._deadline = self._check_deadline(deadline)
-        if retry is None:
-            retry = _retry_policy(RetryPolicy(), max_retries)
-        elif max_retries != DEFAULT_MAX_RETRIES:
-            retry = _retry_policy(retry, max_retries)
-        self._retry = retry
+        self._retry = _resolve_retry(retry, max_retries)
         self._breaker_config: CircuitBreakerConfig | None = (
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
         )
@@ -322,16 +346,21 @@ class BaseClient(Generic[HttpT, LeaseT]):
         self._max_response_bytes = max_response_bytes
         self._owns_http = True
         if default_headers is not None and not all(
-            isinstance(name, str) and isinstance(value, str)
+            isinstance(name, str)
+            and isinstance(value, str)
+            and (name + value).isascii()
+            and (name + value).isprintable()
             for name, value in default_headers.items()
         ):
-            raise ConfigurationError("default_headers must map strings to strings")
+            raise ConfigurationError("default_headers must map strings to printable ASCII strings")
+        # Without the key: it is set on each request as it is built (see _build), so no
+        # dict that a frame holds while something can fail ever carries it.
         self._headers: dict[str, str] = {
             "accept": "application/json",
             "user-agent": USER_AGENT,
             **{k.lower(): v for k, v in (default_headers or {}).items()},
-            "authorization": f"Bearer {self._settings.api_key.reveal()}",
         }
+        self._headers.pop("authorization", None)
         self._prefix = self._settings.base_url
         self._host = httpx.URL(self._prefix).netloc.decode("ascii")
         if max_allocations_per_pool is not None and (
@@ -344,7 +373,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
         self._max_allocations_per_pool = max_allocations_per_pool
         self._gates: dict[str | None, Any] = {}
         # Shared with every with_options() copy, like the connection pool and the breakers.
-        self._orphans: list[OrphanedAllocation] = []
+        self._orphans = OrphanLedger()
 
     @staticmethod
     def _check_deadline(deadline: float | None) -> float | None:
@@ -418,21 +447,23 @@ class BaseClient(Generic[HttpT, LeaseT]):
         clone._owns_http = False
         if not isinstance(pool_id, NotGiven):
             if pool_id is not None:
-                _check_id(pool_id, "pool_id")
+                check_id(pool_id, "pool_id")
             clone._settings = attrs.evolve(self._settings, pool_id=pool_id)
         if not isinstance(timeout, NotGiven):
             clone._timeout = _pick_timeout(timeout)
         if not isinstance(deadline, NotGiven):
             clone._deadline = self._check_deadline(deadline)
         if not isinstance(retry, NotGiven):
-            clone._retry = retry
-        if not isinstance(max_retries, NotGiven):
+            clone._retry = _resolve_retry(
+                retry, retry.max_retries if isinstance(max_retries, NotGiven) else max_retries
+            )
+        elif not isinstance(max_retries, NotGiven):
             clone._retry = _retry_policy(clone._retry, max_retries)
         return clone
 
     def orphans(self) -> list[OrphanedAllocation]:
         """Allocations this client could not release (they may still be billing)."""
-        return list(self._orphans)
+        return self._orphans.snapshot()
 
     def _for_release(self, release_timeout: float) -> Self:
         """A copy for releasing: more patient retries, bounded by the release timeout, and
@@ -440,11 +471,6 @@ class BaseClient(Generic[HttpT, LeaseT]):
         clone = self.with_options(retry=_RELEASE_RETRY, deadline=release_timeout)
         clone._breaker_config = None
         return clone
-
-    def _take_orphans(self) -> list[OrphanedAllocation]:
-        taken = list(self._orphans)
-        self._orphans.clear()
-        return taken
 
     def _allocation_gate(self, pool_id: str | None) -> Any:
         if self._max_allocations_per_pool is None:
@@ -523,7 +549,9 @@ class BaseClient(Generic[HttpT, LeaseT]):
             self._prefix + call.path,
             content=content,
             params=call.params,
-            headers=headers,
+            # The key joins the headers only inside the request (whose repr does not show
+            # them); the plan blanks it there once the attempt is over.
+            headers={**headers, "authorization": self._settings.api_key.bearer()},
             timeout=timeout,
         )
 
@@ -534,6 +562,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
         delays = policy.backoff_delays()
         deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
         attempt = 0
+        failed: HostedAIError | None = None  # the last attempt's error, once there is one
         while True:
             timeout = self._timeout
             if deadline_at is not None:
@@ -545,13 +574,23 @@ class BaseClient(Generic[HttpT, LeaseT]):
                     )
                 timeout = _clip(timeout, remaining)
             request = self._build(call, timeout)
-            probe = breaker.acquire() if breaker is not None else False
+            try:
+                probe = breaker.acquire() if breaker is not None else False
+            except CircuitOpenError as refused:
+                if failed is None:
+                    raise
+                # A refused retry is a retry not made: the call failed as its last attempt
+                # did (which may have reached the server), not "refused before sending".
+                failed.add_note(f"hostedai-harpoon: not retried: {refused}")
+                raise failed from failed.__cause__
             try:
                 outcome = yield _Send(request, call.stream)
             except GeneratorExit:
                 if breaker is not None:
                     breaker.abandon(probe)
                 raise
+            finally:
+                _redact(request)
             if isinstance(outcome, _Reply):
                 response = outcome.response
                 status = response.status_code
@@ -588,7 +627,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
                     attempt + 1,
                 )
                 error = _transport_error(outcome)
-                error.__cause__ = _scrubbed(outcome)
+                error.__cause__ = outcome
                 retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
                 wait = None
             if not retryable or attempt >= policy.max_retries:
@@ -600,6 +639,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
             if deadline_at is not None and time.monotonic() + wait >= deadline_at:
                 raise error
             attempt += 1
+            failed = error
             log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
             yield Sleep(wait)
 
@@ -647,16 +687,20 @@ class BaseClient(Generic[HttpT, LeaseT]):
         idempotency_key: str | None,
         retry_capacity: bool = True,
     ) -> _Call[Allocation]:
-        body: dict[str, object] = {"model": model, "gpu_count": gpus}
+        body: dict[str, object] = {
+            "model": check_text(model, "model"),
+            "gpu_count": check_gpus(gpus),
+        }
         pool = pool_id if pool_id is not None else self._settings.pool_id
         if pool is not None:
+            check_id(pool, "pool_id")
             body["pool_id"] = pool
-        if gpu_type is not None:
+        if check_optional_text(gpu_type, "gpu_type") is not None:
             body["gpu_type"] = gpu_type
         ttl_in_seconds = ttl_seconds(ttl)
         if ttl_in_seconds is not None:
             body["ttl_seconds"] = ttl_in_seconds
-        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        key = check_idempotency_key(idempotency_key) or new_idempotency_key()
         return _Call(
             "POST",
             "/v1/allocate",
@@ -667,11 +711,11 @@ class BaseClient(Generic[HttpT, LeaseT]):
         )
 
     def _get_allocation(self, allocation_id: str) -> _Call[Allocation]:
-        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}"
+        path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}"
         return _Call("GET", path, models.parse_allocation)
 
     def _list_allocations(self, pool_id: str | None) -> _Call[list[Allocation]]:
-        params = None if pool_id is None else {"pool_id": pool_id}
+        params = None if pool_id is None else {"pool_id": check_text(pool_id, "pool_id")}
         return _Call("GET", "/v1/allocate", models.parse_allocations, params=params)
 
     def _renew_allocation(
@@ -679,12 +723,12 @@ class BaseClient(Generic[HttpT, LeaseT]):
     ) -> _Call[Allocation]:
         ttl_in_seconds = ttl_seconds(ttl)
         body = {} if ttl_in_seconds is None else {"ttl_seconds": ttl_in_seconds}
-        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}/renew"
+        path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}/renew"
         # Renewing twice only moves the expiry to the same place: safe to repeat.
         return _Call("POST", path, models.parse_allocation, json=body)
 
     def _release_allocation(self, allocation_id: str) -> _Call[None]:
-        path = f"/v1/allocate/{_check_id(allocation_id, 'allocation_id')}"
+        path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}"
         return _Call("DELETE", path, None, absent_ok=True)
 
     def _inference_body(
@@ -698,18 +742,20 @@ class BaseClient(Generic[HttpT, LeaseT]):
         stop: str | list[str] | None,
         stream: bool,
     ) -> dict[str, object]:
+        check_id(allocation_id, "allocation_id")
         body: dict[str, object] = {
-            "allocation_id": _check_id(allocation_id, "allocation_id"),
-            "prompt": prompt,
+            "allocation_id": allocation_id,
+            "prompt": check_text(prompt, "prompt"),
         }
-        if model is not None:
+        if check_optional_text(model, "model") is not None:
             body["model"] = model
-        if max_tokens is not None:
+        if check_max_tokens(max_tokens) is not None:
             body["max_tokens"] = max_tokens
-        if temperature is not None:
+        if check_temperature(temperature) is not None:
             body["temperature"] = temperature
-        if stop is not None:
-            body["stop"] = stop
+        checked_stop = check_stop(stop)
+        if checked_stop is not None:
+            body["stop"] = checked_stop
         if stream:
             body["stream"] = True
         return body
@@ -734,7 +780,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
         return _Call("GET", "/v1/pools", models.parse_pools)
 
     def _get_pool(self, pool_id: str) -> _Call[Pool]:
-        return _Call("GET", f"/v1/pools/{_check_id(pool_id, 'pool_id')}", models.parse_pool)
+        return _Call("GET", f"/v1/pools/{check_id(pool_id, 'pool_id')}", models.parse_pool)
 
     def _health(self) -> _Call[Health]:
         return _Call("GET", "/v1/health", models.parse_health)
@@ -770,7 +816,7 @@ class _EventDecoder:
         if data == "[DONE]":
             self.done = True
             return None
-        payload = _decode_json(data.encode(), self._response)
+        payload = _decode_json(data, self._response)
         try:
             return models.parse_chunk(payload, self._request_id)
         except models.InvalidPayload as exc:
@@ -843,6 +889,9 @@ class InferenceStream:
     def close(self) -> None:
         """Stop the stream and close its connection."""
         self.response.close()
+
+    def __aiter__(self) -> NoReturn:
+        raise UsageError("this stream comes from the sync client: iterate it with `for`")
 
     def __enter__(self) -> Self:
         return self
@@ -941,12 +990,13 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
     def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
         still: list[OrphanedAllocation] = []
-        for orphan in self._take_orphans():
+        for orphan in self._orphans.snapshot():
             try:
                 self._release_orphan(orphan)
             except HostedAIError:
                 still.append(orphan)
-        self._orphans.extend(still)
+            else:
+                self._orphans.discard(orphan)
         return still
 
     def _release_orphan(self, orphan: OrphanedAllocation) -> None:
@@ -973,6 +1023,15 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    async def __aenter__(self) -> Self:
+        raise UsageError(
+            "HostedAI is the sync client: use `with HostedAI(...)`, "
+            "or AsyncHostedAI for `async with`"
+        )
+
+    async def __aexit__(self, *_: object) -> None:
+        """Never reached: entering with ``async with`` is refused."""
 
     # The API
 
@@ -1144,6 +1203,12 @@ class AsyncInferenceStream:
         finally:
             await response.aclose()
 
+    def __iter__(self) -> NoReturn:
+        raise UsageError(
+            "this stream is async: `async with client.stream(...) as chunks: "
+            "async for chunk in chunks: ...`"
+        )
+
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
         if self._response is not None:
@@ -1241,12 +1306,13 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
     async def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
         still: list[OrphanedAllocation] = []
-        for orphan in self._take_orphans():
+        for orphan in self._orphans.snapshot():
             try:
                 await self._release_orphan(orphan)
             except HostedAIError:
                 still.append(orphan)
-        self._orphans.extend(still)
+            else:
+                self._orphans.discard(orphan)
         return still
 
     async def _release_orphan(self, orphan: OrphanedAllocation) -> None:
@@ -1275,6 +1341,15 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def __enter__(self) -> Self:
+        raise UsageError(
+            "AsyncHostedAI is the async client: use `async with AsyncHostedAI(...)`, "
+            "or HostedAI for `with`"
+        )
+
+    def __exit__(self, *_: object) -> None:
+        """Never reached: entering with ``with`` is refused."""
 
     # The API
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import math
+import logging
 import os
 import uuid
-from datetime import timedelta
 from typing import Final
 
 import attrs
@@ -14,7 +13,10 @@ import httpx
 
 from ._exceptions import ConfigurationError
 
+log = logging.getLogger("hostedai_harpoon")
+
 __all__ = [
+    "API_PREFIX",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "NOT_GIVEN",
@@ -31,6 +33,8 @@ ENV_POOL_ID: Final = "HOSTED_AI_POOL_ID"
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 DEFAULT_MAX_RETRIES: Final = 2
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+# Every path of the API starts with it; a base URL may end with it too.
+API_PREFIX: Final = "/v1"
 
 
 class NotGiven:
@@ -63,6 +67,10 @@ class Secret:
         """The secret itself, for the one place that must send it."""
         return self._value
 
+    def bearer(self) -> str:
+        """The ``Authorization`` header value carrying the secret."""
+        return f"Bearer {self._value}"
+
     def __repr__(self) -> str:
         return "Secret('***')"
 
@@ -87,9 +95,9 @@ class Settings:
 def _from_env(value: str | None, variable: str) -> str | None:
     if value is not None:
         if not isinstance(value, str):
-            raise ConfigurationError(
-                f"the value for {variable} must be a string, got {type(value).__name__}"
-            )
+            kind = type(value).__name__
+            del value  # it may be a key: no frame that raises may hold it
+            raise ConfigurationError(f"the value for {variable} must be a string, got {kind}")
         return value.strip() or None
     found = os.environ.get(variable, "").strip()
     return found or None
@@ -121,7 +129,12 @@ def _check_base_url(raw: str, allow_insecure_http: bool) -> str:
             f"refusing plain http:// to {url.host!r}: the API key would cross the network "
             "unencrypted. Use https://, or pass allow_insecure_http=True if you mean it."
         )
-    return str(url.copy_with(query=None, fragment=None)).rstrip("/")
+    base = str(url.copy_with(query=None, fragment=None)).rstrip("/")
+    if base.endswith(API_PREFIX):
+        # Copied from another SDK's settings: the paths carry the version already.
+        log.debug("the base URL ends in %s; the client adds it itself", API_PREFIX)
+        base = base.removesuffix(API_PREFIX)
+    return base
 
 
 def resolve_settings(
@@ -146,36 +159,29 @@ def resolve_settings(
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    if any(ch in key for ch in "\r\n\0"):
-        raise ConfigurationError("the API key contains control characters")
+    secret = Secret(key)
+    del key, api_key  # from here on the key is only in the Secret, which never shows it
+    problem = _key_problem(secret)
+    if problem is not None:
+        raise ConfigurationError(problem)
     return Settings(
         base_url=_check_base_url(url, allow_insecure_http),
-        api_key=Secret(key),
+        api_key=secret,
         pool_id=_from_env(pool_id, ENV_POOL_ID),
     )
 
 
-def ttl_seconds(ttl: float | timedelta | None) -> int | None:
-    """Whole seconds from a TTL given as seconds or a ``timedelta`` (``None`` stays)."""
-    if ttl is None:
+def _key_problem(secret: Secret) -> str | None:
+    """Why the key cannot be sent in an ``Authorization`` header, if it cannot (never the key)."""
+    value = secret.reveal()
+    if value.isascii() and value.isprintable():
         return None
-    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not 0 < seconds < math.inf
-    ):
-        raise ConfigurationError(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return math.ceil(seconds)
+    return (
+        "the API key holds characters that cannot be sent in an HTTP header (only printable "
+        "ASCII can): look for a pasted curly quote, a space or a line break"
+    )
 
 
 def new_idempotency_key() -> str:
     """A fresh ``Idempotency-Key`` value."""
     return f"harpoon-{uuid.uuid4().hex}"
-
-
-def check_seconds(value: object, what: str) -> float:
-    """A duration argument, checked: a finite number of seconds >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
-    return float(value)

@@ -2,7 +2,8 @@
 
 ```
 HostedAIError
-├── ConfigurationError            missing/invalid base URL, key, pool; insecure URL
+├── ConfigurationError            missing/invalid base URL, key, pool, argument; insecure URL
+│   └── UsageError                the SDK used the wrong way (sync for async, a lease not entered)
 ├── APIError
 │   ├── APIConnectionError
 │   │   └── APITimeoutError
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitError",
     "ResponseValidationError",
     "UnprocessableEntityError",
+    "UsageError",
 ]
 
 
@@ -66,7 +68,12 @@ def _rebuild(
 
 
 class ConfigurationError(HostedAIError):
-    """The client was configured with a missing or invalid value."""
+    """The client was configured, or a call made, with a missing or invalid value."""
+
+
+class UsageError(ConfigurationError, TypeError):
+    """The SDK was used the wrong way: a sync object in async code or the reverse, a lease
+    used outside its ``with`` block. The message names the fix."""
 
 
 class APIError(HostedAIError):

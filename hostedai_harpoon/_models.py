@@ -28,18 +28,21 @@ __all__ = [
 FinishReason = Literal["stop", "length"]
 
 
-class AllocationStatus(enum.Enum):
-    """Where an allocation is in its life.
+class AllocationStatus(enum.StrEnum):
+    """Where an allocation is in its life; compares equal to its wire string (``"ready"``).
 
     Legal transitions (server side)::
 
         PENDING   -> READY      the GPUs came up
-        PENDING   -> FAILED     they never will
+        PENDING   -> FAILED     they never will (or a test failed it in the emulator)
+        READY     -> FAILED     idem
         PENDING   -> RELEASING  released before it was ready
         READY     -> RELEASING  released
-        RELEASING -> RELEASED   the GPUs are free again
+        RELEASING -> RELEASED   the GPUs are free again (the emulator skips RELEASING)
         PENDING   -> EXPIRED    the TTL ran out
         READY     -> EXPIRED    the TTL ran out
+
+    PENDING, READY and RELEASING hold GPUs; the others are final and hold none.
     """
 
     PENDING = "pending"
@@ -48,6 +51,14 @@ class AllocationStatus(enum.Enum):
     RELEASED = "released"
     FAILED = "failed"
     EXPIRED = "expired"
+
+    @property
+    def live(self) -> bool:
+        """Whether an allocation in this state holds GPUs."""
+        return self in _LIVE
+
+
+_LIVE = frozenset({AllocationStatus.PENDING, AllocationStatus.READY, AllocationStatus.RELEASING})
 
 
 @attrs.frozen

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from .._models import AllocationStatus
 from ._clock import format_timestamp
 from ._wire import WireError, check_delay
 
@@ -24,36 +24,6 @@ __all__ = [
 
 DEFAULT_MODELS = ("gemma-3-270m", "qwen3-30b-a3b")
 """The models every pool serves unless told otherwise."""
-
-
-class AllocationStatus(enum.StrEnum):
-    """Where an allocation is in its lifecycle.
-
-    Legal transitions::
-
-        PENDING        -> READY      the pool's readiness delay passed
-        PENDING        -> FAILED     the allocation could not be brought up
-        PENDING|READY  -> FAILED     a test failed it (``Emulator.fail_allocation``)
-        PENDING|READY  -> RELEASED   DELETE (the emulator skips RELEASING)
-        PENDING|READY  -> EXPIRED    ``expires_at`` passed
-
-    PENDING, READY and RELEASING hold GPUs; the others are final and hold none.
-    """
-
-    PENDING = "pending"
-    READY = "ready"
-    RELEASING = "releasing"
-    RELEASED = "released"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-    @property
-    def live(self) -> bool:
-        """Whether an allocation in this state holds GPUs."""
-        return self in _LIVE
-
-
-_LIVE = frozenset({AllocationStatus.PENDING, AllocationStatus.READY, AllocationStatus.RELEASING})
 
 
 def _to_models(value: Iterable[str]) -> tuple[str, ...]:

@@ -286,7 +286,12 @@ async def test_retries_count_attempt_by_attempt_and_stop_when_it_opens(
     emu = make_emulator(faults=FaultPlan(rules=[Fault("error", status=502)]))
     config = CircuitBreakerConfig(minimum_calls=3)
     client = make_client(emu, max_retries=10, circuit_breaker=config)
-    with pytest.raises(harpoon.CircuitOpenError):
+    # The call was sent: it fails as its last attempt did, the refused retry noted on it.
+    with pytest.raises(harpoon.InternalServerError) as raised:
+        await call(client, "list_pools")
+    assert len(emu.exchanges) == 3
+    assert any("not retried" in note for note in raised.value.__notes__)
+    with pytest.raises(harpoon.CircuitOpenError):  # the next call is refused outright
         await call(client, "list_pools")
     assert len(emu.exchanges) == 3
 

@@ -50,9 +50,11 @@ def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HOSTED_AI_API_KEY", "env-key")
     monkeypatch.setenv("HOSTED_AI_POOL_ID", "env-pool")
     seen: list[httpx.Request] = []
+    keys: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        keys.append(request.headers["authorization"])
         return ok(request)
 
     client = mock_client(handler, base_url="https://arg.example.test", pool_id="arg-pool")
@@ -60,7 +62,7 @@ def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert client.base_url == "https://arg.example.test"
     assert client.pool_id == "arg-pool"
     assert seen[0].url.host == "arg.example.test"
-    assert seen[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert keys == [f"Bearer {API_KEY}"]
 
 
 def test_a_missing_base_url_names_its_environment_variable() -> None:
@@ -252,15 +254,15 @@ async def test_every_request_names_the_package_and_version_and_carries_the_key(
         agent = exchange.request_headers["user-agent"]
         assert agent.startswith(f"hostedai-harpoon/{harpoon.__version__} ")
     # The emulator masks the key in its log: check the header arrives on a mock instead.
-    seen: list[httpx.Request] = []
+    keys: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
+        keys.append(request.headers["authorization"])
         return ok(request)
 
     mock = mock_client(handler) if flavor == "sync" else mock_async_client(handler)
     await call(mock, "health")
-    assert seen[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert keys == [f"Bearer {API_KEY}"]
 
 
 def test_each_attempt_carries_the_configured_timeout() -> None:

@@ -1,0 +1,174 @@
+"""Argument checks: every public argument is checked before anything is sent.
+
+Each check names the argument as the caller spelled it (``gpus``, not ``gpu_count``) and
+raises ``ConfigurationError``; none of them echoes a secret.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Final
+from urllib.parse import quote
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "MAX_SECONDS",
+    "check_gpus",
+    "check_id",
+    "check_idempotency_key",
+    "check_max_tokens",
+    "check_optional_text",
+    "check_seconds",
+    "check_stop",
+    "check_temperature",
+    "check_text",
+    "ttl_seconds",
+]
+
+# Longer than this is a mistake (and past what threads and event loops can wait for).
+MAX_SECONDS: Final = 7 * 24 * 3600.0
+# The API's own bounds (docs/openapi.yaml).
+MAX_TTL_SECONDS: Final = 86_400
+MAX_TOKENS: Final = 32_768
+MAX_TEMPERATURE: Final = 2.0
+MAX_STOP_SEQUENCES: Final = 4
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
+def _sendable(value: str) -> bool:
+    """Whether the text survives UTF-8 encoding (a lone surrogate does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: object, name: str) -> str:
+    """A non-empty string that can be sent as UTF-8."""
+    if type(value) is not str:
+        raise ConfigurationError(f"{name} must be a string, got {_kind(value)}")
+    if not value:
+        raise ConfigurationError(f"{name} must not be empty")
+    if not _sendable(value):
+        raise ConfigurationError(f"{name} holds characters that cannot be sent (a lone surrogate)")
+    return value
+
+
+def check_optional_text(value: object, name: str) -> str | None:
+    """``None``, or what ``check_text`` accepts."""
+    return None if value is None else check_text(value, name)
+
+
+def check_id(value: object, name: str) -> str:
+    """An id fit to stand as one path segment, returned percent-encoded."""
+    text = check_text(value, name)
+    if text in (".", ".."):
+        raise ConfigurationError(f"{name} must not be {text!r}")
+    return quote(text, safe="")
+
+
+def _check_int(value: object, name: str, minimum: int, maximum: int | None) -> int:
+    if type(value) is not int:
+        raise ConfigurationError(f"{name} must be an integer, got {_kind(value)} {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigurationError(f"{name} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def check_gpus(value: object) -> int:
+    """How many GPUs: an integer >= 1 (``True`` and ``1.0`` are refused)."""
+    return _check_int(value, "gpus", 1, None)
+
+
+def check_max_tokens(value: object) -> int | None:
+    """``None`` (the server's default) or an integer within the API's bounds."""
+    return None if value is None else _check_int(value, "max_tokens", 1, MAX_TOKENS)
+
+
+def _check_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be a number, got {_kind(value)} {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def check_temperature(value: object) -> float | None:
+    """``None`` or a finite number from 0 to 2."""
+    if value is None:
+        return None
+    number = _check_number(value, "temperature")
+    if not 0 <= number <= MAX_TEMPERATURE:
+        raise ConfigurationError(f"temperature must be from 0 to {MAX_TEMPERATURE}, got {value!r}")
+    return number
+
+
+def check_stop(value: object) -> str | list[str] | None:
+    """``None``, one stop sequence, or a list of up to four."""
+    if value is None or type(value) is str:
+        return check_optional_text(value, "stop")
+    if not isinstance(value, list | tuple):
+        raise ConfigurationError(
+            f"stop must be a string or a list of strings, got {_kind(value)} {value!r}"
+        )
+    if not 1 <= len(value) <= MAX_STOP_SEQUENCES:
+        raise ConfigurationError(
+            f"stop must hold 1 to {MAX_STOP_SEQUENCES} sequences, got {len(value)}"
+        )
+    return [check_text(item, "stop") for item in value]
+
+
+def check_idempotency_key(value: object) -> str | None:
+    """``None`` or a key fit for an HTTP header: printable ASCII, at most 255 characters."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise ConfigurationError(f"idempotency_key must be a string, got {_kind(value)}")
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ConfigurationError(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long"
+        )
+    if not (value.isascii() and value.isprintable()):
+        raise ConfigurationError("idempotency_key must be printable ASCII (it is sent as a header)")
+    return value
+
+
+def check_seconds(
+    value: object, name: str, *, positive: bool = False, minimum: float = 0.0
+) -> float:
+    """A duration argument: a finite number of seconds, at least ``minimum`` (more than 0
+    with ``positive``) and at most a week."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    if value < minimum or (positive and value <= 0):
+        least = f"at least {minimum}" if minimum else ("more than 0" if positive else ">= 0")
+        raise ConfigurationError(f"{name} must be {least} seconds, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_SECONDS:.0f} seconds (a week), got {value!r}"
+        )
+    return float(value)
+
+
+def ttl_seconds(ttl: object, name: str = "ttl") -> int | None:
+    """Whole seconds from a TTL given as seconds or a ``timedelta`` (``None`` stays)."""
+    if ttl is None:
+        return None
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_TTL_SECONDS
+    ):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds from 1 to {MAX_TTL_SECONDS}, got {ttl!r}"
+        )
+    return math.ceil(seconds)
