@@ -174,7 +174,7 @@ def resolve_settings(
 def _key_problem(secret: Secret) -> str | None:
     """Why the key cannot be sent in an ``Authorization`` header, if it cannot (never the key)."""
     value = secret.reveal()
-    if value.isascii() and value.isprintable():
+    if value.isascii() and value.isprintable() and " " not in value:
         return None
     return (
         "the API key holds characters that cannot be sent in an HTTP header (only printable "

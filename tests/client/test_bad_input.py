@@ -17,7 +17,7 @@ async def test_a_body_that_cannot_be_json_is_a_configuration_error(
 ) -> None:
     client = make_client(emulator)
     allocation = await call(client, "create_allocation", "gemma-3-270m")
-    with pytest.raises(harpoon.ConfigurationError, match="^prompt must be a string"):
+    with pytest.raises(harpoon.ConfigurationError, match=r"^prompt must be a string"):
         await call(client, "infer", allocation.id, prompt)
     assert emulator.requests_to("POST", "/v1/inference") == []
 
