@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._wire import EventStream, Request
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
+from ._wire import EventStream, Handler, Request
 
 __all__ = ["ConnectionDropped", "EmulatorApp", "quiet_dropped_connections"]
 
@@ -54,7 +51,7 @@ class EmulatorApp:
     like a dropped connection, as is one whose task the server cancels.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Handler) -> None:
         self.emulator = emulator
         self._cutting: set[asyncio.Future[None]] = set()
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 
-from ._wire import EventStream, Reply, Request
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
+from ._wire import EventStream, Handler, Reply, Request
 
 __all__ = ["AsyncEmulatorTransport", "EmulatorTransport"]
 
@@ -106,7 +102,7 @@ class EmulatorTransport(httpx.BaseTransport):
     ``httpx.RemoteProtocolError``, as over a network.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Handler) -> None:
         self._emulator = emulator
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -127,7 +123,7 @@ class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
     Behaves like :class:`EmulatorTransport`, sleeping with ``asyncio.sleep``.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Handler) -> None:
         self._emulator = emulator
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -147,6 +147,15 @@ class Reply:
     delay: float = 0.0
     on_lost: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
     """Called by a server that could not send this answer after all (it shut down)."""
+
+
+class Handler(Protocol):
+    """What the adapters (the in-process transports, the ASGI app) serve: something that
+    answers a request. The :class:`Emulator` is one; the adapters need know nothing else."""
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one request."""
+        ...
 
 
 def check_delay(name: str, value: object) -> None:
