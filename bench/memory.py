@@ -12,8 +12,8 @@ for), then reports how far its resident set grew over the measured calls: the gr
 the peak (``VmHWM``) and of the current RSS (``VmRSS``), from ``/proc/self/status``. The
 figure judged is the peak growth. The emulator logs every exchange and remembers every
 allocation and idempotency key; that is its memory, not the SDK's, so it is reset every
-``RESET_EVERY`` calls (between leases, none live). Prints PASS or FAIL for each; the exit status is 1 when
-a target is missed.
+``RESET_EVERY`` calls (between leases, none live). Prints PASS or FAIL for each; the exit
+status is 1 when a target is missed.
 """
 
 from __future__ import annotations

@@ -776,8 +776,8 @@ class BaseClient(Generic[HttpT, LeaseT]):
                     and time.monotonic() >= deadline_at
                 ):
                     error = APITimeoutError(
-                        f"the call's deadline of {self._deadline}s ran out during attempt "
-                        f"{attempt + 1} ({attempt + 1} attempt(s) made)"
+                        f"the call's deadline of {self._deadline}s ran out after "
+                        f"{attempt + 1} attempt(s) made"
                     )
                 else:
                     error = _transport_error(outcome)
@@ -957,7 +957,7 @@ class _EventDecoder:
             if end < 0:
                 break
             if end - start > self._limit:
-                raise _too_large_error(self._response, self._limit, "a line of the stream")
+                raise _too_large_error(self._response, self._limit, "an event of the stream")
             line = bytes(buffer[start:end]).decode("utf-8", "replace").removesuffix("\r")
             size = end - start
             start = self._scanned = end + 1
