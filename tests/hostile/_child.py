@@ -3,12 +3,14 @@
 Usage: ``python _child.py '<json case>'``; prints one JSON object: the exception's class
 name and message (``null`` when the call returned), its class hierarchy, the seconds the
 call took and how much the process's peak resident set (``VmHWM``) grew during the call.
+The child's address space is capped at 2 GiB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -16,6 +18,9 @@ from typing import Any
 import httpx
 
 import hostedai_harpoon as harpoon
+
+
+_ADDRESS_SPACE = 2 << 30
 
 
 def peak_kib() -> int:
@@ -57,6 +62,8 @@ async def run_async(case: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    # A client that holds a hostile body whole must fail here, not take the machine with it.
+    resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE, _ADDRESS_SPACE))
     case = json.loads(sys.argv[1])
     before = peak_kib()
     started = time.monotonic()
