@@ -271,15 +271,17 @@ _PIECE = 1 << 20
 class _Inflater:
     """One gzip or deflate layer of a body, inflated a bounded piece at a time."""
 
-    __slots__ = ("_fallback", "_started", "_zlib")
+    __slots__ = ("_fallback", "_fed", "_started", "_zlib")
 
     def __init__(self, wbits: int, fallback: int | None = None) -> None:
         self._zlib = zlib.decompressobj(wbits)
         # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
         self._fallback = fallback
         self._started = False
+        self._fed = False
 
     def inflate(self, data: bytes) -> Iterator[bytes]:
+        self._fed = self._fed or bool(data)
         if not self._started and self._fallback is not None:
             try:
                 out = self._zlib.decompress(data, _PIECE)
@@ -298,7 +300,10 @@ class _Inflater:
                 yield out
 
     def flush(self) -> bytes:
-        return self._zlib.flush()
+        rest = self._zlib.flush()
+        if self._fed and not self._zlib.eof:
+            raise zlib.error("the compressed body ended before its end marker")
+        return rest
 
 
 class _Decoding:
@@ -368,14 +373,20 @@ class _Decoding:
 class _Body:
     """A non-streamed body, decoded as it arrives and refused past ``limit`` decoded bytes."""
 
-    __slots__ = ("_chunks", "_limit", "_made", "_response", "decoding")
+    __slots__ = ("_chunks", "_limit", "_made", "_response", "decoding", "loaded")
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+        self.loaded: bytes | None = None
+        if response.is_stream_consumed:  # an in-memory transport handed it over whole
+            self.loaded = response.content
+            if len(self.loaded) > limit:
+                raise _too_large_error(response, limit, "the body")
+            return
         length = response.headers.get("content-length")
         if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise _too_large_error(response, limit, "the body")
-        self._response = response
-        self._limit = limit
         self._made = 0
         self._chunks: list[bytes] = []
         self.decoding = _Decoding(response)
@@ -1152,6 +1163,8 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
         deadline_at = action.deadline_at
         try:
             body = _Body(response, self._max_response_bytes)
+            if body.loaded is not None:
+                return _Reply(response, body.loaded)
             if deadline_at is not None:
                 _clip_reads(action.request, deadline_at)
             for chunk in response.iter_raw() if body.decoding.raw else response.iter_bytes():
@@ -1474,6 +1487,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
             return _Reply(response, b"")
         try:
             body = _Body(response, self._max_response_bytes)
+            if body.loaded is not None:
+                return _Reply(response, body.loaded)
             async for chunk in (
                 response.aiter_raw() if body.decoding.raw else response.aiter_bytes()
             ):

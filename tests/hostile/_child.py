@@ -19,7 +19,6 @@ import httpx
 
 import hostedai_harpoon as harpoon
 
-
 _ADDRESS_SPACE = 2 << 30
 
 

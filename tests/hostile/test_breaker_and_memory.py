@@ -7,6 +7,7 @@ import asyncio
 import socket
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ class Clock:
         return self.now
 
 
-def pool_bound_options() -> dict[str, object]:
+def pool_bound_options() -> dict[str, Any]:
     # Each answer takes 50 ms and only two can be in flight, so most calls find no free
     # connection within 10 ms: httpx raises PoolTimeout before anything is sent.
     return {
@@ -41,7 +42,8 @@ def pool_bound_options() -> dict[str, object]:
 
 def check_pool_outcomes(results: list[object], breaker: harpoon.CircuitBreaker | None) -> None:
     assert not [r for r in results if isinstance(r, harpoon.CircuitOpenError)]
-    assert breaker is not None and breaker.state is harpoon.CircuitState.CLOSED
+    assert breaker is not None
+    assert breaker.state is harpoon.CircuitState.CLOSED
     # The premise: the local pool really ran dry, and the host answered the calls it got.
     assert any(
         isinstance(r, harpoon.APITimeoutError) and isinstance(r.__cause__, httpx.PoolTimeout)
@@ -57,7 +59,7 @@ async def test_async_pool_exhaustion_is_not_a_host_failure() -> None:
         async with (
             http,
             harpoon.AsyncHostedAI(url, http_client=http, **pool_bound_options()) as client,
-        ):  # type: ignore[arg-type]
+        ):
             results = await asyncio.gather(
                 *(client.health() for _ in range(CALLS)), return_exceptions=True
             )
@@ -68,7 +70,7 @@ def test_sync_pool_exhaustion_is_not_a_host_failure() -> None:
     emu = Emulator(faults=FaultPlan(latency_rate=1.0, latency=0.05))
     with emu.serve() as url:
         http = httpx.Client(limits=httpx.Limits(max_connections=2))
-        with http, harpoon.HostedAI(url, http_client=http, **pool_bound_options()) as client:  # type: ignore[arg-type]
+        with http, harpoon.HostedAI(url, http_client=http, **pool_bound_options()) as client:
 
             def one() -> object:
                 try:
@@ -139,17 +141,22 @@ def free_port() -> int:
     return port
 
 
+async def health(flavor: str, url: str) -> None:
+    if flavor == "sync":
+        with harpoon.HostedAI(url, API_KEY, max_retries=0) as client:
+            client.health()
+    else:
+        async with harpoon.AsyncHostedAI(url, API_KEY, max_retries=0) as aclient:
+            await aclient.health()
+
+
 @pytest.mark.parametrize("flavor", ["sync", "async"])
 async def test_a_connection_error_names_the_host_and_not_the_key(flavor: str) -> None:
     port = free_port()  # nothing listens there: the connection is refused
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(harpoon.APIConnectionError) as caught:
-        if flavor == "sync":
-            with harpoon.HostedAI(url, API_KEY, max_retries=0) as client:
-                client.health()
-        else:
-            async with harpoon.AsyncHostedAI(url, API_KEY, max_retries=0) as aclient:
-                await aclient.health()
+        await health(flavor, url)
     message = str(caught.value)
     assert f"could not connect to 127.0.0.1:{port}" in message
-    assert API_KEY not in message and API_KEY not in repr(caught.value)
+    assert API_KEY not in message
+    assert API_KEY not in repr(caught.value)
