@@ -982,7 +982,9 @@ class _EventDecoder:
         if chunks or self.done:
             self._last_event = time.monotonic()
         elif self._idle is not None and time.monotonic() - self._last_event > self._idle:
-            raise APITimeoutError(f"the stream sent no event for {self._idle}s (the read timeout)")
+            raise APITimeoutError(
+                f"the stream sent no event for {self._idle:.3g}s (the read timeout)"
+            )
         return chunks
 
     def _line(self, line: str, size: int) -> InferenceChunk | None:
