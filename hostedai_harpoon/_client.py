@@ -1040,7 +1040,11 @@ def _check_stream_type(response: httpx.Response) -> None:
 
 class InferenceStream:
     """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
-    early. Stopping a ``for`` loop early also closes the connection."""
+    early. Stopping a ``for`` loop early also closes the connection.
+
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
+    """
 
     def __init__(
         self, response: httpx.Response, max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
@@ -1327,6 +1331,9 @@ class AsyncInferenceStream:
     ``async with client.stream(...) as chunks:`` sends the request on entering and closes
     the connection on leaving, however the block ends; ``chunks = await client.stream(...)``
     sends it at once (then ``aclose()`` it to stop early).
+
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
     """
 
     def __init__(
