@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -151,13 +152,15 @@ class _Call(Generic[T]):
 
 
 class _Send:
-    """Action: send this request (keep the body unread when streaming)."""
+    """Action: send this request (keep the body unread when streaming), and be done with it,
+    body read, by ``deadline_at`` (a ``time.monotonic()`` value, ``None``: no deadline)."""
 
-    __slots__ = ("request", "stream")
+    __slots__ = ("deadline_at", "request", "stream")
 
-    def __init__(self, request: httpx.Request, stream: bool) -> None:
+    def __init__(self, request: httpx.Request, stream: bool, deadline_at: float | None) -> None:
         self.request = request
         self.stream = stream
+        self.deadline_at = deadline_at
 
 
 class _Reply:
@@ -236,12 +239,199 @@ def _closed_error() -> APIConnectionError:
 
 
 def _transport_error(exc: httpx.TransportError) -> APIConnectionError:
+    host = _host_of(exc)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"the request timed out ({type(exc).__name__})")
-    return APIConnectionError(f"the connection failed: {type(exc).__name__}: {exc}")
+        return APITimeoutError(f"the request to {host} timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        return APIConnectionError(f"could not connect to {host}: {type(exc).__name__}: {exc}")
+    return APIConnectionError(f"the connection to {host} failed: {type(exc).__name__}: {exc}")
 
 
-def _undecodable(response: httpx.Response, exc: httpx.DecodingError) -> ResponseValidationError:
+def _host_of(exc: httpx.TransportError) -> str:
+    """``host:port`` the failed request went to; never the URL's user info or query."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised without a request
+        return "the API"
+    return url.host if url.port is None else f"{url.host}:{url.port}"
+
+
+def _deadline_passed(request: httpx.Request) -> httpx.ReadTimeout:
+    """The outcome of an attempt cut short because the call's deadline passed."""
+    return httpx.ReadTimeout("the call's deadline passed while reading", request=request)
+
+
+def _clip_reads(request: httpx.Request, deadline_at: float) -> None:
+    """Make the reads still to come on ``request`` end by ``deadline_at`` at the latest.
+
+    httpcore takes the read timeout from the request when it starts reading the body, so
+    clipping it here bounds a body that stalls after its headers.
+    """
+    timeouts = dict(request.extensions.get("timeout", {}))
+    remaining = max(deadline_at - time.monotonic(), 0.001)
+    read = timeouts.get("read")
+    timeouts["read"] = remaining if read is None else min(read, remaining)
+    request.extensions["timeout"] = timeouts
+
+
+def _too_large_error(response: httpx.Response, limit: int, what: str) -> ResponseValidationError:
+    return models.validation_error(
+        f"{what} is larger than {limit} bytes (max_response_bytes)",
+        status_code=response.status_code,
+        request_id=_request_id(response),
+        body=None,
+    )
+
+
+# Decoded bytes come out of an inflater in pieces of at most this size, so that one small
+# compressed chunk cannot inflate into a huge string before its size is checked.
+_PIECE = 1 << 20
+
+
+class _Inflater:
+    """One gzip or deflate layer of a body, inflated a bounded piece at a time."""
+
+    __slots__ = ("_fallback", "_fed", "_started", "_zlib")
+
+    def __init__(self, wbits: int, fallback: int | None = None) -> None:
+        self._zlib = zlib.decompressobj(wbits)
+        # "deflate" is meant to be zlib-wrapped, but some servers send it raw.
+        self._fallback = fallback
+        self._started = False
+        self._fed = False
+
+    def inflate(self, data: bytes) -> Iterator[bytes]:
+        self._fed = self._fed or bool(data)
+        if not self._started and self._fallback is not None:
+            try:
+                out = self._zlib.decompress(data, _PIECE)
+            except zlib.error:
+                self._zlib = zlib.decompressobj(self._fallback)
+                out = self._zlib.decompress(data, _PIECE)
+            self._started = True
+            data = self._zlib.unconsumed_tail
+            if out:
+                yield out
+        self._started = True
+        while data:
+            out = self._zlib.decompress(data, _PIECE)
+            data = self._zlib.unconsumed_tail
+            if out:
+                yield out
+
+    def flush(self) -> bytes:
+        rest = self._zlib.flush()
+        if self._fed and not self._zlib.eof:
+            raise zlib.error("the compressed body ended before its end marker")
+        return rest
+
+
+class _Decoding:
+    """Undoes a body's ``Content-Encoding`` as its raw bytes arrive, in bounded pieces.
+
+    gzip and deflate are inflated here (``raw`` is True: feed it ``iter_raw()``); for any
+    other encoding httpx decodes (feed it ``iter_bytes()``), which bounds each raw chunk's
+    output only by what that chunk inflates to.
+    """
+
+    __slots__ = ("_response", "_stages", "raw")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._stages: list[_Inflater] = []
+        # A body an in-memory transport handed over whole is read already.
+        self.raw = not response.is_stream_consumed
+        encoding = response.headers.get("content-encoding")
+        if encoding is None or not self.raw:
+            return
+        for name in reversed(encoding.split(",")):
+            name = name.strip().lower()
+            if name == "gzip":
+                self._stages.append(_Inflater(zlib.MAX_WBITS | 16))
+            elif name == "deflate":
+                self._stages.append(_Inflater(zlib.MAX_WBITS, fallback=-zlib.MAX_WBITS))
+            elif name not in ("identity", ""):
+                self._stages.clear()
+                self.raw = False
+                return
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        """The decoded pieces of the next raw chunk."""
+        if not self._stages:
+            if data:
+                yield data
+            return
+        try:
+            yield from self._through(data, 0)
+        except zlib.error as exc:
+            error = exc
+        else:
+            return
+        raise _undecodable(self._response, error)
+
+    def finish(self) -> Iterator[bytes]:
+        """What the decoders still hold once the body ended."""
+        for index, stage in enumerate(self._stages):
+            try:
+                rest = stage.flush()
+            except zlib.error as exc:
+                error = exc
+            else:
+                yield from self._through(rest, index + 1)
+                continue
+            raise _undecodable(self._response, error)
+
+    def _through(self, data: bytes, first: int) -> Iterator[bytes]:
+        if first == len(self._stages):
+            if data:
+                yield data
+            return
+        for piece in self._stages[first].inflate(data):
+            yield from self._through(piece, first + 1)
+
+
+class _Body:
+    """A non-streamed body, decoded as it arrives and refused past ``limit`` decoded bytes."""
+
+    __slots__ = ("_chunks", "_limit", "_made", "_response", "decoding", "loaded")
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+        self.loaded: bytes | None = None
+        if response.is_stream_consumed:  # an in-memory transport handed it over whole
+            self.loaded = response.content
+            if len(self.loaded) > limit:
+                raise _too_large_error(response, limit, "the body")
+            return
+        length = response.headers.get("content-length")
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
+            raise _too_large_error(response, limit, "the body")
+        self._made = 0
+        self._chunks: list[bytes] = []
+        self.decoding = _Decoding(response)
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk (raw when ``decoding.raw``, else decoded by httpx)."""
+        for piece in self.decoding.decode(data):
+            self._add(piece)
+
+    def finish(self) -> bytes:
+        """The whole decoded body."""
+        for piece in self.decoding.finish():
+            self._add(piece)
+        return b"".join(self._chunks)
+
+    def _add(self, piece: bytes) -> None:
+        self._made += len(piece)
+        if self._made > self._limit:
+            raise _too_large_error(self._response, self._limit, "the body")
+        self._chunks.append(piece)
+
+
+def _undecodable(
+    response: httpx.Response, exc: httpx.DecodingError | zlib.error
+) -> ResponseValidationError:
     return models.validation_error(
         f"the body could not be decoded ({exc})",
         status_code=response.status_code,
@@ -570,7 +760,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
                 if remaining <= 0:
                     raise APITimeoutError(
                         f"the call's deadline of {self._deadline}s ran out after "
-                        f"{attempt} attempt(s)"
+                        f"{attempt} attempt(s) made"
                     )
                 timeout = _clip(timeout, remaining)
             request = self._build(call, timeout)
@@ -584,7 +774,7 @@ class BaseClient(Generic[HttpT, LeaseT]):
                 failed.add_note(f"hostedai-harpoon: not retried: {refused}")
                 raise failed from failed.__cause__
             try:
-                outcome = yield _Send(request, call.stream)
+                outcome = yield _Send(request, call.stream, deadline_at)
             except GeneratorExit:
                 if breaker is not None:
                     breaker.abandon(probe)
@@ -618,7 +808,11 @@ class BaseClient(Generic[HttpT, LeaseT]):
             else:
                 assert isinstance(outcome, httpx.TransportError)
                 if breaker is not None:
-                    breaker.record(probe, False)
+                    if isinstance(outcome, httpx.PoolTimeout):
+                        # No free connection in our own pool: the host never saw the request.
+                        breaker.abandon(probe)
+                    else:
+                        breaker.record(probe, False)
                 log.debug(
                     "%s %s -> %s (attempt %d)",
                     call.method,
@@ -626,7 +820,17 @@ class BaseClient(Generic[HttpT, LeaseT]):
                     type(outcome).__name__,
                     attempt + 1,
                 )
-                error = _transport_error(outcome)
+                if (
+                    deadline_at is not None
+                    and isinstance(outcome, httpx.TimeoutException)
+                    and time.monotonic() >= deadline_at
+                ):
+                    error = APITimeoutError(
+                        f"the call's deadline of {self._deadline}s ran out after "
+                        f"{attempt + 1} attempt(s) made"
+                    )
+                else:
+                    error = _transport_error(outcome)
                 error.__cause__ = outcome
                 retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
                 wait = None
@@ -657,23 +861,6 @@ class BaseClient(Generic[HttpT, LeaseT]):
                 request_id=_request_id(response),
                 body=data,
             ) from None
-
-    def _too_large(self, response: httpx.Response) -> ResponseValidationError:
-        return models.validation_error(
-            f"the body is larger than {self._max_response_bytes} bytes",
-            status_code=response.status_code,
-            request_id=_request_id(response),
-            body=None,
-        )
-
-    def _declared_too_large(self, response: httpx.Response) -> bool:
-        length = response.headers.get("content-length")
-        return (
-            length is not None
-            and length.isascii()
-            and length.isdigit()
-            and int(length) > self._max_response_bytes
-        )
 
     # The calls, as plans -------------------------------------------------------------------
 
@@ -796,23 +983,68 @@ async def _async_sleep(seconds: float) -> None:
 
 
 class _EventDecoder:
-    """Turns the lines of a ``text/event-stream`` into ``InferenceChunk``s."""
+    """Turns the bytes of a ``text/event-stream`` into ``InferenceChunk``s.
 
-    def __init__(self, response: httpx.Response) -> None:
+    One event (its ``data:`` lines, or any single line) may be at most ``limit`` bytes;
+    and, as the wait for a single read is bounded by the read timeout, the time between
+    two events is bounded by it too, so comment lines sent as keepalives cannot hold a
+    stream open forever.
+    """
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
         self._response = response
         self._request_id = _request_id(response)
+        self._limit = limit
+        self._idle: float | None = response.request.extensions.get("timeout", {}).get("read")
+        self._last_event = time.monotonic()
+        self._buffer = bytearray()
+        self._scanned = 0  # how much of the buffer is known to hold no line end
         self._data: list[str] = []
+        self._pending = 0  # bytes of the event's data lines so far
         self.done = False
 
-    def feed(self, line: str) -> InferenceChunk | None:
-        """Take one line; return a chunk when it completes an event."""
+    def feed(self, data: bytes) -> list[InferenceChunk]:
+        """Take the next decoded bytes; return the chunks of the events they complete."""
+        buffer = self._buffer
+        buffer += data
+        chunks: list[InferenceChunk] = []
+        start = 0
+        while not self.done:
+            end = buffer.find(b"\n", self._scanned)
+            if end < 0:
+                break
+            if end - start > self._limit:
+                raise _too_large_error(self._response, self._limit, "an event of the stream")
+            line = bytes(buffer[start:end]).decode("utf-8", "replace").removesuffix("\r")
+            size = end - start
+            start = self._scanned = end + 1
+            chunk = self._line(line, size)
+            if chunk is not None:
+                chunks.append(chunk)
+        del buffer[:start]
+        self._scanned = len(buffer)
+        if self._pending + len(buffer) > self._limit:
+            raise _too_large_error(self._response, self._limit, "an event of the stream")
+        if chunks or self.done:
+            self._last_event = time.monotonic()
+        elif self._idle is not None and time.monotonic() - self._last_event > self._idle:
+            raise APITimeoutError(
+                f"the stream sent no event for {self._idle:.3g}s (the read timeout)"
+            )
+        return chunks
+
+    def _line(self, line: str, size: int) -> InferenceChunk | None:
         if line.startswith("data:"):
+            self._pending += size
+            if self._pending > self._limit:
+                raise _too_large_error(self._response, self._limit, "an event of the stream")
             self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
             return None
         if line or not self._data:
             return None  # comments, other fields, or a blank line with no event pending
         data = "\n".join(self._data)
         self._data.clear()
+        self._pending = 0
         if data == "[DONE]":
             self.done = True
             return None
@@ -854,28 +1086,38 @@ def _check_stream_type(response: httpx.Response) -> None:
 
 class InferenceStream:
     """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
-    early. Stopping a ``for`` loop early also closes the connection."""
+    early. Stopping a ``for`` loop early also closes the connection.
 
-    def __init__(self, response: httpx.Response) -> None:
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
+    """
+
+    def __init__(
+        self, response: httpx.Response, max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    ) -> None:
         self.response = response
         self.request_id = _request_id(response)
+        self._max_event_bytes = max_event_bytes
         self._started = False
 
     def _decoder(self) -> _EventDecoder:
         if self._started:
             raise HostedAIError("this stream was already read; start a new one")
         self._started = True
-        return _EventDecoder(self.response)
+        return _EventDecoder(self.response, self._max_event_bytes)
 
     def __iter__(self) -> Iterator[InferenceChunk]:
         decoder = self._decoder()
+        response = self.response
         try:
-            for line in self.response.iter_lines():
-                chunk = decoder.feed(line)
-                if chunk is not None:
-                    yield chunk
-                elif decoder.done:
-                    return
+            decoding = _Decoding(response)
+            for data in response.iter_raw() if decoding.raw else response.iter_bytes():
+                for piece in decoding.decode(data):
+                    yield from decoder.feed(piece)
+                    if decoder.done:
+                        return
+            for piece in decoding.finish():
+                yield from decoder.feed(piece)
             decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
@@ -973,19 +1215,24 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
             return exc
         if action.stream and response.status_code < 400:
             return _Reply(response, b"")
+        deadline_at = action.deadline_at
         try:
-            if self._declared_too_large(response):
-                raise self._too_large(response)
-            body = response.read()
-            if len(body) > self._max_response_bytes:
-                raise self._too_large(response)
+            body = _Body(response, self._max_response_bytes)
+            if body.loaded is not None:
+                return _Reply(response, body.loaded)
+            if deadline_at is not None:
+                _clip_reads(action.request, deadline_at)
+            for chunk in response.iter_raw() if body.decoding.raw else response.iter_bytes():
+                body.feed(chunk)
+                if deadline_at is not None and time.monotonic() >= deadline_at:
+                    return _deadline_passed(action.request)
+            return _Reply(response, body.finish())
         except httpx.TransportError as exc:
             return exc
         except httpx.DecodingError as exc:
             raise _undecodable(response, exc) from None
         finally:
             response.close()
-        return _Reply(response, body)
 
     def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
@@ -1119,7 +1366,7 @@ class HostedAI(BaseClient[httpx.Client, Lease]):
         except BaseException:
             response.close()
             raise
-        return InferenceStream(response)
+        return InferenceStream(response, self._max_response_bytes)
 
     def list_pools(self) -> list[Pool]:
         """The pools this key can use, the default pool first."""
@@ -1143,10 +1390,18 @@ class AsyncInferenceStream:
     ``async with client.stream(...) as chunks:`` sends the request on entering and closes
     the connection on leaving, however the block ends; ``chunks = await client.stream(...)``
     sends it at once (then ``aclose()`` it to stop early).
+
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
     """
 
-    def __init__(self, start: Callable[[], Awaitable[httpx.Response]]) -> None:
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[httpx.Response]],
+        max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self._start = start
+        self._max_event_bytes = max_event_bytes
         self._response: httpx.Response | None = None
         self._map_error: Callable[[HostedAIError], BaseException] | None = None
         self._started = False
@@ -1185,14 +1440,18 @@ class AsyncInferenceStream:
             raise HostedAIError("this stream was already read; start a new one")
         self._started = True
         response = await self._open()
-        decoder = _EventDecoder(response)
+        decoder = _EventDecoder(response, self._max_event_bytes)
         try:
-            async for line in response.aiter_lines():
-                chunk = decoder.feed(line)
-                if chunk is not None:
+            decoding = _Decoding(response)
+            async for data in response.aiter_raw() if decoding.raw else response.aiter_bytes():
+                for piece in decoding.decode(data):
+                    for chunk in decoder.feed(piece):
+                        yield chunk
+                    if decoder.done:
+                        return
+            for piece in decoding.finish():
+                for chunk in decoder.feed(piece):
                     yield chunk
-                elif decoder.done:
-                    return
             decoder.finish()
         except httpx.TransportError as exc:
             raise _transport_error(exc) from exc
@@ -1283,6 +1542,17 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
     async def _send(self, action: _Send) -> _Reply | httpx.TransportError:
         if self._http.is_closed:
             raise _closed_error()
+        if action.deadline_at is None:
+            return await self._exchange(action)
+        import asyncio
+
+        try:
+            async with asyncio.timeout(max(action.deadline_at - time.monotonic(), 0.0)):
+                return await self._exchange(action)
+        except TimeoutError:
+            return _deadline_passed(action.request)
+
+    async def _exchange(self, action: _Send) -> _Reply | httpx.TransportError:
         try:
             response = await self._http.send(action.request, stream=True)
         except httpx.TransportError as exc:
@@ -1290,18 +1560,20 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
         if action.stream and response.status_code < 400:
             return _Reply(response, b"")
         try:
-            if self._declared_too_large(response):
-                raise self._too_large(response)
-            body = await response.aread()
-            if len(body) > self._max_response_bytes:
-                raise self._too_large(response)
+            body = _Body(response, self._max_response_bytes)
+            if body.loaded is not None:
+                return _Reply(response, body.loaded)
+            async for chunk in (
+                response.aiter_raw() if body.decoding.raw else response.aiter_bytes()
+            ):
+                body.feed(chunk)
+            return _Reply(response, body.finish())
         except httpx.TransportError as exc:
             return exc
         except httpx.DecodingError as exc:
             raise _undecodable(response, exc) from None
         finally:
             await response.aclose()
-        return _Reply(response, body)
 
     async def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
@@ -1432,7 +1704,9 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncLease]):
             stop=stop,
             stream=True,
         )
-        return AsyncInferenceStream(functools.partial(self._start_stream, body))
+        return AsyncInferenceStream(
+            functools.partial(self._start_stream, body), self._max_response_bytes
+        )
 
     async def _start_stream(self, body: dict[str, object]) -> httpx.Response:
         response = await self._run(self._stream(body))

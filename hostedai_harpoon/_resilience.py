@@ -36,6 +36,11 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
+# The window is counted in this many equal time buckets; an outcome leaves the count between
+# (1 - 1/_BUCKETS) * window and window seconds after it was recorded.
+_BUCKETS = 10
+
+
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value >= 0 or math.isinf(value):
         raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
@@ -139,7 +144,10 @@ class CircuitBreakerConfig:
     """When a breaker trips and how it recovers.
 
     It opens when, over the last ``window`` seconds, at least ``minimum_calls`` attempts were
-    made and the share that failed is ``failure_rate_threshold`` or more. It stays open for
+    made and the share that failed is ``failure_rate_threshold`` or more (the window is
+    counted in ten time buckets, so an attempt leaves it 0.9 to 1 ``window`` later). Only
+    attempts that reached the host count: a request that never left (no free connection in
+    the local pool) is neither a failure nor a success. It stays open for
     ``open_duration`` seconds, then lets ``half_open_probes`` attempts through: if they all
     succeed it closes, if one fails it opens again.
     """
@@ -176,7 +184,13 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._state = CircuitState.CLOSED
         self._opened_at = 0.0
-        self._outcomes: deque[tuple[float, bool]] = deque()
+        # The window is kept as a ring of fixed time buckets: O(1) memory however many calls.
+        self._width = max(self.config.window / _BUCKETS, 1e-6)
+        self._bucket_ids = [-1] * _BUCKETS
+        self._bucket_calls = [0] * _BUCKETS
+        self._bucket_failures = [0] * _BUCKETS
+        self._newest = -1
+        self._calls = 0
         self._failures = 0
         self._probes_out = 0
         self._probes_ok = 0
@@ -197,8 +211,7 @@ class CircuitBreaker:
             raise AssertionError(f"illegal breaker transition {self._state} -> {to}")
         self.transitions.append((self._state, to))
         self._state = to
-        self._outcomes.clear()
-        self._failures = 0
+        self._clear_window()
         self._probes_out = 0
         self._probes_ok = 0
         if to is CircuitState.OPEN:
@@ -225,9 +238,14 @@ class CircuitBreaker:
                 self._probes_out += 1
                 return True
             wait = max(0.0, self._opened_at + self.config.open_duration - now)
+            if self._state is CircuitState.OPEN:
+                when = f"it lets a probe call through in {wait:.1f}s"
+            else:
+                when = "a probe call is out; it closes when the probes succeed"
             raise CircuitOpenError(
-                f"the circuit breaker for {self.name or 'the API'} is {self._state.value}; "
-                "the call was not sent",
+                f"the circuit breaker for {self.name or 'the API'} is {self._state.value} "
+                f"after too many failed attempts, so the call was not sent; {when} "
+                "(pass circuit_breaker=None to the client to turn breakers off)",
                 retry_after=wait if self._state is CircuitState.OPEN else None,
             )
 
@@ -248,11 +266,16 @@ class CircuitBreaker:
                 return
             if self._state is not CircuitState.CLOSED:
                 return
-            self._outcomes.append((now, success))
+            bucket = max(int(now / self._width), self._newest)
+            if bucket != self._newest:
+                self._expire(bucket)
+            slot = bucket % _BUCKETS
+            self._bucket_calls[slot] += 1
+            self._calls += 1
             if not success:
+                self._bucket_failures[slot] += 1
                 self._failures += 1
-            self._expire(now)
-            calls = len(self._outcomes)
+            calls = self._calls
             if (
                 calls >= self.config.minimum_calls
                 and self._failures >= self.config.failure_rate_threshold * calls
@@ -267,19 +290,32 @@ class CircuitBreaker:
             if self._state is CircuitState.HALF_OPEN and self._probes_out > 0:
                 self._probes_out -= 1
 
-    def _expire(self, now: float) -> None:
-        horizon = now - self.config.window
-        outcomes = self._outcomes
-        while outcomes and outcomes[0][0] < horizon:
-            _, ok = outcomes.popleft()
-            if not ok:
-                self._failures -= 1
+    def _expire(self, bucket: int) -> None:
+        """Make ``bucket`` the newest, dropping the buckets that fell out of the window."""
+        ids = self._bucket_ids
+        for slot in range(_BUCKETS):
+            if ids[slot] != -1 and ids[slot] <= bucket - _BUCKETS:
+                self._calls -= self._bucket_calls[slot]
+                self._failures -= self._bucket_failures[slot]
+                ids[slot] = -1
+                self._bucket_calls[slot] = 0
+                self._bucket_failures[slot] = 0
+        ids[bucket % _BUCKETS] = bucket
+        self._newest = bucket
+
+    def _clear_window(self) -> None:
+        for slot in range(_BUCKETS):
+            self._bucket_ids[slot] = -1
+            self._bucket_calls[slot] = 0
+            self._bucket_failures[slot] = 0
+        self._newest = -1
+        self._calls = 0
+        self._failures = 0
 
     def reset(self) -> None:
         """Forget all history and close the breaker."""
         with self._lock:
             self._state = CircuitState.CLOSED
-            self._outcomes.clear()
-            self._failures = 0
+            self._clear_window()
             self._probes_out = 0
             self._probes_ok = 0

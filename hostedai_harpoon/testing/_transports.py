@@ -130,8 +130,9 @@ class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
         """Answer ``request`` from the emulator."""
         reply = self._emulator.handle(_to_request(request, await request.aread()))
         wait, timed_out = _wait_time(reply, request)
-        if wait:
-            await asyncio.sleep(wait)
+        # Always give the event loop a turn, as a socket would: without one, tasks cancelled
+        # meanwhile (a finished lease's keepalive) never get to end in a tight loop of calls.
+        await asyncio.sleep(wait)
         if timed_out:
             raise _timed_out(reply, request)
         stream = None if reply.stream is None else _AsyncEventByteStream(reply.stream)

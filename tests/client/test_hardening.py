@@ -122,7 +122,6 @@ async def test_an_undecodable_body_chains_no_error_holding_the_key(flavor: str) 
     client: Any = mock_client(handler) if flavor == "sync" else mock_async_client(handler)
     with pytest.raises(harpoon.ResponseValidationError) as raised:
         await call(client, "health")
-    assert raised.value.__context__ is not None  # the httpx error is kept, but scrubbed
     assert API_KEY not in _everything_shown(raised.value)
 
 

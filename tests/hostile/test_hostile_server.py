@@ -1,0 +1,96 @@
+"""Both clients against a raw hostile server on 127.0.0.1: huge, compressed, endless and
+dribbled bodies, dribbled headers, a 200 MB event-stream line, keepalive-only streams.
+
+Each case runs in a fresh child process (``_child.py``) so that one case's memory cannot
+hide or inflate another's; the child reports the error, the seconds the call took and the
+growth of its peak resident set. Every case must end with the right typed error, with the
+peak grown by less than ``MAX_GROWTH_MIB``, and the deadline cases within ``DEADLINE_SLACK``
+seconds of the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hostile import _server
+
+CHILD = Path(__file__).with_name("_child.py")
+MAX_GROWTH_MIB = 64
+DEADLINE = 2
+DEADLINE_SLACK = 1.0  # a deadline of 2 s must end the call within 3 s
+READ_TIMEOUT = 1
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    _server.gzip_bomb()  # build it before any case is timed
+    with _server.serve() as url:
+        yield url
+
+
+def run_case(server: str, flavor: str, route: str, **case: Any) -> dict[str, Any]:
+    case = {"flavor": flavor, "base_url": f"{server}/{route}", "call": "health", **case}
+    done = subprocess.run(
+        [sys.executable, str(CHILD), json.dumps(case)],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("route", "call", "said"),
+    [
+        ("huge", "health", "the body is larger than"),
+        ("bomb", "health", "the body is larger than"),
+        ("endless", "health", "the body is larger than"),
+        ("sse-line", "stream", "an event of the stream is larger than"),
+    ],
+)
+def test_an_oversized_body_stops_at_the_limit_without_holding_it(
+    server: str, flavor: str, route: str, call: str, said: str
+) -> None:
+    result = run_case(server, flavor, route, call=call)
+    assert result["error"] == "ResponseValidationError", result
+    assert said in result["message"]
+    assert result["growth_mib"] < MAX_GROWTH_MIB, result
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_the_deadline_bounds_reading_a_dribbled_body(server: str, flavor: str) -> None:
+    result = run_case(server, flavor, "dribble-body", deadline=DEADLINE)
+    assert result["error"] == "APITimeoutError", result
+    assert f"deadline of {DEADLINE}s" in result["message"]
+    assert "after 1 attempt(s)" in result["message"]
+    assert result["seconds"] < DEADLINE + DEADLINE_SLACK, result
+
+
+def test_the_deadline_bounds_dribbled_headers_on_the_async_client(server: str) -> None:
+    result = run_case(server, "async", "dribble-headers", deadline=DEADLINE)
+    assert result["error"] == "APITimeoutError", result
+    assert f"deadline of {DEADLINE}s" in result["message"]
+    assert result["seconds"] < DEADLINE + DEADLINE_SLACK, result
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_a_stream_of_keepalive_comments_ends_after_the_read_timeout(
+    server: str, flavor: str
+) -> None:
+    result = run_case(server, flavor, "sse-keepalive", call="stream", read_timeout=READ_TIMEOUT)
+    assert result["error"] == "APITimeoutError", result
+    assert "no event" in result["message"]
+    # Comments arrive every 0.2 s, so no single read times out: only the idle limit ends it.
+    assert result["seconds"] < READ_TIMEOUT + 2, result
+    assert "APIConnectionError" in result["classes"]
