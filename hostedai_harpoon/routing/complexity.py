@@ -29,7 +29,15 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from .._exceptions import ConfigurationError
-from ._base import RouteDecision, RouteRequest, TargetState, Tier, _by_tier, _fraction
+from ._base import (
+    RouteDecision,
+    RouteRequest,
+    TargetState,
+    Tier,
+    _by_tier,
+    _fraction,
+    _versus,
+)
 
 __all__ = ["ComplexityPolicy"]
 
@@ -224,8 +232,9 @@ class ComplexityPolicy:
             if second >= 0:
                 drivers = f"{drivers}; {_describe(second, hits, prompt, max_tokens, questions)}"
         wanted = _LARGE if large else _SMALL
+        shown_score, shown_threshold = _versus(score, threshold)
         reason = (
-            f"complexity {score:.2f} {'>' if large else '<='} threshold {threshold:.2f} "
+            f"complexity {shown_score} {'>' if large else '<='} threshold {shown_threshold} "
             f"({drivers}): "
         )
         # ``_value_`` is ``value`` without the enum descriptor's cost, on the hot path.
