@@ -20,7 +20,7 @@ FILE_NAME = re.compile(r"(?<![\w/.-])([\w/.-]*\w\.(?:md|ya?ml|py|toml|json))(?![
 def file_names() -> frozenset[str]:
     """The name of every file in the repository, outside hidden and generated folders."""
     names: set[str] = set()
-    for folder, subfolders, files in os.walk(ROOT):
+    for _folder, subfolders, files in os.walk(ROOT):
         subfolders[:] = [name for name in subfolders if not name.startswith((".", "__"))]
         names.update(files)
     return frozenset(names)
