@@ -1,24 +1,31 @@
 """``ComplexityPolicy``: simple prompts to the small tier, complex ones to the large tier.
 
-The complexity score is a weighted sum of cheap features, each in [0, 1], so the score is
-in [0, 1] too:
+The complexity score is the sum of cheap features, each between 0 and its weight, capped
+at 1:
 
 ==========  ======  =====================================================================
 feature     weight  what raises it
 ==========  ======  =====================================================================
-length      0.20    the prompt's length (logarithmic, saturating at 8,000 characters)
-reasoning   0.30    cue words: prove, derive, explain, why, compare, analyse, design, ...
+length      0.14    the prompt's length (logarithmic, saturating at 8,000 characters)
+reasoning   0.36    cue words, strong (prove, derive, rigorous, "show that") to weak (why,
+                    explain), and "step by step"
 steps       0.12    multi-step structure: first, then, finally, steps, several lines
-code        0.12    code words and code punctuation (brackets, semicolons, backticks)
-math        0.12    math words and operators
+code        0.30    code words, strong (implement, algorithm, refactor) to weak (function,
+                    python), and code punctuation (brackets, semicolons, backticks)
+math        0.30    math words, strong (solve, integral, theorem) to weak (compute, prime),
+                    and operators
 questions   0.06    more than one question mark
-output      0.08    a ``max_tokens`` above 256, and cues such as "detailed" or "essay"
+output      0.10    a ``max_tokens`` above 256, and cues such as "detailed" or "essay"
 ==========  ======  =====================================================================
 
-Everything but the length is read from the first 192 and the last 64 characters, where
-instructions sit, so a long document costs no more to score than a short one. Above the
-threshold a request goes to the largest tier, otherwise to the smallest. ``calibrate()``
-sets the threshold from a sample of prompts so that a chosen share of them goes large.
+Each piece of evidence for a feature gives part of what the feature has left, so one
+strong cue of reasoning, code or math already gives most of its weight: "Prove that the
+square root of 2 is irrational" crosses the default threshold of 0.35 on its own, while
+one weak cue ("Why is the sky blue?") does not. Everything but the length is read from
+the first 192 and the last 64 characters, where instructions sit, so a long document
+costs no more to score than a short one. Above the threshold a request goes to the
+largest tier, otherwise to the smallest. ``calibrate()`` sets the threshold from a sample
+of prompts so that a chosen share of them goes large.
 """
 
 from __future__ import annotations
@@ -50,28 +57,46 @@ _FEATURES = ("length", "reasoning", "steps", "code", "math", "questions", "outpu
 _SMALL, _LARGE = Tier.SMALL, Tier.LARGE
 _LENGTH, _REASONING, _STEPS, _CODE, _MATH, _QUESTIONS, _OUTPUT = range(7)
 
+# Cue words by feature and strength: a strong cue ("prove", "implement", "integral") is
+# worth more evidence than a weak one ("why", "function", "compute").
 _CUE_WORDS = {
-    _REASONING: """prove proves proof proofs derive derivation why explain explaining justify
-        reason reasoning analyze analyse analysis compare contrast evaluate critique assess
-        tradeoff tradeoffs implications consequences infer deduce argue rigorous rigorously
-        hypothesis design architecture optimize optimise strategy debug diagnose synthesize
-        counterexample formally""",
-    _STEPS: """step steps first second third then next finally afterwards stage stages phase
-        phases outline breakdown procedure multi plan""",
-    _CODE: """code function functions class def python javascript typescript rust java golang
-        sql api implement implementation refactor bug compile algorithm regex script
-        return import async struct const lambda unittest""",
-    _MATH: """equation equations integral derivative matrix eigenvalue eigenvalues probability
-        theorem lemma corollary solve compute calculate series converge converges
-        convergence prime primes polynomial vector limit inequality induction modulo
-        integer integers logarithm geometry algebra calculus""",
-    _OUTPUT: """detailed comprehensive essay thorough thoroughly report elaborate depth
+    (_REASONING, 3): """prove proves proving proof proofs derive derives deriving derivation
+        rigorous rigorously formally deduce disprove counterexample""",
+    (_REASONING, 2): """analyze analyse analysis compare contrast evaluate critique assess
+        tradeoff tradeoffs justify implications argue hypothesis architecture optimize
+        optimise debug diagnose synthesize fallacy fallacies""",
+    (
+        _REASONING,
+        1,
+    ): """why explain explaining reason reasoning infer consequences strategy design""",
+    (_STEPS, 2): """step steps stage stages phase phases outline breakdown procedure""",
+    (_STEPS, 1): """first second third then next finally afterwards multi plan""",
+    (_CODE, 2): """implement implementation refactor algorithm algorithms compile parser regex
+        recursion recursive unittest concurrency""",
+    (_CODE, 1): """code function functions class def python javascript typescript rust java
+        golang sql api bug script return import async struct const lambda
+        mutex cache concurrent""",
+    (_MATH, 2): """equation equations integral derivative matrix eigenvalue eigenvalues
+        eigenvectors theorem lemma corollary solve converge converges convergence polynomial
+        inequality induction recurrence probability limit""",
+    (_MATH, 1): """compute calculate series prime primes vector modulo integer integers
+        logarithm geometry algebra calculus arithmetic""",
+    (_OUTPUT, 1): """detailed comprehensive essay thorough thoroughly report elaborate depth
         exhaustive extensive article chapter""",
 }
-_CUE_GROUP: dict[bytes, int] = {
-    word.encode(): group for group, words in _CUE_WORDS.items() for word in words.split()
+_CUE: dict[bytes, tuple[int, int]] = {
+    word.encode(): key for key, words in _CUE_WORDS.items() for word in words.split()
 }
-_CUES = frozenset(_CUE_GROUP)
+_CUES = frozenset(_CUE)
+# Phrases that ask for a worked answer, searched in the lower-cased window, and what
+# each adds: (feature, strength).
+_PHRASES = (
+    (b"step by step", _REASONING, 2),
+    (b"show that", _REASONING, 3),
+    (b"show how", _REASONING, 2),
+    (b"show your", _REASONING, 2),
+    (b"walk me through", _REASONING, 2),
+)
 
 
 def _words_table() -> bytes:
@@ -110,14 +135,18 @@ _WORDS_TABLE = _words_table()
 _SYMBOLS_TABLE, _NOT_SYMBOLS = _symbols_tables()
 _QUESTION, _NEWLINE, _BRACKET, _OPERATOR = b"?\n{="
 _CAP = 127
-# Units per cue word: a cue word counts as much as this many lines, brackets or operators.
-_STEP_UNITS, _CODE_UNITS, _MATH_UNITS = 4, 6, 4
-_REASONING_CURVE = _curve(0.30, 0.5, 1, _CAP + 1)
+# Units per point of cue strength: a weak cue counts as much as this many lines, brackets
+# or operators (a semicolon in prose is weak evidence of code).
+_STEP_UNITS, _CODE_UNITS, _MATH_UNITS = 4, 8, 3
+_LENGTH_WEIGHT, _OUTPUT_WEIGHT = 0.14, 0.10
+# A point of reasoning strength keeps 0.55 of what the feature had left: a strong cue
+# (3 points) gives 0.30 of its 0.36, a weak one (1 point) 0.16.
+_REASONING_CURVE = _curve(0.36, 0.55, 1, _CAP + 1)
 _STEPS_CURVE = _curve(0.12, 0.6, _STEP_UNITS, _CAP + 1)
-_CODE_CURVE = _curve(0.12, 0.5, _CODE_UNITS, _CAP + 1)
-_MATH_CURVE = _curve(0.12, 0.5, _MATH_UNITS, _CAP + 1)
+_CODE_CURVE = _curve(0.30, 0.45, _CODE_UNITS, _CAP + 1)
+_MATH_CURVE = _curve(0.30, 0.5, _MATH_UNITS, _CAP + 1)
 _QUESTIONS_CURVE = (0.0, 0.0, 0.02, 0.04, 0.06)
-_OUTPUT_CURVE = _curve(0.08, 0.5, 1, _CAP + 1)
+_OUTPUT_CURVE = _curve(_OUTPUT_WEIGHT, 0.5, 1, _CAP + 1)
 
 
 def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], list[list[bytes]], int]:
@@ -126,21 +155,29 @@ def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], list[list
     window = prompt if size <= _HEAD + _TAIL else f"{prompt[:_HEAD]} {prompt[-_TAIL:]}"
     data = window.encode("utf-8", "surrogatepass")
     symbols = data.translate(_SYMBOLS_TABLE, _NOT_SYMBOLS)
+    words = data.translate(_WORDS_TABLE)
     hits: list[list[bytes]] = [[], [], [], [], [], [], []]
-    for word in _CUES.intersection(data.translate(_WORDS_TABLE).split()):
-        hits[_CUE_GROUP[word]].append(word)
+    strength = [0, 0, 0, 0, 0, 0, 0]
+    for word in _CUES.intersection(words.split()):
+        feature, points = _CUE[word]
+        hits[feature].append(word)
+        strength[feature] += points
+    for phrase, feature, points in _PHRASES:
+        if phrase in words:
+            strength[feature] += points
     questions = symbols.count(_QUESTION)
     lines = symbols.count(_NEWLINE)
-    steps = len(hits[_STEPS]) * _STEP_UNITS + (lines - 1 if lines else 0)
-    code = len(hits[_CODE]) * _CODE_UNITS + symbols.count(_BRACKET)
-    maths = len(hits[_MATH]) * _MATH_UNITS + symbols.count(_OPERATOR)
-    output = _OUTPUT_CURVE[len(hits[_OUTPUT])]
+    reasoning = strength[_REASONING]
+    steps = strength[_STEPS] * _STEP_UNITS + (lines - 1 if lines else 0)
+    code = strength[_CODE] * _CODE_UNITS + symbols.count(_BRACKET)
+    maths = strength[_MATH] * _MATH_UNITS + symbols.count(_OPERATOR)
+    output = _OUTPUT_CURVE[strength[_OUTPUT]]
     if max_tokens > _DEFAULT_MAX_TOKENS:
         requested = min(1.0, math.log2(max_tokens / _DEFAULT_MAX_TOKENS) / 4)
-        output += (0.08 - output) * requested
+        output += (_OUTPUT_WEIGHT - output) * requested
     contributions = (
-        0.20 * min(1.0, math.log1p(size) * _INVERSE_LOG_LONG_PROMPT),
-        _REASONING_CURVE[len(hits[_REASONING])],
+        _LENGTH_WEIGHT * min(1.0, math.log1p(size) * _INVERSE_LOG_LONG_PROMPT),
+        _REASONING_CURVE[reasoning if reasoning < _CAP else _CAP],
         _STEPS_CURVE[steps if steps < _CAP else _CAP],
         _CODE_CURVE[code if code < _CAP else _CAP],
         _MATH_CURVE[maths if maths < _CAP else _CAP],

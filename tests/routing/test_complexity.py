@@ -55,7 +55,11 @@ def test_an_open_breaker_on_the_large_target_falls_back_to_small_and_says_so() -
 def test_the_reason_names_the_two_features_that_drove_the_score_most() -> None:
     decision = route(ComplexityPolicy(), RouteRequest(PROOF), DEFAULT_TARGETS)
 
-    assert "(reasoning: derive, formally, justify, prove; length 1219 chars)" in decision.reason
+    features = ["length", "reasoning", "steps", "code", "math", "questions", "output"]
+    assert sorted(features, key=decision.scores.__getitem__)[-2:] == ["math", "reasoning"]
+    assert "(reasoning: derive, formally, justify, prove; math: algebra, equation)" in (
+        decision.reason
+    )
 
 
 def test_the_reason_names_the_cue_words_of_a_driving_feature() -> None:
