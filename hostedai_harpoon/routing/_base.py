@@ -591,15 +591,6 @@ def _figures(values: Sequence[float], places: int = 2) -> list[str]:
     return trimmed
 
 
-def _versus(value: float, threshold: float) -> tuple[str, str]:
-    """``value`` and ``threshold`` to two decimals, or as many more as tells them apart."""
-    shown_value, shown_threshold = f"{value:.2f}", f"{threshold:.2f}"
-    if shown_value != shown_threshold or value == threshold:
-        return shown_value, shown_threshold
-    shown_value, shown_threshold = _figures((value, threshold))
-    return shown_value, shown_threshold
-
-
 _Kept = TypeVar("_Kept")
 
 
