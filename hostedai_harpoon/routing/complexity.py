@@ -91,15 +91,16 @@ _UNITS = {_STEPS: _STEP_UNITS, _CODE: _CODE_UNITS, _MATH: _MATH_UNITS}
 
 
 def _points(feature: int, points: int) -> int:
-    """``points`` of strength for ``feature`` in units, packed: 12 bits a feature.
+    """``points`` of strength for ``feature``, in its units, packed: 12 bits a feature.
 
-    The length has no bits, so the sum of the strengths stays a machine-sized int, which
-    ``sum()`` adds fast.
+    The length has no bits, so a sum of strengths is a machine-sized int (which ``sum()``
+    adds fast) unless a prompt piles up eight or more output cues.
     """
     return points * _UNITS.get(feature, 1) << _shift(feature)
 
 
 def _shift(feature: int) -> int:
+    """Where ``feature``'s bits start in a packed strength."""
     return _BITS * (feature - 1)
 
 
