@@ -567,6 +567,30 @@ def _by_tier(candidates: Sequence[TargetState], largest: bool) -> Sequence[Targe
     return sorted(candidates, key=_largest_first if largest else _smallest_first)
 
 
+def _figures(values: Sequence[float], places: int = 2) -> list[str]:
+    """``values`` written with at least ``places`` decimals, and more where needed.
+
+    Values that differ are written differently: rounding to a common number of decimals
+    keeps their order, so a printed comparison (``0.349 <= 0.35``, never ``0.35 <= 0.35``)
+    reads the way it came out. Zeros past ``places`` are dropped.
+    """
+    distinct = len(set(values))
+    for decimals in range(places, 18):
+        shown = [f"{value:.{decimals}f}" for value in values]
+        if len(set(shown)) == distinct:
+            break
+    else:
+        return [repr(value) for value in values]
+    if decimals == places:
+        return shown
+    trimmed = []
+    for text in shown:
+        whole, _, fraction = text.partition(".")
+        fraction = fraction.rstrip("0").ljust(places, "0")
+        trimmed.append(f"{whole}.{fraction}" if fraction else whole)
+    return trimmed
+
+
 _Kept = TypeVar("_Kept")
 
 

@@ -1,24 +1,31 @@
 """``ComplexityPolicy``: simple prompts to the small tier, complex ones to the large tier.
 
-The complexity score is a weighted sum of cheap features, each in [0, 1], so the score is
-in [0, 1] too:
+The complexity score is the sum of cheap features, each between 0 and its weight, capped
+at 1:
 
 ==========  ======  =====================================================================
 feature     weight  what raises it
 ==========  ======  =====================================================================
-length      0.20    the prompt's length (logarithmic, saturating at 8,000 characters)
-reasoning   0.30    cue words: prove, derive, explain, why, compare, analyse, design, ...
+length      0.14    the prompt's length (logarithmic, saturating at 8,000 characters)
+reasoning   0.36    cue words, strong (prove, derive, rigorous, "show that") to weak (why,
+                    explain), and "step by step"
 steps       0.12    multi-step structure: first, then, finally, steps, several lines
-code        0.12    code words and code punctuation (brackets, semicolons, backticks)
-math        0.12    math words and operators
+code        0.30    code words, strong (implement, algorithm, refactor) to weak (function,
+                    python), and code punctuation (brackets, semicolons, backticks)
+math        0.30    math words, strong (solve, integral, theorem) to weak (compute, prime),
+                    and operators
 questions   0.06    more than one question mark
-output      0.08    a ``max_tokens`` above 256, and cues such as "detailed" or "essay"
+output      0.10    a ``max_tokens`` above 256, and cues such as "detailed" or "essay"
 ==========  ======  =====================================================================
 
-Everything but the length is read from the first 192 and the last 64 characters, where
-instructions sit, so a long document costs no more to score than a short one. Above the
-threshold a request goes to the largest tier, otherwise to the smallest. ``calibrate()``
-sets the threshold from a sample of prompts so that a chosen share of them goes large.
+Each piece of evidence for a feature gives part of what the feature has left, so one
+strong cue of reasoning, code or math already gives most of its weight: "Prove that the
+square root of 2 is irrational" crosses the default threshold of 0.35 on its own, while
+one weak cue ("Why is the sky blue?") does not. Everything but the length is read from
+the first 192 and the last 64 characters, where instructions sit, so a long document
+costs no more to score than a short one. Above the threshold a request goes to the
+largest tier, otherwise to the smallest. ``calibrate()`` sets the threshold from a sample
+of prompts so that a chosen share of them goes large.
 """
 
 from __future__ import annotations
@@ -29,7 +36,15 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from .._exceptions import ConfigurationError
-from ._base import RouteDecision, RouteRequest, TargetState, Tier, _by_tier, _fraction
+from ._base import (
+    RouteDecision,
+    RouteRequest,
+    TargetState,
+    Tier,
+    _by_tier,
+    _figures,
+    _fraction,
+)
 
 __all__ = ["ComplexityPolicy"]
 
@@ -42,28 +57,83 @@ _FEATURES = ("length", "reasoning", "steps", "code", "math", "questions", "outpu
 _SMALL, _LARGE = Tier.SMALL, Tier.LARGE
 _LENGTH, _REASONING, _STEPS, _CODE, _MATH, _QUESTIONS, _OUTPUT = range(7)
 
+# Cue words by feature and strength: a strong cue ("prove", "implement", "integral") is
+# worth more evidence than a weak one ("why", "function", "compute").
 _CUE_WORDS = {
-    _REASONING: """prove proves proof proofs derive derivation why explain explaining justify
-        reason reasoning analyze analyse analysis compare contrast evaluate critique assess
-        tradeoff tradeoffs implications consequences infer deduce argue rigorous rigorously
-        hypothesis design architecture optimize optimise strategy debug diagnose synthesize
-        counterexample formally""",
-    _STEPS: """step steps first second third then next finally afterwards stage stages phase
-        phases outline breakdown procedure multi plan""",
-    _CODE: """code function functions class def python javascript typescript rust java golang
-        sql api implement implementation refactor bug compile algorithm regex script
-        return import async struct const lambda unittest""",
-    _MATH: """equation equations integral derivative matrix eigenvalue eigenvalues probability
-        theorem lemma corollary solve compute calculate series converge converges
-        convergence prime primes polynomial vector limit inequality induction modulo
-        integer integers logarithm geometry algebra calculus""",
-    _OUTPUT: """detailed comprehensive essay thorough thoroughly report elaborate depth
+    (_REASONING, 3): """prove proves proving proof proofs derive derives deriving derivation
+        rigorous rigorously formally deduce disprove counterexample""",
+    (_REASONING, 2): """analyze analyse analysis compare contrast evaluate critique assess
+        tradeoff tradeoffs justify implications argue hypothesis architecture optimize
+        optimise debug diagnose synthesize fallacy fallacies""",
+    (_REASONING, 1): """why explain explaining reason reasoning infer consequences strategy
+        design""",
+    (_STEPS, 2): """step steps stage stages phase phases outline breakdown procedure""",
+    (_STEPS, 1): """first second third then next finally afterwards multi plan""",
+    (_CODE, 2): """implement implementation refactor algorithm algorithms compile parser regex
+        recursion recursive unittest concurrency""",
+    (_CODE, 1): """code function functions class def python javascript typescript rust java
+        golang sql api bug script return import async struct const lambda mutex cache
+        concurrent""",
+    (_MATH, 2): """equation equations integral derivative matrix eigenvalue eigenvalues
+        eigenvectors theorem lemma corollary solve converge converges convergence polynomial
+        inequality induction recurrence probability limit""",
+    (_MATH, 1): """compute calculate series prime primes vector modulo integer integers
+        logarithm geometry algebra calculus arithmetic""",
+    (_OUTPUT, 1): """detailed comprehensive essay thorough thoroughly report elaborate depth
         exhaustive extensive article chapter""",
 }
-_CUE_GROUP: dict[bytes, int] = {
-    word.encode(): group for group, words in _CUE_WORDS.items() for word in words.split()
+_BITS = 12
+_MASK = (1 << _BITS) - 1
+# Units per point of cue strength: a weak cue counts as much as this many lines, brackets
+# or operators (a semicolon in prose is weak evidence of code).
+_STEP_UNITS, _CODE_UNITS, _MATH_UNITS = 4, 8, 3
+_UNITS = {_STEPS: _STEP_UNITS, _CODE: _CODE_UNITS, _MATH: _MATH_UNITS}
+
+
+def _points(feature: int, points: int) -> int:
+    """``points`` of strength for ``feature``, in its units, packed: 12 bits a feature.
+
+    The length has no bits, so a sum of strengths is a machine-sized int (which ``sum()``
+    adds fast) unless a prompt piles up eight or more output cues.
+    """
+    return points * _UNITS.get(feature, 1) << _shift(feature)
+
+
+def _shift(feature: int) -> int:
+    """Where ``feature``'s bits start in a packed strength."""
+    return _BITS * (feature - 1)
+
+
+# Phrases that ask for a worked answer, by their first word. A phrase is looked for in the
+# lower-cased window only when its first word is there.
+_PHRASES: dict[bytes, tuple[tuple[bytes, int], ...]] = {
+    b"step": ((b"step by step", _points(_REASONING, 2)),),
+    b"show": (
+        (b"show that", _points(_REASONING, 3)),
+        (b"show how", _points(_REASONING, 2)),
+        (b"show your", _points(_REASONING, 2)),
+    ),
+    b"walk": ((b"walk me through", _points(_REASONING, 2)),),
 }
-_CUES = frozenset(_CUE_GROUP)
+# The strengths of all the cue words found add up in one ``sum()``; a phrase's first word
+# adds nothing on its own.
+_CUE_STRENGTH: dict[bytes, int] = dict.fromkeys(_PHRASES, 0)
+_CUE_STRENGTH.update(
+    (word.encode(), _points(feature, points))
+    for (feature, points), words in _CUE_WORDS.items()
+    for word in words.split()
+)
+_CUES = frozenset(_CUE_STRENGTH)
+_STEPS_SHIFT, _CODE_SHIFT, _MATH_SHIFT, _OUTPUT_SHIFT = map(_shift, (_STEPS, _CODE, _MATH, _OUTPUT))
+_CUES_OF: tuple[frozenset[bytes], ...] = tuple(
+    frozenset(
+        word.encode()
+        for (group, _), words in _CUE_WORDS.items()
+        if group == feature
+        for word in words.split()
+    )
+    for feature in range(len(_FEATURES))
+)
 
 
 def _words_table() -> bytes:
@@ -102,48 +172,68 @@ _WORDS_TABLE = _words_table()
 _SYMBOLS_TABLE, _NOT_SYMBOLS = _symbols_tables()
 _QUESTION, _NEWLINE, _BRACKET, _OPERATOR = b"?\n{="
 _CAP = 127
-# Units per cue word: a cue word counts as much as this many lines, brackets or operators.
-_STEP_UNITS, _CODE_UNITS, _MATH_UNITS = 4, 6, 4
-_REASONING_CURVE = _curve(0.30, 0.5, 1, _CAP + 1)
+_LENGTH_WEIGHT, _OUTPUT_WEIGHT = 0.14, 0.10
+# A point of reasoning strength keeps 0.55 of what the feature had left: a strong cue
+# (3 points) gives 0.30 of its 0.36, a weak one (1 point) 0.16.
+_REASONING_CURVE = _curve(0.36, 0.55, 1, _CAP + 1)
 _STEPS_CURVE = _curve(0.12, 0.6, _STEP_UNITS, _CAP + 1)
-_CODE_CURVE = _curve(0.12, 0.5, _CODE_UNITS, _CAP + 1)
-_MATH_CURVE = _curve(0.12, 0.5, _MATH_UNITS, _CAP + 1)
+_CODE_CURVE = _curve(0.30, 0.45, _CODE_UNITS, _CAP + 1)
+_MATH_CURVE = _curve(0.30, 0.5, _MATH_UNITS, _CAP + 1)
 _QUESTIONS_CURVE = (0.0, 0.0, 0.02, 0.04, 0.06)
-_OUTPUT_CURVE = _curve(0.08, 0.5, 1, _CAP + 1)
+_OUTPUT_CURVE = _curve(_OUTPUT_WEIGHT, 0.5, 1, _CAP + 1)
 
 
-def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], list[list[bytes]], int]:
-    """Each feature's weighted contribution, the cue words found per feature, and the '?'s."""
+def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], frozenset[bytes], int]:
+    """Each feature's weighted contribution, the cue words found, and the '?'s."""
     size = len(prompt)
     window = prompt if size <= _HEAD + _TAIL else f"{prompt[:_HEAD]} {prompt[-_TAIL:]}"
     data = window.encode("utf-8", "surrogatepass")
     symbols = data.translate(_SYMBOLS_TABLE, _NOT_SYMBOLS)
-    hits: list[list[bytes]] = [[], [], [], [], [], [], []]
-    for word in _CUES.intersection(data.translate(_WORDS_TABLE).split()):
-        hits[_CUE_GROUP[word]].append(word)
+    words = data.translate(_WORDS_TABLE)
+    found = _CUES.intersection(words.split())
+    strength = sum(map(_CUE_STRENGTH.__getitem__, found))
+    for first in found.intersection(_PHRASES):
+        for phrase, points in _PHRASES[first]:
+            if phrase in words:
+                strength += points
     questions = symbols.count(_QUESTION)
     lines = symbols.count(_NEWLINE)
-    steps = len(hits[_STEPS]) * _STEP_UNITS + (lines - 1 if lines else 0)
-    code = len(hits[_CODE]) * _CODE_UNITS + symbols.count(_BRACKET)
-    maths = len(hits[_MATH]) * _MATH_UNITS + symbols.count(_OPERATOR)
-    output = _OUTPUT_CURVE[len(hits[_OUTPUT])]
+    reasoning = strength & _MASK
+    steps = (strength >> _STEPS_SHIFT & _MASK) + (lines - 1 if lines else 0)
+    code = (strength >> _CODE_SHIFT & _MASK) + symbols.count(_BRACKET)
+    maths = (strength >> _MATH_SHIFT & _MASK) + symbols.count(_OPERATOR)
+    asked = strength >> _OUTPUT_SHIFT & _MASK
+    output = _OUTPUT_CURVE[asked if asked < _CAP else _CAP]
     if max_tokens > _DEFAULT_MAX_TOKENS:
-        requested = min(1.0, math.log2(max_tokens / _DEFAULT_MAX_TOKENS) / 4)
-        output += (0.08 - output) * requested
+        requested = math.log2(max_tokens / _DEFAULT_MAX_TOKENS) / 4
+        output += (_OUTPUT_WEIGHT - output) * (requested if requested < 1.0 else 1.0)
+    length = math.log1p(size) * _INVERSE_LOG_LONG_PROMPT
     contributions = (
-        0.20 * min(1.0, math.log1p(size) * _INVERSE_LOG_LONG_PROMPT),
-        _REASONING_CURVE[len(hits[_REASONING])],
+        _LENGTH_WEIGHT * length if length < 1.0 else _LENGTH_WEIGHT,
+        _REASONING_CURVE[reasoning if reasoning < _CAP else _CAP],
         _STEPS_CURVE[steps if steps < _CAP else _CAP],
         _CODE_CURVE[code if code < _CAP else _CAP],
         _MATH_CURVE[maths if maths < _CAP else _CAP],
         _QUESTIONS_CURVE[questions if questions < 4 else 4],
         output,
     )
-    return contributions, hits, questions
+    return contributions, found, questions
 
 
-def _top_two(contributions: tuple[float, ...]) -> tuple[int, int]:
-    """The indexes of the two largest positive contributions, -1 where there are fewer."""
+# Descriptions of the cue words of one feature, kept: the same few combinations of cue
+# words come up again and again. Each cue word belongs to one feature, so the words
+# alone are the key.
+_WORDS_DESCRIBED: dict[frozenset[bytes], str] = {}
+
+
+def _drivers(
+    contributions: tuple[float, ...],
+    found: frozenset[bytes],
+    prompt: str,
+    max_tokens: int,
+    questions: int,
+) -> str:
+    """The two features that raised the score most, each with what raised it."""
     first = second = -1
     first_value = second_value = 0.0
     for index, value in enumerate(contributions):
@@ -152,17 +242,27 @@ def _top_two(contributions: tuple[float, ...]) -> tuple[int, int]:
             first, first_value = index, value
         elif value > second_value:
             second, second_value = index, value
-    return first, second
+    if first < 0:
+        return "an empty prompt"
+    top = _describe(first, found, prompt, max_tokens, questions)
+    if second < 0:
+        return top
+    return f"{top}; {_describe(second, found, prompt, max_tokens, questions)}"
 
 
 def _describe(
-    feature: int, hits: list[list[bytes]], prompt: str, max_tokens: int, questions: int
+    feature: int, found: frozenset[bytes], prompt: str, max_tokens: int, questions: int
 ) -> str:
     """A feature as a reader wants it in a reason: its name and what raised it."""
-    words = hits[feature]
+    words = found & _CUES_OF[feature]
     if words:
-        words.sort()
-        return f"{_FEATURES[feature]}: {b', '.join(words).decode()}"
+        described = _WORDS_DESCRIBED.get(words)
+        if described is None:
+            if len(_WORDS_DESCRIBED) >= 4096:
+                _WORDS_DESCRIBED.clear()
+            described = f"{_FEATURES[feature]}: {b', '.join(sorted(words)).decode()}"
+            _WORDS_DESCRIBED[words] = described
+        return described
     if feature == _LENGTH:
         return f"length {len(prompt)} chars"
     if feature == _QUESTIONS:
@@ -211,35 +311,35 @@ class ComplexityPolicy:
     def __call__(self, request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:
         """Send ``request`` to the smallest or the largest tier by its complexity."""
         prompt, max_tokens, threshold = request.prompt, request.max_tokens, self.threshold
-        contributions, hits, questions = _analyse(prompt, max_tokens)
-        score = min(1.0, sum(contributions))
+        contributions, found, questions = _analyse(prompt, max_tokens)
+        score = sum(contributions)
+        if score > 1.0:
+            score = 1.0
         large = score > threshold
         ranked = _by_tier(candidates, large)
         chosen = ranked[0].target
-        first, second = _top_two(contributions)
-        if first < 0:
-            drivers = "an empty prompt"
-        else:
-            drivers = _describe(first, hits, prompt, max_tokens, questions)
-            if second >= 0:
-                drivers = f"{drivers}; {_describe(second, hits, prompt, max_tokens, questions)}"
+        drivers = _drivers(contributions, found, prompt, max_tokens, questions)
         wanted = _LARGE if large else _SMALL
-        reason = (
-            f"complexity {score:.2f} {'>' if large else '<='} threshold {threshold:.2f} "
-            f"({drivers}): "
+        shown_score, shown_threshold = f"{score:.2f}", f"{threshold:.2f}"
+        if shown_score == shown_threshold and score != threshold:
+            shown_score, shown_threshold = _figures((score, threshold))
+        comparison = (
+            f"complexity {shown_score} {'>' if large else '<='} threshold {shown_threshold} "
         )
         # ``_value_`` is ``value`` without the enum descriptor's cost, on the hot path.
         if chosen.tier is wanted:
-            reason += f"{wanted._value_} tier, {chosen.name}"
+            reason = f"{comparison}({drivers}): {wanted._value_} tier, {chosen.name}"
         elif request.tier is chosen.tier:
-            reason += (
-                f"wants the {wanted._value_} tier but the request's tier hint narrowed the "
-                f"candidates to the {chosen.tier._value_} tier; {chosen.name}"
+            reason = (
+                f"{comparison}({drivers}): wants the {wanted._value_} tier but the request's "
+                f"tier hint narrowed the candidates to the {chosen.tier._value_} tier; "
+                f"{chosen.name}"
             )
         else:
-            reason += (
-                f"wants the {wanted._value_} tier but no {wanted._value_}-tier target is "
-                f"healthy; falling back to {chosen.name} ({chosen.tier._value_} tier)"
+            reason = (
+                f"{comparison}({drivers}): wants the {wanted._value_} tier but no "
+                f"{wanted._value_}-tier target is healthy; falling back to {chosen.name} "
+                f"({chosen.tier._value_} tier)"
             )
         length, reasoning, steps, code, maths, many_questions, output = contributions
         scores = {

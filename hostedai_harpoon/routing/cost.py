@@ -6,7 +6,15 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._base import RouteDecision, RouteRequest, Target, TargetState, _Memo, _preference
+from ._base import (
+    RouteDecision,
+    RouteRequest,
+    Target,
+    TargetState,
+    _figures,
+    _Memo,
+    _preference,
+)
 
 __all__ = ["CostPolicy"]
 
@@ -45,9 +53,11 @@ class CostPolicy:
 
 def _cheapest(ranked: Sequence[Target]) -> RouteDecision:
     chosen = ranked[0]
+    # A paid target never reads as free: "$0.004/hour", not "$0.00/hour".
+    [price, _] = _figures((chosen.cost_per_hour, 0.0))
     return RouteDecision(
         chosen,
-        f"cheapest healthy target: {chosen.name} at ${chosen.cost_per_hour:.2f}/hour",
+        f"cheapest healthy target: {chosen.name} at ${price}/hour",
         {target.name: target.cost_per_hour for target in ranked},
         tuple(ranked[1:]),
     )

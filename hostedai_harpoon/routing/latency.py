@@ -57,10 +57,19 @@ class LatencyPolicy:
         ):
             first, second, first_load, second_load = second, first, second_load, first_load
         winner, loser = first.target, second.target
+        if first_load == second_load:
+            reason = (
+                f"power of two choices: {winner.name} and {loser.name} are equally loaded "
+                f"(latency x requests in flight); {winner.name} comes first by name"
+            )
+        else:
+            reason = (
+                f"power of two choices: {winner.name} is less loaded than {loser.name} "
+                "(latency x requests in flight)"
+            )
         return RouteDecision(
             winner,
-            f"power of two choices: {winner.name} is less loaded than {loser.name} "
-            "(latency x requests in flight)",
+            reason,
             {winner.name: first_load, loser.name: second_load},
             (loser, *[state.target for state in others]) if others else (loser,),
         )

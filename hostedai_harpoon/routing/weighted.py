@@ -25,6 +25,7 @@ from ._base import (
     Target,
     TargetState,
     _excluded,
+    _figures,
     _Memo,
     _request_hash,
 )
@@ -105,16 +106,23 @@ class WeightedPolicy:
         decisions = tuple(
             RouteDecision(
                 target,
-                f"{basis} (seed {self.seed}): {target.name}, {share / total:.0%} of the draw",
+                f"{basis} (seed {self.seed}): {target.name}, {_percent(scores[target.name])} of "
+                "the draw",
                 scores,
                 tuple([other for other in targets if other is not target]),
             )
-            for target, share in zip(targets, shares, strict=True)
+            for target in targets
         )
         names = {target.name for target in targets}
         absent = frozenset(() if weights is None else weights.keys() - names)
         plan = _Plan(list(accumulate(shares)), decisions, absent)
         return self._plans.remember(targets, plan)
+
+
+def _percent(share: float) -> str:
+    """``share`` as a percentage that reads 0% or 100% only when it is exactly that."""
+    [percent, _, _] = _figures((share * 100, 0.0, 100.0), places=0)
+    return f"{percent}%"
 
 
 def _check_known(absent: frozenset[str], candidates: Sequence[TargetState]) -> None:

@@ -4,6 +4,9 @@ The mix: greetings and small talk, short factual questions, rewriting and transl
 document summaries (some long), code tasks (some with code), math problems, multi-step
 reasoning and proof requests, and writing requests of various lengths. Every prompt is
 assembled from random parts, so lengths and contents vary and exact repeats are rare.
+
+``SHOULD_GO_LARGE`` and ``SHOULD_GO_SMALL`` are hand-written prompts labelled with the tier
+a person would send them to, for checking ``ComplexityPolicy`` against.
 """
 
 from __future__ import annotations
@@ -234,3 +237,131 @@ def corpus(count: int, seed: int) -> list[str]:
         prompt = maker(rng)
         prompts.append(prompt if maker is greeting else _framed(rng, prompt))
     return prompts
+
+
+# Prompts a person would route without hesitating, written by hand. They read like
+# requests people send, not like the scorer's word lists: many carry no cue word at all,
+# and several small ones carry a cue word in a harmless sense ("step", "first", "why").
+SHOULD_GO_LARGE: tuple[str, ...] = (
+    "Prove that the square root of 2 is irrational, step by step.",
+    "Prove that there are infinitely many primes.",
+    "Derive the formula for the sum of a geometric series.",
+    "Prove by induction that 1 + 2 + ... + n = n(n+1)/2.",
+    "Show that every bounded monotone sequence of real numbers converges.",
+    "Show that there is no largest prime number.",
+    "Give a rigorous proof that the composition of two injective functions is injective.",
+    "Prove that the sum of the angles of a triangle is 180 degrees.",
+    "Explain the proof of Fermat's little theorem.",
+    "Solve the recurrence T(n) = 2T(n/2) + n and prove the bound.",
+    "Solve the system 2x + 3y = 7 and x - y = 1, showing every step.",
+    "Find all real solutions of x^4 - 5x^2 + 4 = 0 and justify each step.",
+    "Compute the integral of x*e^x from 0 to 1 and explain the method.",
+    "Evaluate the limit of sin(x)/x as x approaches 0 and justify each step.",
+    "Find the eigenvalues and eigenvectors of the matrix [[2, 1], [1, 2]].",
+    "A bag has 3 red and 5 blue balls. Two are drawn without replacement. What is the "
+    "probability that both are red? Show your reasoning.",
+    "A train leaves at 3pm at 60 mph and a second one leaves the same station at 4pm at "
+    "80 mph. When does the second catch up? Work it out step by step.",
+    "Think step by step: a bat and a ball cost $1.10 in total and the bat costs $1 more "
+    "than the ball. How much does the ball cost?",
+    "How many ways can 8 rooks be placed on a chessboard so that no two attack each other? "
+    "Explain your reasoning.",
+    "Walk me through deriving Bayes' theorem from the definition of conditional probability.",
+    "What is the time complexity of Dijkstra's algorithm with a binary heap? Derive it.",
+    "Implement a thread-safe LRU cache in Rust with unit tests.",
+    "Write a Python function that finds the longest palindromic substring in O(n^2) time "
+    "and explain its complexity.",
+    "Implement binary search in Go and prove that it terminates.",
+    "Write a parser for arithmetic expressions with operator precedence in TypeScript.",
+    "Write a SQL query that returns each customer's three most recent orders, and explain "
+    "how it works.",
+    "Debug this function; it should reverse a linked list but loses every node:\n"
+    "```\ndef reverse(head):\n    prev = None\n    while head:\n        head.next = prev\n"
+    "        prev = head\n        head = head.next\n    return prev\n```",
+    "Refactor this callback code to async/await and handle errors:\n"
+    "```\nfs.readFile(path, (err, data) => { if (err) throw err; parse(data, cb); });\n```",
+    "Design the database schema and REST API for a multi-tenant booking system and explain "
+    "the tradeoffs.",
+    "Compare quicksort and mergesort and analyze their worst-case complexity.",
+    "Explain step by step why the halting problem is undecidable.",
+    "Analyze the causes of the 2008 financial crisis and evaluate which policy responses worked.",
+    "Plan the migration of a monolith to microservices: first list the risks, then the "
+    "phases, and finally a rollback strategy.",
+    "Write a detailed essay on the ethics of artificial intelligence, with an introduction, "
+    "three arguments and a conclusion.",
+    "Critique this argument and point out the logical fallacies: everyone I know likes the "
+    "plan, so the plan must be good, and anyone who disagrees is being negative.",
+    "Is 2^31 - 1 prime? Show how you would check it.",
+    "Prove that the product of two odd integers is odd.",
+    "Show that the harmonic series diverges.",
+    "Derive the quadratic formula by completing the square.",
+    "Solve 3x^2 - 12x + 9 = 0 and check both roots.",
+    "Calculate the expected number of coin flips until two heads in a row, explaining each step.",
+    "Write a function in C that detects a cycle in a linked list, and prove it is correct.",
+    "Implement Dijkstra's shortest path algorithm in Java with a priority queue.",
+    "Explain why the central limit theorem holds, step by step, with the key assumptions.",
+    "Compare the CAP tradeoffs of Cassandra and PostgreSQL for a payments ledger and "
+    "recommend one.",
+    "Design a rate limiter for a distributed API gateway and justify the algorithm you pick.",
+    "Prove that a graph is bipartite if and only if it has no odd cycle.",
+    "Find the derivative of x^x and explain each step of the calculation.",
+    "Optimize this SQL query and explain why it is slow:\n```\nSELECT * FROM orders o "
+    "WHERE o.customer_id IN (SELECT id FROM customers WHERE country = 'PE');\n```",
+    "Evaluate the strengths and weaknesses of nuclear power as a climate strategy, with evidence.",
+    "Using induction, prove that 2^n > n for every natural number n.",
+)
+SHOULD_GO_SMALL: tuple[str, ...] = (
+    "Hi!",
+    "Hello, how are you today?",
+    "Good morning! Hope you slept well.",
+    "Thanks, that helped a lot.",
+    "Thank you so much for your help!",
+    "Nice to meet you, I'm Priya.",
+    "Good night!",
+    "What's the capital of France?",
+    "What time is it in Tokyo right now?",
+    "Who wrote Pride and Prejudice?",
+    "How many days are in a leap year?",
+    "Who won the World Cup in 2018?",
+    "What year did the Berlin Wall fall?",
+    "How tall is Mount Everest?",
+    "What does HTTP stand for?",
+    "Is a tomato a fruit?",
+    "What is 7 times 8?",
+    "Convert 5 miles to kilometers.",
+    "Translate 'good morning' into Spanish.",
+    "How do you say thank you in Japanese?",
+    "What's a synonym for happy?",
+    "What's the plural of mouse?",
+    "Spell necessary for me.",
+    "Fix the typo: teh cat sat on teh mat.",
+    "Rewrite this to sound friendlier: Send me the file now.",
+    "Summarize in one line: the meeting moved to Thursday at 3pm.",
+    "Tell me a joke.",
+    "Write a haiku about autumn.",
+    "Give me a fun fact about octopuses.",
+    "Recommend a good science fiction movie.",
+    "Suggest a name for my new puppy.",
+    "List three colors of the rainbow.",
+    "Why did the chicken cross the road?",
+    "What's the first day of spring this year?",
+    "What is a prime number?",
+    "Which key opens the help menu in Excel?",
+    "Thanks for explaining that!",
+    "Can you remind me what the boiling point of water is?",
+    "Hey, what's up?",
+    "Thanks a ton!",
+    "What's the capital of Kenya?",
+    "How many legs does a spider have?",
+    "Who painted the Mona Lisa?",
+    "What is 12 plus 30?",
+    "Translate 'cat' into German.",
+    "Give me a word that rhymes with moon.",
+    "What's the opposite of cold?",
+    "Tell me a fun fact about penguins.",
+    "Write a two-line poem about rain.",
+    "When does summer start in Australia?",
+    "What does CPU stand for?",
+    "Good afternoon, hope the week is going well.",
+    "Which planet is closest to the sun?",
+)

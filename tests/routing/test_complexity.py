@@ -55,7 +55,11 @@ def test_an_open_breaker_on_the_large_target_falls_back_to_small_and_says_so() -
 def test_the_reason_names_the_two_features_that_drove_the_score_most() -> None:
     decision = route(ComplexityPolicy(), RouteRequest(PROOF), DEFAULT_TARGETS)
 
-    assert "(reasoning: derive, formally, justify, prove; length 1219 chars)" in decision.reason
+    features = ["length", "reasoning", "steps", "code", "math", "questions", "output"]
+    assert sorted(features, key=decision.scores.__getitem__)[-2:] == ["math", "reasoning"]
+    assert "(reasoning: derive, formally, justify, prove; math: algebra, equation)" in (
+        decision.reason
+    )
 
 
 def test_the_reason_names_the_cue_words_of_a_driving_feature() -> None:
@@ -226,3 +230,18 @@ def test_a_tier_hint_matching_the_wanted_tier_reads_as_usual() -> None:
 
     assert "small tier, gemma-3-270m" in decision.reason
     assert "tier hint" not in decision.reason
+
+
+def test_piling_up_cue_words_saturates_each_feature_without_spilling_into_another() -> None:
+    output_cues = (
+        "detailed comprehensive essay thorough report elaborate exhaustive extensive article"
+    )
+    policy = ComplexityPolicy()
+
+    piled = policy(RouteRequest(f"Write a {output_cues} chapter."), [TargetState(SMALL)])
+    one = policy(RouteRequest("Write a detailed chapter."), [TargetState(SMALL)])
+
+    assert one.scores["output"] < piled.scores["output"] <= 0.10
+    for feature in ["reasoning", "steps", "code", "math"]:
+        assert piled.scores[feature] == one.scores[feature] == 0.0
+    assert piled.reason.count("output: ") == 1

@@ -27,7 +27,9 @@ def test_the_docs_show_how_to_use_a_decision_with_the_client_today(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    [example] = [block for block in python_blocks() if "client.allocate(" in block]
+    [example] = [
+        block for block in python_blocks() if "client.allocate(" in block and "cascade" not in block
+    ]
     assert "model=target.model" in example
     emulator = make_emulator()
 
@@ -54,3 +56,24 @@ def test_the_docs_present_the_orchestrator_as_planned_while_it_does_not_exist() 
     assert mentions, "the docs should say the Orchestrator is planned"
     for text in mentions:
         assert "planned" in text, text
+
+
+def test_the_cascade_example_runs_and_escalates_a_short_answer(
+    make_emulator: EmulatorFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    [example] = [block for block in python_blocks() if "cascade.escalate(" in block]
+    emulator = make_emulator()
+
+    with emulator.serve() as url:
+        monkeypatch.setenv("HOSTED_AI_BASE_URL", url)
+        monkeypatch.setenv("HOSTED_AI_API_KEY", "docs-key")
+        monkeypatch.delenv("HOSTED_AI_POOL_ID", raising=False)
+        exec(compile(example, str(ROUTING_MD), "exec"), {})
+
+    printed = capsys.readouterr().out
+    assert printed.startswith("escalated from gemma-3-270m: the accept check rejected the answer")
+    allocations = emulator.allocations()
+    assert [allocation.model for allocation in allocations] == ["gemma-3-270m", "qwen3-30b-a3b"]
+    assert emulator.live_allocations() == []
