@@ -11,8 +11,7 @@ with harpoon.HostedAI() as client:          # HOSTED_AI_BASE_URL / HOSTED_AI_API
 
 from typing import TYPE_CHECKING, Any
 
-from ._allocation import AsyncLease, Lease, LeaseState, OrphanedAllocation
-from ._client import AsyncHostedAI, AsyncInferenceStream, HostedAI, InferenceStream
+from ._client import AsyncHostedAI, HostedAI
 from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import (
     AllocationError,
@@ -37,6 +36,8 @@ from ._exceptions import (
     UnprocessableEntityError,
     UsageError,
 )
+from ._http._sse import AsyncInferenceStream, InferenceStream
+from ._leases import AsyncLease, Lease, LeaseState, OrphanedAllocation
 from ._models import (
     Allocation,
     AllocationStatus,

@@ -31,20 +31,9 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .._exceptions import NoRouteError
-from ._base import (
-    InferenceOutcome,
-    RouteDecision,
-    RouteRequest,
-    Target,
-    TargetState,
-    _by_tier,
-    _candidates,
-    _checked,
-    _excluded,
-    _Memo,
-    _resolve,
-    _unknown,
-)
+from ._base import InferenceOutcome, RouteDecision, RouteRequest, Target, TargetState
+from ._order import _by_tier, _Memo
+from ._route import _candidates, _checked, _excluded, _resolve, _unknown
 
 __all__ = ["CascadePolicy"]
 
