@@ -116,12 +116,18 @@ async def test_leaving_a_session_cancels_other_tasks_calls_and_releases_everythi
 async def test_a_session_left_by_an_exception_releases_everything(
     emulator: Emulator, connect: Connect
 ) -> None:
+    held = []
+
+    async def fail_inside(orch: harpoon.Orchestrator) -> None:
+        async with orch.allocate(prewarm=["qwen3-30b-a3b", "gemma-3-270m"]) as session:
+            await session.infer("Hi!")
+            held.extend(live_ids(emulator))
+            raise ZeroDivisionError
+
     async with harpoon.Orchestrator(connect(emulator)) as orch:
         with pytest.raises(ZeroDivisionError):
-            async with orch.allocate(prewarm=["qwen3-30b-a3b", "gemma-3-270m"]) as session:
-                await session.infer("Hi!")
-                assert len(live_ids(emulator)) == 2
-                1 / 0  # noqa: B018
+            await fail_inside(orch)
+        assert len(held) == 2
         assert live_ids(emulator) == []
 
 
