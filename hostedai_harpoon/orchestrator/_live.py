@@ -23,6 +23,9 @@ it), or refused for the request's sake (says nothing about the target)."""
 
 _LATENCY_WINDOW = 128
 _EWMA_WEIGHT = 0.2
+# Routing sees latencies refreshed every this many completed calls: a decision needs the
+# trend, not the last microsecond, and unchanged states are reused instead of rebuilt.
+_PUBLISH_EVERY = 16
 _DEGRADED_ERROR_RATE = 0.1
 
 
@@ -95,6 +98,10 @@ class _Target:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self.sorted_latencies: list[float] | None = []
         self.ewma: float | None = None
+        self.unpublished = 0
+        self.published: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.state: TargetState = TargetState(target)
+        self.state_key: tuple[object, ...] = ()
         self.outcomes: deque[tuple[float, bool]] = deque()
         self.errors_in_window = 0
         self.held_since: dict[str, float] = {}
@@ -175,6 +182,10 @@ class LocalLiveState:
         live.ewma = (
             seconds if live.ewma is None else live.ewma + _EWMA_WEIGHT * (seconds - live.ewma)
         )
+        live.unpublished += 1
+        if live.unpublished >= _PUBLISH_EVERY or live.published[0] is None:
+            live.unpublished = 0
+            live.published = (live.ewma, live.percentile(0.5), live.percentile(0.95))
         if usage is not None:
             live.tokens_in += usage.input_tokens
             live.tokens_out += usage.output_tokens
@@ -235,20 +246,32 @@ class LocalLiveState:
     # Reading
 
     def states(self) -> list[TargetState]:
-        return [
-            TargetState(
+        return [self._state(live) for live in self._targets.values()]
+
+    def _state(self, live: _Target) -> TargetState:
+        key = (
+            live.breaker.state,
+            live.in_flight,
+            len(live.held_since),
+            live.published,
+            self._error_rate(live),
+            self._pool_free(live.target),
+        )
+        if key != live.state_key:
+            circuit, in_flight, warm, (ewma, p50, p95), error_rate, free = key
+            live.state = TargetState(
                 live.target,
-                circuit=live.breaker.state,
-                in_flight=live.in_flight,
-                warm_allocations=len(live.held_since),
-                latency_ewma=live.ewma,
-                latency_p50=live.percentile(0.5),
-                latency_p95=live.percentile(0.95),
-                error_rate=self._error_rate(live),
-                pool_free_gpus=self._pool_free(live.target),
+                circuit=circuit,
+                in_flight=in_flight,
+                warm_allocations=warm,
+                latency_ewma=ewma,
+                latency_p50=p50,
+                latency_p95=p95,
+                error_rate=error_rate,
+                pool_free_gpus=free,
             )
-            for live in self._targets.values()
-        ]
+            live.state_key = key
+        return live.state
 
     def snapshot(self) -> Snapshot:
         now = self._clock()
