@@ -94,11 +94,11 @@ async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_
             for victim in victims:
                 asyncio.get_running_loop().call_later(rng.uniform(0.0, 1.0), victim.cancel)
 
-            for outcome in await asyncio.gather(*calls, return_exceptions=True):
-                record(outcome)
+            for one in await asyncio.gather(*calls, return_exceptions=True):
+                record(one)
             for ended in await asyncio.gather(*scopes, return_exceptions=True):
-                for outcome in ended if isinstance(ended, list) else [ended]:
-                    record(outcome)
+                for each in ended if isinstance(ended, list) else [ended]:
+                    record(each)
         await http.aclose()
         assert emu.live_allocations() == []
     assert client.orphans() == []
