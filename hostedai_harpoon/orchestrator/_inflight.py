@@ -8,12 +8,12 @@ that cancellation back (``Task.uncancel``, as ``asyncio.timeout`` does) and rais
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from .. import OrchestratorClosedError
 
-__all__ = ["InFlight", "closed_instead", "current_task", "guarded"]
+__all__ = ["InFlight", "closed_instead", "current_task", "guarded", "settle"]
 
 T = TypeVar("T")
 
@@ -109,3 +109,16 @@ def current_task() -> asyncio.Task[object]:
     if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
         raise RuntimeError("the orchestrator must be called from an asyncio task")
     return task
+
+
+async def settle(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Wait until every task is done, even when cancelled meanwhile; then deliver the
+    cancellation."""
+    cancelled = False
+    while pending := [task for task in tasks if not task.done()]:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError

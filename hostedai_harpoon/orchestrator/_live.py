@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
-from .. import CircuitBreaker, CircuitBreakerConfig, CircuitState, Pool, Usage
+from .. import CircuitBreaker, CircuitBreakerConfig, Pool, Usage
 from ..routing import Target, TargetState
-from ._results import Snapshot, TargetHealth, TargetStats, Verdict
+from ._results import Snapshot, TargetHealth, TargetStats, judged, percentile, totalled
 
 __all__ = ["LiveState", "LocalLiveState", "Outcome"]
 
@@ -26,7 +26,6 @@ _EWMA_WEIGHT = 0.2
 # Routing sees latencies refreshed every this many completed calls: a decision needs the
 # trend, not the last microsecond, and unchanged states are reused instead of rebuilt.
 _PUBLISH_EVERY = 16
-_DEGRADED_ERROR_RATE = 0.1
 
 
 class LiveState(Protocol):
@@ -111,9 +110,7 @@ class _Target:
         ordered = self.sorted_latencies
         if ordered is None:
             ordered = self.sorted_latencies = sorted(self.latencies)
-        if not ordered:
-            return None
-        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+        return percentile(ordered, share)
 
     def gpu_seconds(self, now: float) -> float:
         held = sum(now - since for since in self.held_since.values())
@@ -291,45 +288,9 @@ class LocalLiveState:
             )
             for name, live in self._targets.items()
         }
-        every: list[float] = sorted(x for live in self._targets.values() for x in live.latencies)
-        stats = per_target.values()
-        total = TargetStats(
-            requests=sum(s.requests for s in stats),
-            errors=sum(s.errors for s in stats),
-            failovers=sum(s.failovers for s in stats),
-            in_flight=sum(s.in_flight for s in stats),
-            warm_allocations=sum(s.warm_allocations for s in stats),
-            tokens_in=sum(s.tokens_in for s in stats),
-            tokens_out=sum(s.tokens_out for s in stats),
-            gpu_seconds=sum(s.gpu_seconds for s in stats),
-            cost=sum(s.cost for s in stats),
-            latency_p50=every[int(0.5 * len(every))] if every else None,
-            latency_p95=every[min(len(every) - 1, int(0.95 * len(every)))] if every else None,
-        )
+        every = sorted(x for live in self._targets.values() for x in live.latencies)
+        total = totalled(per_target.values(), every)
         return Snapshot(per_target, total)
 
     def health(self) -> list[TargetHealth]:
-        return [_judged(state) for state in self.states()]
-
-
-def _judged(state: TargetState) -> TargetHealth:
-    target = state.target
-    free = state.pool_free_gpus
-    verdict: Verdict = "ok"
-    if state.circuit is CircuitState.OPEN or (
-        free is not None and free < target.gpus and state.warm_allocations == 0
-    ):
-        verdict = "down"
-    elif state.circuit is CircuitState.HALF_OPEN or state.error_rate > _DEGRADED_ERROR_RATE:
-        verdict = "degraded"
-    return TargetHealth(
-        target=target,
-        verdict=verdict,
-        circuit=state.circuit,
-        error_rate=state.error_rate,
-        in_flight=state.in_flight,
-        warm_allocations=state.warm_allocations,
-        pool_free_gpus=free,
-        latency_p50=state.latency_p50,
-        latency_p95=state.latency_p95,
-    )
+        return [judged(state) for state in self.states()]
