@@ -28,7 +28,15 @@ from .. import (
     InferenceResult,
     OrchestratorClosedError,
 )
-from ..routing import CascadePolicy, RouteDecision, RouteRequest, RoutingPolicy, Target, route
+from ..routing import (
+    CascadePolicy,
+    RouteDecision,
+    RouteRequest,
+    RoutingPolicy,
+    Target,
+    TargetState,
+    route,
+)
 from ._group import Slot
 from ._live import LiveState
 from ._results import Attempt, RoutedResult
@@ -96,7 +104,7 @@ class Engine:
             await self.read_pools()
         return route(policy, request, self.states(names))
 
-    def states(self, names: frozenset[str] | None) -> list[Any]:
+    def states(self, names: frozenset[str] | None) -> list[TargetState]:
         """The live states of the targets named (None: all)."""
         states = self.live.states()
         if names is None:
