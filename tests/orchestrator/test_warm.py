@@ -154,3 +154,16 @@ async def test_a_caller_waiting_longer_than_queue_timeout_gets_a_typed_error(
         await first
     assert len(emu.requests_to("POST", "/v1/allocate")) == 1
     assert live_ids(emu) == []
+
+
+async def test_a_prewarm_that_fails_releases_what_it_did_lease(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(ready_delay=0.05)
+    emu.fail_next_allocations(1)  # one of the two never becomes ready
+    async with harpoon.Orchestrator(connect(emu)) as orch:
+        with pytest.raises(harpoon.AllocationError, match="failed"):
+            async with orch.allocate(prewarm=[QWEN, GEMMA]):
+                pytest.fail("the block must not run")  # pragma: no cover
+        assert live_ids(emu) == []
+        assert len(emu.requests_to("POST", "/v1/allocate")) == 2
