@@ -123,9 +123,14 @@ class Slots:
             self._close_later(slot)
 
     def release_idle(self, idle_for: float, keep: Mapping[str, int]) -> None:
-        """Let go of allocations unused for ``idle_for`` seconds, keeping ``keep`` per target."""
+        """Let go of allocations lost meanwhile, and of those unused for ``idle_for``
+        seconds beyond ``keep`` per target."""
         now = self._clock()
         for name, group in self._groups.items():
+            for slot in [s for s in group.slots if s.lease.state is not LeaseState.ACTIVE]:
+                if slot.in_use == 0:
+                    self._drop(group, slot)
+                    self._close_later(slot)
             spare = len(group.slots) - keep.get(name, 0)
             for slot in list(group.slots):
                 if spare <= 0:

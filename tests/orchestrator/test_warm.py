@@ -167,3 +167,20 @@ async def test_a_prewarm_that_fails_releases_what_it_did_lease(
                 pytest.fail("the block must not run")  # pragma: no cover
         assert live_ids(emu) == []
         assert len(emu.requests_to("POST", "/v1/allocate")) == 2
+
+
+@pytest.mark.timeout(20)
+async def test_a_warm_allocation_lost_while_idle_is_replaced_without_a_call(
+    emulator: Emulator, connect: Connect, ticks: Ticks
+) -> None:
+    clock = ManualClock(0)
+    async with harpoon.Orchestrator(
+        connect(emulator), clock=clock.now, sleep=ticks, min_warm={GEMMA: 1}, lease_ttl=1.0
+    ) as orch:
+        await until(lambda: orch.snapshot().targets[GEMMA].warm_allocations == 1)
+        (lost,) = live_ids(emulator)
+        emulator.expire_allocation(lost)  # the lease learns it when it next renews
+        await until(lambda: live_ids(emulator) not in ([], [lost]))
+        await until(lambda: orch.snapshot().targets[GEMMA].warm_allocations == 1)
+        assert lost not in live_ids(emulator)
+    assert live_ids(emulator) == []
