@@ -13,7 +13,8 @@ transport so that no socket noise drowns the difference:
 Calls are timed one by one in rounds that rotate which side goes first, so that drift on a
 noisy machine hits every side alike; each figure is the median call. Prints each
 orchestrator call's ratio to raw httpx. Target: at most 1.20 each; the exit status is 1
-when one is missed.
+when one is missed. For context it also prints the ratios of ``lease.infer()`` and
+``client.infer()`` on the same kind of allocation: the floor the orchestrator builds on.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ async def measure(emulator: Emulator) -> dict[str, float]:
     async with (
         harpoon.Orchestrator(client) as orchestrator,
         orchestrator.allocate(prewarm=["gemma-3-270m"]) as session,
+        client.allocate("gemma-3-270m") as lease,
     ):
         warm = await orchestrator.process(PROMPT, max_tokens=MAX_TOKENS)
         assert warm.target.name == "gemma-3-270m"
@@ -87,7 +89,19 @@ async def measure(emulator: Emulator) -> dict[str, float]:
             response.raise_for_status()
             return response.json()
 
-        sides: dict[str, Call] = {"process()": process, "session.infer()": infer, "httpx": raw}
+        async def lease_infer() -> object:
+            return await lease.infer(PROMPT, max_tokens=MAX_TOKENS)
+
+        async def client_infer() -> object:
+            return await client.infer(lease.id, PROMPT, max_tokens=MAX_TOKENS)
+
+        sides: dict[str, Call] = {
+            "process()": process,
+            "session.infer()": infer,
+            "httpx": raw,
+            "lease.infer()": lease_infer,
+            "client.infer()": client_infer,
+        }
         times: dict[str, list[float]] = {name: [] for name in sides}
         scratch: list[float] = []
         for _ in range(WARMUP_CALLS // len(sides)):
@@ -126,6 +140,9 @@ def main() -> int:
             f"{name:16} on a warm allocation: {medians[name] * 1e6:8.1f} us, "
             f"ratio {ratio:.3f} (target <= {TARGET:.2f}) {verdict}"
         )
+    for name in ("lease.infer()", "client.infer()"):
+        ratio = medians[name] / baseline
+        print(f"{name:16} for context:       {medians[name] * 1e6:8.1f} us, ratio {ratio:.3f}")
     print(f"httpx {httpx.__version__}, Python {sys.version.split()[0]}")
     return 1 if failed else 0
 
