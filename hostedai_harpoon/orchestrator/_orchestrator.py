@@ -88,6 +88,9 @@ class Orchestrator:
             ("drain_timeout", drain_timeout),
             ("pool_refresh", pool_refresh),
             ("error_window", error_window),
+            ("lease_ttl", lease_ttl),
+            ("ready_timeout", ready_timeout),
+            ("capacity_timeout", capacity_timeout),
         ):
             check_seconds(what, seconds)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)

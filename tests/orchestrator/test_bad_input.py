@@ -30,6 +30,7 @@ def client(emu: Emulator) -> harpoon.AsyncHostedAI:
         ({"idle_release": -1}, "idle_release"),
         ({"queue_timeout": "soon"}, "queue_timeout"),
         ({"drain_timeout": float("nan")}, "drain_timeout"),
+        ({"capacity_timeout": -0.5}, "capacity_timeout"),
         ({"max_allocations": 0}, "max_allocations"),
         ({"max_allocations": {"nope": 1}}, "unknown targets"),
         ({"min_warm": {"gemma-3-270m": -1}}, "min_warm"),
