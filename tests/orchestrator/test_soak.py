@@ -1,5 +1,6 @@
-"""Soak over TCP: 500 concurrent one-shot calls and 50 concurrent sessions, with a seeded
-FaultPlan (errors, drops, latency, 429) and random cancellations, leave nothing behind.
+"""Soak over TCP: 500 concurrent one-shot calls and 50 concurrent sessions (four calls and
+a stream each), with a seeded FaultPlan (errors, drops, latency, 429) and random
+cancellations, leave nothing behind.
 
 All the calls start at once as tasks. What bounds the traffic is the orchestrator itself:
 ``max_allocations=2`` per target and each target's ``max_concurrency`` (32 and 8) let at
@@ -50,7 +51,7 @@ async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_
     outcomes: Counter[str] = Counter()
 
     def record(outcome: object) -> None:
-        if isinstance(outcome, harpoon.RoutedResult):
+        if isinstance(outcome, harpoon.RoutedResult | str):  # a string: a streamed answer
             outcomes["result"] += 1
         elif isinstance(outcome, asyncio.CancelledError):
             outcomes["cancelled"] += 1
@@ -86,6 +87,12 @@ async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_
                             ended.append(await scope.infer(PROMPTS[(i + j) % 4], max_tokens=16))
                         except harpoon.HostedAIError as exc:
                             ended.append(exc)
+                    try:
+                        async with scope.stream(PROMPTS[i % 4], max_tokens=8) as chunks:
+                            text = "".join([chunk.delta async for chunk in chunks])
+                        ended.append(text)
+                    except harpoon.HostedAIError as exc:
+                        ended.append(exc)
                 return ended
 
             calls = [asyncio.create_task(one_shot(i)) for i in range(CALLS)]
