@@ -83,18 +83,22 @@ class Session:
         self._entered = True
         self._check_open()
         if self._prewarm:
-            leasing = [asyncio.ensure_future(self._slots.open(t)) for t in self._prewarm]
-            try:
-                await asyncio.gather(*leasing)
+            try:  # leasing counts as a call in flight: closing the orchestrator cuts it off
+                await guarded(self._lease_prewarm, self._scopes[:1])
             except BaseException:
-                for task in leasing:
-                    task.cancel()
-                try:
-                    await settle(leasing)
-                finally:
-                    await self.aclose()
+                await self.aclose()
                 raise
         return self
+
+    async def _lease_prewarm(self) -> None:
+        leasing = [asyncio.ensure_future(self._slots.open(t)) for t in self._prewarm]
+        try:
+            await asyncio.gather(*leasing)
+        except BaseException:
+            for task in leasing:
+                task.cancel()
+            await settle(leasing)
+            raise
 
     async def __aexit__(
         self,
@@ -110,12 +114,14 @@ class Session:
             await self._slots.aclose()  # another closer may still be at it: wait for it too
             return
         self._closed = True
-        self._on_close(self)
         try:
             self._calls.cut_off(except_task=asyncio.current_task())
             await settle([asyncio.ensure_future(self._calls.drained(_CUT_OFF_GRACE))])
         finally:
-            await self._slots.aclose()
+            try:
+                await self._slots.aclose()
+            finally:
+                self._on_close(self)  # only now: closing the orchestrator waits for this
 
     def _check(self) -> None:
         if self._closed or not self._entered:

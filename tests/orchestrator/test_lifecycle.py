@@ -165,3 +165,42 @@ def test_the_orchestrator_needs_a_configured_client(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("HOSTED_AI_API_KEY", raising=False)
     with pytest.raises(harpoon.ConfigurationError, match="HOSTED_AI_BASE_URL"):
         harpoon.Orchestrator()
+
+
+async def test_closing_the_orchestrator_cuts_off_a_session_still_prewarming(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(ready_delay=0.5)
+    orch = harpoon.Orchestrator(connect(emu), drain_timeout=0.0)
+
+    async def enter() -> None:
+        async with orch.allocate(prewarm=["qwen3-30b-a3b"]):
+            pytest.fail("the orchestrator closed before the prewarm was ready")  # pragma: no cover
+
+    entering = asyncio.create_task(enter())
+    await until(lambda: len(emu.requests_to("POST", "/v1/allocate")) == 1)
+    await orch.aclose()
+    assert live_ids(emu) == []
+    with pytest.raises(harpoon.OrchestratorClosedError):
+        await entering
+
+
+async def test_closing_the_orchestrator_waits_for_a_session_closing_by_itself(
+    emulator: Emulator, connect: Connect
+) -> None:
+    orch = harpoon.Orchestrator(connect(emulator))
+    entered = asyncio.Event()
+
+    async def use() -> None:
+        async with orch.allocate(prewarm=["qwen3-30b-a3b", "gemma-3-270m"]):
+            entered.set()
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(use())
+    await entered.wait()
+    task.cancel()  # the session starts releasing in its own task...
+    await asyncio.sleep(0)
+    await orch.aclose()  # ...and closing the orchestrator waits until it is done
+    assert live_ids(emulator) == []
+    with pytest.raises(asyncio.CancelledError):
+        await task
