@@ -42,6 +42,7 @@ class InFlight:
             calls[task] = left
             return
         del calls[task]
+        self._cuts.pop(task, None)  # a cut-off its call absorbed must not outlive the call
         if not calls and self._idle is not None:
             self._idle.set()
 

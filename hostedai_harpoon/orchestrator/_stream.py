@@ -119,9 +119,10 @@ class RoutedStream:
         """Stop counting the stream as in flight; a cut-off becomes a typed error."""
         task = self._task
         assert task is not None
-        for scope in self._scopes:
-            scope.leave(task)
+        closed = None
         if isinstance(exc, asyncio.CancelledError):
             closed = closed_instead(task, *self._scopes)
-            if closed is not None:
-                raise closed from None
+        for scope in self._scopes:
+            scope.leave(task)
+        if closed is not None:
+            raise closed from None

@@ -204,3 +204,27 @@ async def test_closing_the_orchestrator_waits_for_a_session_closing_by_itself(
     assert live_ids(emulator) == []
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_leaving_a_session_cuts_off_a_stream_being_read_in_another_task(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(stream_chunk_delay=0.05)
+    reading = asyncio.Event()
+
+    async def read(session: harpoon.Session) -> list[str]:
+        deltas = []
+        async with session.stream("Tell me a long story.", max_tokens=200) as chunks:
+            async for chunk in chunks:
+                deltas.append(chunk.delta)
+                reading.set()
+        return deltas
+
+    async with harpoon.Orchestrator(connect(emu)) as orch:
+        async with orch.allocate() as session:
+            reader = asyncio.create_task(read(session))
+            await reading.wait()
+        with pytest.raises(harpoon.OrchestratorClosedError):
+            await reader
+        assert live_ids(emu) == []
+        assert orch.snapshot().total.in_flight == 0
