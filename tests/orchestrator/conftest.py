@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 
@@ -38,7 +39,8 @@ async def connect(wire: str) -> AsyncIterator[Connect]:
     def factory(
         emu: Emulator, *, wrap: Wrap | None = None, **options: Any
     ) -> harpoon.AsyncHostedAI:
-        options.setdefault("retry", FAST_RETRY)
+        retries = options.pop("max_retries", FAST_RETRY.max_retries)
+        options.setdefault("retry", attrs.evolve(FAST_RETRY, max_retries=retries))
         if wire == "tcp":
             base_url = servers.enter_context(emu.serve())
             transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport()
