@@ -25,8 +25,8 @@ Markers configure the fixture of the same name: ``hostedai_emulator(**Emulator k
 The leak check: at teardown, every test that used any of these fixtures errors if an
 allocation is still live on the emulator, naming it.
 
-Everything else is imported when a fixture runs, so that loading the plugin costs pytest
-nothing and coverage still sees this package's modules imported.
+Loading the plugin imports pytest and the package root only; the emulator and the clients'
+modules are imported when a fixture first runs.
 """
 
 from __future__ import annotations

@@ -266,3 +266,31 @@ def test_a_misused_marker_errors_with_one_clear_line(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+@pytest.mark.parametrize(
+    ("options", "marker"),
+    [
+        (("-o", "asyncio_mode=auto"), ""),
+        (("-o", "asyncio_mode=strict"), "@pytest.mark.asyncio"),
+        (("-o", "asyncio_mode=strict"), "@pytest.mark.anyio"),
+    ],
+)
+def test_the_async_client_works_under_each_async_test_runner(
+    pytester: pytest.Pytester, options: tuple[str, ...], marker: str
+) -> None:
+    result = _run(
+        pytester,
+        f"""
+        import pytest
+
+        {marker}
+        async def test_lease(hostedai_async_client, hostedai_emulator):
+            async with hostedai_async_client:
+                async with hostedai_async_client.allocate(model="gemma-3-270m") as lease:
+                    assert (await lease.infer("Hi")).text
+            assert hostedai_emulator.live_allocations() == []
+        """,
+        *options,
+    )
+    result.assert_outcomes(passed=1)
