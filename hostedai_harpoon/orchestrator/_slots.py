@@ -1,0 +1,322 @@
+"""Allocation slots: the leases one scope holds per target, shared by concurrent calls.
+
+A ``Slot`` is one ``AsyncLease`` serving up to its target's ``max_concurrency`` calls at
+once. ``Slots`` hands them out: a free place on a held allocation first, else a new lease
+while the target is under its ``max_allocations``, else a place in a FIFO queue, granted
+as soon as a call ends or an allocation is let go. Everything here runs on the event loop
+without locks: the bookkeeping between two awaits is never interrupted, and no await
+happens while a decision is half made.
+
+Every allocation is entered through ``client.allocate(...)`` and let go by leaving the
+lease, so the lease's guarantees hold: released on every way out, or recorded in
+``client.orphans()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from .. import (
+    AllocationError,
+    AsyncHostedAI,
+    AsyncLease,
+    CapacityError,
+    LeaseState,
+    OrchestratorClosedError,
+)
+from ..routing import Target
+from ._live import LiveState
+
+__all__ = ["Limits", "Slot", "Slots", "settle"]
+
+log = logging.getLogger("hostedai_harpoon")
+
+Limits = int | Mapping[str, int] | None
+"""Allocations per target: one cap for all, a cap per target name, or ``None``: no cap."""
+
+
+class Slot:
+    """One allocation of a target and how many calls it serves now."""
+
+    __slots__ = ("dead", "in_use", "last_used", "lease", "opened_at", "stack", "target")
+
+    def __init__(self, target: Target, lease: AsyncLease, stack: AsyncExitStack, now: float):
+        self.target = target
+        self.lease = lease
+        self.stack = stack
+        self.in_use = 0
+        self.opened_at = now
+        self.last_used = now
+        self.dead = False
+
+    @property
+    def allocation_id(self) -> str:
+        """The allocation's id."""
+        return self.lease.id
+
+    def usable(self) -> bool:
+        """Whether another call may run on it now."""
+        return (
+            not self.dead
+            and self.in_use < self.target.max_concurrency
+            and self.lease.state is LeaseState.ACTIVE
+        )
+
+
+class _Group:
+    """One target's slots, the leases being made for it, and the callers waiting."""
+
+    __slots__ = ("leasing", "limit", "slots", "target", "waiters")
+
+    def __init__(self, target: Target, limit: int | None) -> None:
+        self.target = target
+        self.limit = limit
+        self.slots: list[Slot] = []
+        self.leasing = 0
+        # A waiter's future gets a slot (one use already counted for it) or None: lease one.
+        self.waiters: deque[asyncio.Future[Slot | None]] = deque()
+
+    def free_slot(self) -> Slot | None:
+        for slot in self.slots:
+            if slot.usable():
+                return slot
+        return None
+
+    def may_lease(self) -> bool:
+        return self.limit is None or len(self.slots) + self.leasing < self.limit
+
+    def next_waiter(self) -> asyncio.Future[Slot | None] | None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+
+class Slots:
+    """The allocations of one scope (a session, or the orchestrator's warm pool)."""
+
+    def __init__(
+        self,
+        client: AsyncHostedAI,
+        live: LiveState,
+        *,
+        limits: Limits,
+        queue_timeout: float,
+        clock: Callable[[], float],
+        lease_options: Mapping[str, Any],
+    ) -> None:
+        self._client = client
+        self._live = live
+        self._limits = limits
+        self._queue_timeout = queue_timeout
+        self._clock = clock
+        self._lease_options = lease_options
+        self._groups: dict[str, _Group] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._spent = 0.0
+        self.closed = False
+
+    def _group(self, target: Target) -> _Group:
+        group = self._groups.get(target.name)
+        if group is None:
+            limits = self._limits
+            limit = limits.get(target.name) if isinstance(limits, Mapping) else limits
+            group = self._groups[target.name] = _Group(target, limit)
+        return group
+
+    def count(self, target: Target) -> int:
+        """How many allocations of ``target`` are held or being made."""
+        group = self._group(target)
+        return len(group.slots) + group.leasing
+
+    def spent(self) -> float:
+        """Dollars spent so far: every allocation's seconds held at its hourly price."""
+        now = self._clock()
+        held = sum(
+            (now - slot.opened_at) * slot.target.cost_per_hour
+            for group in self._groups.values()
+            for slot in group.slots
+        )
+        return self._spent + held / 3600.0
+
+    # Taking and giving back
+
+    async def acquire(self, target: Target) -> Slot:
+        """A place on an allocation of ``target``; give it back with ``release``."""
+        if self.closed:
+            raise OrchestratorClosedError("the allocations of this scope were released")
+        group = self._group(target)
+        if not group.waiters:
+            slot = group.free_slot()
+            if slot is not None:
+                slot.in_use += 1
+                return slot
+            if group.may_lease():
+                group.leasing += 1
+                return await self._lease(group, uses=1)
+        return await self._wait(group)
+
+    async def open(self, target: Target) -> Slot | None:
+        """Lease one more allocation of ``target`` to keep warm (None: at its limit)."""
+        group = self._group(target)
+        if not group.may_lease():
+            return None
+        group.leasing += 1
+        return await self._lease(group, uses=0)
+
+    def release(self, slot: Slot, *, broken: bool = False) -> None:
+        """Give back one place on ``slot``; ``broken`` lets the allocation go."""
+        slot.in_use -= 1
+        slot.last_used = self._clock()
+        group = self._group(slot.target)
+        if broken or slot.lease.state is not LeaseState.ACTIVE:
+            self._drop(group, slot)
+        elif not slot.dead:
+            self._hand_out(group, slot)
+        if slot.dead and slot.in_use == 0:
+            self._close_later(slot)
+
+    def release_idle(self, idle_for: float, keep: Mapping[str, int]) -> None:
+        """Let go of allocations unused for ``idle_for`` seconds, keeping ``keep`` per target."""
+        now = self._clock()
+        for name, group in self._groups.items():
+            spare = len(group.slots) - keep.get(name, 0)
+            for slot in list(group.slots):
+                if spare <= 0:
+                    break
+                if slot.in_use == 0 and now - slot.last_used >= idle_for:
+                    self._drop(group, slot)
+                    self._close_later(slot)
+                    spare -= 1
+
+    async def _wait(self, group: _Group) -> Slot:
+        waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
+        group.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                granted = await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(group, waiter.result())  # granted just as we gave up
+            waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise AllocationError(
+                    f"no room on an allocation of {group.target.name} within "
+                    f"{self._queue_timeout}s: all {len(group.slots)} busy and "
+                    f"max_allocations reached"
+                ) from None
+            raise
+        if granted is None:
+            return await self._lease(group, uses=1)
+        return granted
+
+    def _give_back(self, group: _Group, granted: Slot | None) -> None:
+        if granted is None:
+            group.leasing -= 1
+            self._wake(group)
+        else:
+            self.release(granted)
+
+    def _hand_out(self, group: _Group, slot: Slot) -> None:
+        """Give the room on ``slot`` to the callers waiting, first come first served."""
+        while group.waiters and slot.usable():
+            waiter = group.next_waiter()
+            if waiter is None:
+                return
+            slot.in_use += 1
+            waiter.set_result(slot)
+
+    def _wake(self, group: _Group) -> None:
+        """Room for another allocation: the first caller waiting may lease it."""
+        if group.may_lease():
+            waiter = group.next_waiter()
+            if waiter is not None:
+                group.leasing += 1
+                waiter.set_result(None)
+
+    # Allocations
+
+    async def _lease(self, group: _Group, *, uses: int) -> Slot:
+        """Lease an allocation for ``group`` (its ``leasing`` already counts this one)."""
+        target = group.target
+        stack = AsyncExitStack()
+        try:
+            lease = await stack.enter_async_context(
+                self._client.allocate(
+                    target.model,
+                    target.gpus,
+                    target.gpu_type,
+                    target.pool,
+                    **self._lease_options,
+                )
+            )
+        except BaseException as exc:
+            group.leasing -= 1
+            self._wake(group)
+            if uses and group.slots and isinstance(exc.__cause__, CapacityError):
+                return await self._wait(group)  # the pool is full: wait for what is held
+            raise
+        group.leasing -= 1
+        slot = Slot(target, lease, stack, self._clock())
+        slot.in_use = uses
+        group.slots.append(slot)
+        self._live.held(target.name, slot.allocation_id, True)
+        if self.closed:
+            self._drop(group, slot)
+            self._close_later(slot)
+            raise OrchestratorClosedError("the allocations of this scope were released")
+        self._hand_out(group, slot)
+        return slot
+
+    def _drop(self, group: _Group, slot: Slot) -> None:
+        """Take ``slot`` out of service; it is closed once its last call gives it back."""
+        if slot.dead:
+            return
+        slot.dead = True
+        group.slots.remove(slot)
+        self._live.held(slot.target.name, slot.allocation_id, False)
+        self._spent += (self._clock() - slot.opened_at) * slot.target.cost_per_hour / 3600.0
+        self._wake(group)
+
+    def _close_later(self, slot: Slot) -> None:
+        task = asyncio.get_running_loop().create_task(_close(slot))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Release every allocation and refuse the callers still waiting. Calls in flight
+        should be cancelled first: their allocations are released under them."""
+        self.closed = True
+        for group in self._groups.values():
+            while (waiter := group.next_waiter()) is not None:
+                waiter.set_exception(OrchestratorClosedError("the allocations were released"))
+            for slot in list(group.slots):
+                self._drop(group, slot)
+                self._close_later(slot)
+        await settle(self._closing)
+
+
+async def _close(slot: Slot) -> None:
+    try:
+        await slot.stack.aclose()
+    except AllocationError as exc:  # already logged, and kept in client.orphans()
+        log.debug("allocation %s was not released: %s", slot.allocation_id, exc)
+
+
+async def settle(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Wait until every task is done, even when cancelled meanwhile; then deliver the
+    cancellation."""
+    cancelled = False
+    while pending := [task for task in tasks if not task.done()]:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
