@@ -1,10 +1,11 @@
-"""The ``harpoon`` command: the emulator, the API's state, the clean-up of held GPUs, benchmarks.
+"""The ``harpoon`` command: the emulator, the API's state, held GPUs, inference, benchmarks.
 
 ```
 harpoon emulator [--port PORT] [--error-rate RATE ...]   serve the emulator on 127.0.0.1
 harpoon health | pools                                   what the service says
 harpoon allocations list [--all-states]                  what is holding GPUs
 harpoon allocations release ID... | --all                release GPUs nobody released
+harpoon infer TEXT [--target NAME] [--stream]            route a prompt through the Orchestrator
 harpoon bench [NAME ...]                                 run the source tree's benchmarks
 ```
 
@@ -16,6 +17,7 @@ environment, so that it never lands in a shell history or a process list.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -23,11 +25,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import hostedai_harpoon as harpoon
 
 from ._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
+
+if TYPE_CHECKING:
+    from .orchestrator import Orchestrator, RoutedResult
+
+ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
 
 __all__ = ["main"]
 
@@ -117,7 +124,7 @@ def _pool_row(p: harpoon.Pool) -> tuple[object, ...]:
 # The API commands ------------------------------------------------------------------------
 
 
-def _connect(args: argparse.Namespace) -> harpoon.HostedAI:
+def _connect(args: argparse.Namespace, client_class: type[ClientT]) -> ClientT:
     if args.base_url is None and not os.environ.get(ENV_BASE_URL, "").strip():
         raise _UsageError(f"no API address: pass --base-url or set {ENV_BASE_URL}")
     if not os.environ.get(ENV_API_KEY, "").strip():
@@ -125,7 +132,7 @@ def _connect(args: argparse.Namespace) -> harpoon.HostedAI:
             f"no API key: set {ENV_API_KEY} (the key is not taken on the command line)"
         )
     options: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
-    return harpoon.HostedAI(base_url=args.base_url, pool_id=args.pool, **options)
+    return client_class(base_url=args.base_url, pool_id=args.pool, **options)
 
 
 def _health(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
@@ -228,6 +235,104 @@ def _release_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> 
     return 1 if any(result["error"] for result in results) else 0
 
 
+# infer -----------------------------------------------------------------------------------
+
+
+def _infer(args: argparse.Namespace) -> int:
+    # asyncio.run turns Ctrl-C into a cancellation of this coroutine, so the orchestrator's
+    # exit runs and releases what it leased before KeyboardInterrupt reaches main().
+    return asyncio.run(_infer_async(args))
+
+
+async def _infer_async(args: argparse.Namespace) -> int:
+    from .orchestrator import Orchestrator
+
+    async with (
+        _connect(args, harpoon.AsyncHostedAI) as client,
+        Orchestrator(client) as orchestrator,
+    ):
+        if args.stream:
+            await _infer_streamed(args, orchestrator)
+            return 0
+        routed = await orchestrator.process(
+            args.text, target=args.target, max_tokens=args.max_tokens
+        )
+    if args.json:
+        _print_json(_routed_json(routed))
+        return 0
+    _print_decision(routed.decision)
+    print(routed.result.text)
+    failures = [
+        f"{attempt.target.name} failed ({_one_line(attempt.error)})"
+        for attempt in routed.attempts
+        if attempt.error is not None
+    ]
+    if failures:
+        print(f"failed over: {'; '.join(failures)}")
+    usage = routed.result.usage
+    print(
+        f"({usage.input_tokens} tokens in, {usage.output_tokens} out, {routed.latency:.2f}s, "
+        f"about ${routed.cost:.6f})"
+    )
+    return 0
+
+
+async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) -> None:
+    async with (
+        orchestrator.allocate() as session,
+        session.stream(args.text, target=args.target, max_tokens=args.max_tokens) as chunks,
+    ):
+        decision = chunks.decision
+        if args.json:
+            print(json.dumps(_decision_json(decision)), flush=True)
+        else:
+            _print_decision(decision)
+        usage = None
+        async for chunk in chunks:
+            if args.json:
+                print(json.dumps({"delta": chunk.delta, "finish_reason": chunk.finish_reason}))
+            else:
+                print(chunk.delta, end="", flush=True)
+            usage = chunk.usage or usage
+    if not args.json:
+        print()
+        if usage is not None:
+            print(f"({usage.input_tokens} tokens in, {usage.output_tokens} out)")
+
+
+def _print_decision(decision: harpoon.RouteDecision) -> None:
+    print(f"target: {decision.target.name}\nreason: {decision.reason}\n", flush=True)
+
+
+def _decision_json(decision: harpoon.RouteDecision) -> dict[str, object]:
+    return {"target": decision.target.name, "reason": decision.reason}
+
+
+def _routed_json(routed: RoutedResult) -> dict[str, object]:
+    result = routed.result
+    return {
+        **_decision_json(routed.decision),
+        "text": result.text,
+        "model": result.model,
+        "finish_reason": result.finish_reason,
+        "usage": {
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+        },
+        "latency": routed.latency,
+        "cost": routed.cost,
+        "attempts": [
+            {
+                "target": attempt.target.name,
+                "reason": attempt.reason,
+                "allocation_id": attempt.allocation_id,
+                "error": None if attempt.error is None else _one_line(attempt.error),
+            }
+            for attempt in routed.attempts
+        ],
+    }
+
+
 # bench -----------------------------------------------------------------------------------
 
 
@@ -314,6 +419,12 @@ class _Formatter(argparse.HelpFormatter):
         )
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("connection")
@@ -333,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="Rent GPUs from HostedAI pools: inspect the service, clean up held GPUs, "
-        "serve the emulator, run the benchmarks.",
+        "run a routed inference, serve the emulator, run the benchmarks.",
         epilog=_EPILOG,
         formatter_class=_Formatter,
     )
@@ -341,12 +452,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(
-        name: str, help: str, parents: Sequence[argparse.ArgumentParser] = ()
+        name: str,
+        help: str,
+        parents: Sequence[argparse.ArgumentParser] = (),
+        details: str = "",
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
             help=help,
-            description=help[0].upper() + help[1:] + ".",
+            description=f"{help[0].upper()}{help[1:]}. {details}".rstrip(),
             epilog=_EPILOG,
             formatter_class=_Formatter,
             parents=parents,
@@ -406,6 +520,31 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("--all", action="store_true", help="release every allocation holding GPUs")
     release.set_defaults(run=_release_allocations, prog=release.prog)
 
+    infer = command(
+        "infer",
+        "route TEXT to a target through the Orchestrator and print the decision, its reason "
+        "and the answer",
+        api,
+        "The Orchestrator leases a GPU for the target (the routing policy is "
+        "ComplexityPolicy over the default targets) and releases it before the command "
+        "exits, Ctrl-C included.",
+    )
+    infer.add_argument("text", metavar="TEXT", help="the prompt")
+    infer.add_argument(
+        "--target",
+        choices=[target.name for target in harpoon.DEFAULT_TARGETS],
+        help="pin the request to this target instead of letting the policy choose",
+    )
+    infer.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    infer.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="the most tokens to generate (default: 256)",
+    )
+    infer.set_defaults(run=_infer)
+
     bench = command(
         "bench",
         "run the benchmarks (every bench/*.py of the source tree) and print their output",
@@ -421,15 +560,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace) -> int:
     run: Callable[..., int] = args.run
-    if run is _bench:
-        return _bench(args)
+    if run in (_bench, _infer):
+        return run(args)
     if run is _release_allocations and bool(args.ids) == args.all:
         raise _UsageError(
             "give allocation ids or --all, not both"
             if args.all
             else "give the ids of the allocations to release, or --all"
         )
-    with _connect(args) as client:
+    with _connect(args, harpoon.HostedAI) as client:
         return run(args, client)
 
 

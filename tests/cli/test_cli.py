@@ -378,13 +378,22 @@ def test_ctrl_c_exits_130_without_a_traceback(
 # --help ----------------------------------------------------------------------------------
 
 COMMANDS = {
-    (): ["emulator", "health", "pools", "allocations", "bench", "--version"],
+    (): ["emulator", "health", "pools", "allocations", "infer", "bench", "--version"],
     ("health",): ["--base-url", "--pool", "--timeout", "--json", "degraded"],
     ("pools",): ["--base-url", "--pool", "--timeout", "--json"],
     ("allocations",): ["list", "release"],
     ("allocations", "list"): ["--all-states", "--json", "--pool", "releasing"],
     ("allocations", "release"): ["ID", "--all", "--json", "--pool"],
     ("bench",): ["NAME", "--dir", "--json"],
+    ("infer",): [
+        "TEXT",
+        "--target",
+        "--stream",
+        "--max-tokens",
+        "--json",
+        "--pool",
+        "Orchestrator",
+    ],
     ("emulator",): ["--port", "--host", "--pools", "--error-rate", "--drop-rate", "--seed"],
 }
 
@@ -415,6 +424,7 @@ def test_the_help_options_are_the_ones_the_parser_takes(
         ["pools", "--json", "--timeout", "5", "--pool", "gpu-pool-1", "--base-url", hostedai_env],
         ["allocations", "list", "--all-states", "--json", "--timeout", "5"],
         ["allocations", "release", "--all", "--json", "--timeout", "5"],
+        ["infer", "Hi", "--target", "gemma-3-270m", "--stream", "--max-tokens", "2", "--json"],
     ):
         assert run(capsys, *argv)[0] == 0, argv
 
@@ -551,3 +561,122 @@ def test_the_installed_script_serves_lists_and_releases(tmp_path: Path) -> None:
         assert server.wait(timeout=10) == 0
         assert server.stderr is not None
         assert "Traceback" not in server.stderr.read()
+
+
+# infer -----------------------------------------------------------------------------------
+
+COMPLEX = (
+    "Prove step by step that the square root of 2 is irrational, then explain why the proof "
+    "fails for the square root of 4. Show every step and justify each inference."
+)
+
+
+def test_infer_prints_the_decision_its_reason_and_the_answer(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, err = run(capsys, "infer", "Hi there!", "--max-tokens", "4")
+    assert (status, err) == (0, "")
+    target, reason, blank, text, usage = out.splitlines()
+    assert target == "target: gemma-3-270m"
+    assert reason.startswith("reason: complexity ")
+    assert reason.endswith("small tier, gemma-3-270m")
+    assert blank == ""
+    assert len(text.split()) == 4
+    assert usage.startswith("(3 tokens in, 4 out, ")
+    (allocation,) = hostedai_emulator.allocations()
+    assert (allocation.model, allocation.status.value) == ("gemma-3-270m", "released")
+
+    _, out, _ = run(capsys, "infer", COMPLEX, "--max-tokens", "4")
+    assert out.splitlines()[0] == "target: qwen3-30b-a3b"
+
+
+def test_infer_json_and_a_pinned_target(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, _ = run(capsys, "infer", "Hi", "--target", "qwen3-30b-a3b", "--json")
+    assert status == 0
+    routed = json.loads(out)
+    assert (routed["target"], routed["model"]) == ("qwen3-30b-a3b", "qwen3-30b-a3b")
+    assert "qwen3-30b-a3b" in routed["reason"]
+    assert routed["text"]
+    assert routed["usage"]["output_tokens"] > 0
+    [attempt] = routed["attempts"]
+    assert attempt["target"] == "qwen3-30b-a3b"
+    assert attempt["allocation_id"].startswith("alloc_")
+    assert attempt["error"] is None
+
+
+def test_infer_streams_the_answer_after_the_decision(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, _ = run(capsys, "infer", "Hi", "--stream", "--max-tokens", "5")
+    assert status == 0
+    target, reason, blank, text, usage = out.splitlines()
+    assert (target, blank) == ("target: gemma-3-270m", "")
+    assert reason.startswith("reason: ")
+    assert len(text.split()) == 5
+    assert usage == "(1 tokens in, 5 out)"
+    assert hostedai_emulator.streams_completed == 1
+
+    status, out, _ = run(capsys, "infer", "Hi", "--stream", "--max-tokens", "3", "--json")
+    decision, *chunks = (json.loads(line) for line in out.splitlines())
+    assert decision["target"] == "gemma-3-270m"
+    assert len([c for c in chunks if c["delta"]]) == 3
+    assert chunks[-1]["finish_reason"] == "length"
+
+
+@pytest.mark.hostedai_faults(Fault("error", path="/v1/inference", status=500, times=1))
+def test_infer_shows_a_failover(capsys: pytest.CaptureFixture[str], hostedai_env: str) -> None:
+    status, out, _ = run(capsys, "infer", "Hi there!", "--max-tokens", "4")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "target: qwen3-30b-a3b"
+    assert lines[4].startswith("failed over: gemma-3-270m failed (")
+    assert "500" in lines[4]
+
+
+@pytest.mark.hostedai_faults(Fault("error", path="/v1/inference", status=500))
+def test_infer_when_every_attempt_fails_is_one_line(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, err = run(capsys, "infer", "Hi there!")
+    assert (status, out) == (1, "")
+    assert_one_error_line(err, "harpoon infer: error: ")
+    assert hostedai_emulator.live_allocations() == []
+
+
+def test_infer_rejects_an_unknown_target(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "infer", "Hi", "--target", "gpt-9")
+    assert status == 2
+    last = err.splitlines()[-1]
+    assert last.startswith("harpoon infer: error: argument --target: invalid choice: 'gpt-9'")
+    assert "gemma-3-270m" in last
+    assert "qwen3-30b-a3b" in last
+
+
+@pytest.mark.hostedai_emulator(stream_chunk_delay=0.05)
+def test_ctrl_c_during_infer_releases_the_allocation(
+    hostedai_server: str, hostedai_emulator: Emulator
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env.update(HOSTED_AI_BASE_URL=hostedai_server, HOSTED_AI_API_KEY="k")
+    process = subprocess.Popen(
+        [str(HARPOON), "infer", "Hi", "--stream", "--max-tokens", "2000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "target: gemma-3-270m\n"
+        process.stdout.readline()
+        process.stdout.readline()
+        assert process.stdout.read(1)  # the stream has started: the GPU is held
+        assert [a.model for a in hostedai_emulator.live_allocations()] == ["gemma-3-270m"]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert (process.returncode, err) == (130, "harpoon: interrupted\n")
+    assert hostedai_emulator.live_allocations() == []
