@@ -35,7 +35,9 @@ async def connect(wire: str) -> AsyncIterator[Connect]:
     servers = ExitStack()
     connections: list[httpx.AsyncClient] = []
 
-    def factory(emu: Emulator, *, wrap: Wrap | None = None, **options: Any) -> harpoon.AsyncHostedAI:
+    def factory(
+        emu: Emulator, *, wrap: Wrap | None = None, **options: Any
+    ) -> harpoon.AsyncHostedAI:
         options.setdefault("retry", FAST_RETRY)
         if wire == "tcp":
             base_url = servers.enter_context(emu.serve())
@@ -105,4 +107,3 @@ def live_ids(emu: Emulator) -> list[str]:
 @pytest.fixture
 def ticks() -> Ticks:
     return Ticks()
-

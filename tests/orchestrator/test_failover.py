@@ -3,10 +3,12 @@ is avoided and then probed again."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Fault, FaultPlan, ManualClock, PoolSpec
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock, PoolSpec
 from tests.conftest import EmulatorFactory
 from tests.orchestrator.conftest import Connect, live_ids
 
@@ -27,12 +29,10 @@ ONE_INFERENCE_FAILS = FaultPlan(
 )
 
 
-def allocations_in(emu: object, pool: str) -> int:
-    return sum(
-        1
-        for exchange in emu.requests_to("POST", "/v1/allocate")  # type: ignore[attr-defined]
-        if f'"pool_id":"{pool}"' in exchange.request_body.decode().replace(" ", "")
-    )
+def allocations_in(emu: Emulator, pool: str) -> int:
+    """How many allocations were asked of ``pool``."""
+    asked = [json.loads(x.request_body) for x in emu.requests_to("POST", "/v1/allocate")]
+    return len([body for body in asked if body.get("pool_id") == pool])
 
 
 async def test_a_target_whose_pool_is_empty_is_failed_over_then_avoided_then_probed(
