@@ -135,6 +135,18 @@ def _connect(args: argparse.Namespace, client_class: type[ClientT]) -> ClientT:
     return client_class(base_url=args.base_url, pool_id=args.pool, **options)
 
 
+def _with_client(
+    command: Callable[[argparse.Namespace, harpoon.HostedAI], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``command`` run with a client configured from the options and the environment."""
+
+    def run(args: argparse.Namespace) -> int:
+        with _connect(args, harpoon.HostedAI) as client:
+            return command(args, client)
+
+    return run
+
+
 def _health(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     health = client.health()
     if args.json:
@@ -477,10 +489,10 @@ def _parser() -> argparse.ArgumentParser:
     emulator.set_defaults(run=None, prog=emulator.prog)
 
     api = [connection, output]
-    command("health", "the service's health; exit status 1 when degraded", api).set_defaults(
-        run=_health
-    )
-    command("pools", "the pools, their free GPUs and their models", api).set_defaults(run=_pools)
+    health = command("health", "the service's health; exit status 1 when degraded", api)
+    health.set_defaults(run=_with_client(_health))
+    pools = command("pools", "the pools, their free GPUs and their models", api)
+    pools.set_defaults(run=_with_client(_pools))
 
     allocations = commands.add_parser(
         "allocations",
@@ -505,7 +517,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also list the allocations being released (status releasing; by default only "
         "pending and ready ones are listed)",
     )
-    listing.set_defaults(run=_list_allocations, prog=listing.prog)
+    listing.set_defaults(run=_with_client(_list_allocations), prog=listing.prog)
     release = actions.add_parser(
         "release",
         parents=api,
@@ -516,9 +528,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=_Formatter,
     )
-    release.add_argument("ids", nargs="*", metavar="ID", help="the allocations to release")
-    release.add_argument("--all", action="store_true", help="release every allocation holding GPUs")
-    release.set_defaults(run=_release_allocations, prog=release.prog)
+    which = release.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "ids", nargs="*", default=[], metavar="ID", help="the allocations to release"
+    )
+    which.add_argument("--all", action="store_true", help="release every allocation holding GPUs")
+    release.set_defaults(run=_with_client(_release_allocations), prog=release.prog)
 
     infer = command(
         "infer",
@@ -558,20 +573,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    run: Callable[..., int] = args.run
-    if run in (_bench, _infer):
-        return run(args)
-    if run is _release_allocations and bool(args.ids) == args.all:
-        raise _UsageError(
-            "give allocation ids or --all, not both"
-            if args.all
-            else "give the ids of the allocations to release, or --all"
-        )
-    with _connect(args, harpoon.HostedAI) as client:
-        return run(args, client)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``harpoon`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -584,7 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_emulator(rest, prog=args.prog)
         if rest:
             parser.parse_args(argv)  # reports the unrecognized arguments and exits
-        return _dispatch(args)
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else _USAGE_ERROR
     except (_UsageError, harpoon.ConfigurationError) as exc:

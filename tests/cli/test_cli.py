@@ -281,8 +281,11 @@ def test_a_failed_release_is_reported_and_the_others_still_run(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["allocations", "release"], "give the ids of the allocations to release, or --all"),
-        (["allocations", "release", "--all", "alloc_1"], "give allocation ids or --all, not both"),
+        (["allocations", "release"], "one of the arguments ID --all is required"),
+        (
+            ["allocations", "release", "--all", "alloc_1"],
+            "argument ID: not allowed with argument --all",
+        ),
     ],
 )
 def test_release_needs_ids_or_all(
@@ -290,7 +293,8 @@ def test_release_needs_ids_or_all(
 ) -> None:
     status, out, err = run(capsys, *argv)
     assert (status, out) == (2, "")
-    assert_one_error_line(err, f"harpoon allocations release: error: {message}")
+    assert err.startswith("usage: harpoon allocations release ")
+    assert err.splitlines()[-1] == f"harpoon allocations release: error: {message}"
 
 
 # Errors ----------------------------------------------------------------------------------
