@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import hostedai_harpoon as harpoon
 
@@ -421,6 +421,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports bad usage in one line that points at the help, instead of the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(_USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class _Formatter(argparse.HelpFormatter):
     """Wraps each paragraph of a description or epilog on its own."""
 
@@ -438,7 +445,7 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     group = connection.add_argument_group("connection")
     group.add_argument(
         "--base-url", metavar="URL", help=f"the API's address (default: ${ENV_BASE_URL})"
@@ -450,10 +457,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long each request may take (default: the SDK's)",
     )
-    output = argparse.ArgumentParser(add_help=False)
+    output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_PROG,
         description="Rent GPUs from HostedAI pools: inspect the service, clean up held GPUs, "
         "run a routed inference, serve the emulator, run the benchmarks.",
@@ -466,7 +473,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(
         name: str,
         help: str,
-        parents: Sequence[argparse.ArgumentParser] = (),
+        parents: Sequence[_Parser] = (),
         details: str = "",
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
@@ -583,8 +590,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .testing.__main__ import main as serve_emulator
 
             return serve_emulator(rest, prog=args.prog)
+        if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in rest):
+            # Named without its value: a key typed on a command line is already one too many
+            # places, and the error must not copy it into a CI log as well.
+            raise _UsageError(
+                f"--api-key is not an option: set {ENV_API_KEY} (the key is not taken on "
+                "the command line)"
+            )
         if rest:
-            parser.parse_args(argv)  # reports the unrecognized arguments and exits
+            parser.exit(
+                _USAGE_ERROR,
+                f"{args.prog}: error: unrecognized arguments: {' '.join(rest)} "
+                f"(see {args.prog} --help)\n",
+            )
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
     except SystemExit as exit:

@@ -293,8 +293,9 @@ def test_release_needs_ids_or_all(
 ) -> None:
     status, out, err = run(capsys, *argv)
     assert (status, out) == (2, "")
-    assert err.startswith("usage: harpoon allocations release ")
-    assert err.splitlines()[-1] == f"harpoon allocations release: error: {message}"
+    assert err == (
+        f"harpoon allocations release: error: {message} (see harpoon allocations release --help)\n"
+    )
 
 
 # Errors ----------------------------------------------------------------------------------
@@ -347,25 +348,36 @@ def test_an_unreachable_server_is_one_line(
 
 
 @pytest.mark.parametrize(
-    ("argv", "needle"),
+    ("argv", "prog", "needle"),
     [
-        ([], "the following arguments are required: COMMAND"),
-        (["fly"], "invalid choice: 'fly'"),
-        (["allocations"], "the following arguments are required: ACTION"),
-        (["health", "--timeout", "0"], "expected a number of seconds above 0, got '0'"),
-        (["health", "--timeout", "soon"], "expected a number of seconds above 0"),
-        (["pools", "--colour"], "unrecognized arguments: --colour"),
-        (["pools", "--api-key", "sk-1"], "unrecognized arguments: --api-key sk-1"),
+        ([], "harpoon", "the following arguments are required: COMMAND"),
+        (["fly"], "harpoon", "argument COMMAND: invalid choice: 'fly'"),
+        (["allocations"], "harpoon allocations", "the following arguments are required: ACTION"),
+        (["health", "--timeout", "0"], "harpoon health", "above 0, got '0'"),
+        (["health", "--timeout", "soon"], "harpoon health", "above 0, got 'soon'"),
+        (["pools", "--colour"], "harpoon pools", "unrecognized arguments: --colour"),
+        (["infer"], "harpoon infer", "the following arguments are required: TEXT"),
+        (["infer", "Hi", "--max-tokens", "0"], "harpoon infer", "above 0, got '0'"),
     ],
 )
-def test_bad_usage_exits_2_with_the_usage_and_one_error_line(
-    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+def test_bad_usage_exits_2_with_one_line_pointing_at_the_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], prog: str, needle: str
 ) -> None:
     status, out, err = run(capsys, *argv)
     assert (status, out) == (2, "")
-    assert err.startswith("usage: harpoon")
-    assert needle in err.splitlines()[-1]
-    assert "Traceback" not in err
+    assert_one_error_line(err, f"{prog}: error: ")
+    assert needle in err
+    assert err.endswith(f" (see {prog} --help)\n")
+
+
+@pytest.mark.parametrize("argv", [["--api-key", "sk-typed-key"], ["--api-key=sk-typed-key"]])
+def test_an_api_key_on_the_command_line_is_refused_without_echoing_it(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    status, out, err = run(capsys, "pools", *argv)
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, "harpoon pools: error: --api-key is not an option: set ")
+    assert "sk-typed-key" not in err
 
 
 def test_ctrl_c_exits_130_without_a_traceback(
