@@ -294,3 +294,11 @@ def test_the_async_client_works_under_each_async_test_runner(
         *options,
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    result = _run(
+        pytester, "def test_it(hostedai_client):\n    pass\n", "-p", "no:hostedai_harpoon"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'hostedai_client' not found*"])
