@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -84,8 +85,8 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _timestamp(moment: Any) -> str | None:
-    return None if moment is None else str(moment.isoformat(timespec="seconds"))
+def _timestamp(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _allocation_json(allocation: harpoon.Allocation) -> dict[str, object]:
@@ -220,6 +221,8 @@ def _release_one(client: harpoon.HostedAI, allocation_id: str, check: bool) -> s
 
 
 class _NoSuchAllocation(Exception):
+    """An id given to ``release`` that the API does not know."""
+
     def __str__(self) -> str:
         return f"there is no allocation {self.args[0]!r}"
 

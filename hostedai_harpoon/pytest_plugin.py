@@ -167,13 +167,16 @@ def hostedai_server(hostedai_emulator: Emulator) -> Iterator[str]:
 
     Needs uvicorn: ``pip install 'hostedai-harpoon[emulator]'``.
     """
+    missing = None
     try:
         with hostedai_emulator.serve() as base_url:
             yield base_url
     except ImportError as exc:
         if exc.name != "uvicorn":
             raise
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing is not None:
+        pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture

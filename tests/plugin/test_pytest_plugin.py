@@ -302,3 +302,26 @@ def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'hostedai_client' not found*"])
+
+
+def test_the_served_emulator_without_uvicorn_says_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _run(
+        pytester,
+        """
+        import sys
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def no_uvicorn(monkeypatch):
+            monkeypatch.setitem(sys.modules, "uvicorn", None)
+
+        def test_served(hostedai_server):
+            pass
+        """,
+    )
+    result.assert_outcomes(errors=1)
+    report = result.stdout.str().split("= ERRORS =")[1].split("short test summary")[0]
+    assert "serving the emulator needs uvicorn: pip install 'hostedai-harpoon[emulator]'" in report
+    assert "exception" not in report, report  # one message, no chain of import errors
