@@ -32,14 +32,16 @@ modules are imported when a fixture first runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:
     import hostedai_harpoon as harpoon
     from hostedai_harpoon.testing import Emulator, FaultPlan
+
+_T = TypeVar("_T")
 
 __all__ = [
     "API_KEY",
@@ -58,19 +60,19 @@ BASE_URL = "http://hostedai-emulator.localhost"
 API_KEY = "test-key"
 """The API key every fixture uses; the emulator accepts any key unless it is told otherwise."""
 
-_MARKERS = {
-    "hostedai_emulator": "hostedai_emulator(**kwargs): keyword arguments for the Emulator of "
+_MARKERS = (
+    "hostedai_emulator(**kwargs): keyword arguments for the Emulator of "
     "the hostedai_emulator fixture (pools=, ready_delay=, clock=, ...).",
-    "hostedai_faults": "hostedai_faults(plan | *rules, **kwargs): the FaultPlan the emulator "
+    "hostedai_faults(plan | *rules, **kwargs): the FaultPlan the emulator "
     "starts with: a FaultPlan, or Fault rules and FaultPlan keyword arguments.",
-    "hostedai_client": "hostedai_client(**kwargs): keyword arguments for the HostedAI and "
+    "hostedai_client(**kwargs): keyword arguments for the HostedAI and "
     "AsyncHostedAI of the client fixtures (circuit_breaker=None, max_retries=, ...).",
-}
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the markers, so that ``--strict-markers`` accepts them."""
-    for text in _MARKERS.values():
+    for text in _MARKERS:
         config.addinivalue_line("markers", text)
 
 
@@ -81,6 +83,16 @@ def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
     if marker.args:
         pytest.fail(f"@pytest.mark.{name} takes keyword arguments only", pytrace=False)
     return dict(marker.kwargs)
+
+
+def _built_from_marker(marker: str, build: Callable[..., _T], options: Mapping[str, Any]) -> _T:
+    """``build(**options)``; a bad option fails the test with one line naming the marker."""
+    try:
+        return build(**options)
+    except (TypeError, ValueError) as exc:
+        problem = str(exc)
+    # Outside the except block, so that the report is this line, not a chain of errors.
+    pytest.fail(f"@pytest.mark.{marker}: {problem}", pytrace=False)
 
 
 @pytest.fixture
@@ -113,10 +125,7 @@ def hostedai_faults(request: pytest.FixtureRequest) -> FaultPlan | None:
         )
     options = dict(kwargs)
     options["rules"] = (*args, *options.get("rules", ()))
-    try:
-        return FaultPlan(**options)
-    except (TypeError, ValueError) as exc:
-        pytest.fail(f"@pytest.mark.hostedai_faults: {exc}", pytrace=False)
+    return _built_from_marker("hostedai_faults", FaultPlan, options)
 
 
 @pytest.fixture
@@ -139,10 +148,7 @@ def hostedai_emulator(
             pytrace=False,
         )
     options.setdefault("faults", hostedai_faults)
-    try:
-        emulator = Emulator(**options)
-    except (TypeError, ValueError) as exc:
-        pytest.fail(f"@pytest.mark.hostedai_emulator: {exc}", pytrace=False)
+    emulator = _built_from_marker("hostedai_emulator", Emulator, options)
     yield emulator
     _fail_on_leaks(emulator)
 

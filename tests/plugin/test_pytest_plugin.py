@@ -266,6 +266,7 @@ def test_a_misused_marker_errors_with_one_clear_line(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*During handling*")
 
 
 @pytest.mark.parametrize(
