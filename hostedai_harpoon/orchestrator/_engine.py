@@ -29,9 +29,10 @@ from .. import (
     OrchestratorClosedError,
 )
 from ..routing import CascadePolicy, RouteDecision, RouteRequest, RoutingPolicy, Target, route
+from ._group import Slot
 from ._live import LiveState
 from ._results import Attempt, RoutedResult
-from ._slots import Slot, Slots
+from ._slots import Slots
 
 __all__ = ["Engine", "OpenedStream", "fails_over"]
 

@@ -8,13 +8,12 @@ that cancellation back (``Task.uncancel``, as ``asyncio.timeout`` does) and rais
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from .. import OrchestratorClosedError
 
-__all__ = ["InFlight", "closed_instead", "guarded"]
+__all__ = ["InFlight", "closed_instead", "current_task", "guarded", "settle"]
 
 T = TypeVar("T")
 
@@ -30,24 +29,21 @@ class InFlight:
     def __len__(self) -> int:
         return sum(self._calls.values())
 
-    @contextmanager
-    def track(self) -> Iterator[asyncio.Task[object]]:
-        """Count the current task's call for the length of the block."""
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
-            raise RuntimeError("the orchestrator runs inside an asyncio task")
+    def enter(self, task: asyncio.Task[object]) -> None:
+        """Count a call of ``task`` as in flight (until ``leave``)."""
         calls = self._calls
         calls[task] = calls.get(task, 0) + 1
-        try:
-            yield task
-        finally:
-            left = calls[task] - 1
-            if left:
-                calls[task] = left
-            else:
-                del calls[task]
-                if not calls and self._idle is not None:
-                    self._idle.set()
+
+    def leave(self, task: asyncio.Task[object]) -> None:
+        """A call of ``task`` that ``enter`` counted has ended."""
+        calls = self._calls
+        left = calls[task] - 1
+        if left:
+            calls[task] = left
+            return
+        del calls[task]
+        if not calls and self._idle is not None:
+            self._idle.set()
 
     def cut_off(self, except_task: asyncio.Task[object] | None = None) -> None:
         """Cancel every call in flight (but those of ``except_task``)."""
@@ -92,14 +88,37 @@ def closed_instead(task: asyncio.Task[object], *scopes: InFlight) -> Orchestrato
 async def guarded(call: Callable[[], Awaitable[T]], scopes: Sequence[InFlight]) -> T:
     """Run ``call`` as a call in flight in every scope of ``scopes``; a cancellation that
     only closing scopes caused becomes ``OrchestratorClosedError``."""
-    with ExitStack() as tracking:
-        task = asyncio.current_task()
+    task = current_task()
+    for scope in scopes:
+        scope.enter(task)
+    try:
+        return await call()
+    except asyncio.CancelledError:
+        closed = closed_instead(task, *scopes)
+        if closed is None:
+            raise
+        raise closed from None
+    finally:
         for scope in scopes:
-            tracking.enter_context(scope.track())
+            scope.leave(task)
+
+
+def current_task() -> asyncio.Task[object]:
+    """The task running now (the orchestrator is only ever called from one)."""
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
+        raise RuntimeError("the orchestrator must be called from an asyncio task")
+    return task
+
+
+async def settle(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Wait until every task is done, even when cancelled meanwhile; then deliver the
+    cancellation."""
+    cancelled = False
+    while pending := [task for task in tasks if not task.done()]:
         try:
-            return await call()
+            await asyncio.wait(pending)
         except asyncio.CancelledError:
-            closed = None if task is None else closed_instead(task, *scopes)
-            if closed is None:
-                raise
-            raise closed from None
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError

@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
-from .. import CircuitBreaker, CircuitBreakerConfig, CircuitState, Pool, Usage
+from .. import CircuitBreaker, CircuitBreakerConfig, Pool, Usage
 from ..routing import Target, TargetState
-from ._results import Snapshot, TargetHealth, TargetStats, Verdict
+from ._results import Snapshot, TargetHealth, TargetStats, judged, percentile, totalled
 
 __all__ = ["LiveState", "LocalLiveState", "Outcome"]
 
@@ -23,7 +23,9 @@ it), or refused for the request's sake (says nothing about the target)."""
 
 _LATENCY_WINDOW = 128
 _EWMA_WEIGHT = 0.2
-_DEGRADED_ERROR_RATE = 0.1
+# Routing sees latencies refreshed every this many completed calls: a decision needs the
+# trend, not the last microsecond, and unchanged states are reused instead of rebuilt.
+_PUBLISH_EVERY = 16
 
 
 class LiveState(Protocol):
@@ -95,6 +97,10 @@ class _Target:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self.sorted_latencies: list[float] | None = []
         self.ewma: float | None = None
+        self.unpublished = 0
+        self.published: tuple[float | None, float | None, float | None] = (None, None, None)
+        self.state: TargetState = TargetState(target)
+        self.state_key: tuple[object, ...] = ()
         self.outcomes: deque[tuple[float, bool]] = deque()
         self.errors_in_window = 0
         self.held_since: dict[str, float] = {}
@@ -104,9 +110,7 @@ class _Target:
         ordered = self.sorted_latencies
         if ordered is None:
             ordered = self.sorted_latencies = sorted(self.latencies)
-        if not ordered:
-            return None
-        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+        return percentile(ordered, share)
 
     def gpu_seconds(self, now: float) -> float:
         held = sum(now - since for since in self.held_since.values())
@@ -175,6 +179,10 @@ class LocalLiveState:
         live.ewma = (
             seconds if live.ewma is None else live.ewma + _EWMA_WEIGHT * (seconds - live.ewma)
         )
+        live.unpublished += 1
+        if live.unpublished >= _PUBLISH_EVERY or live.published[0] is None:
+            live.unpublished = 0
+            live.published = (live.ewma, live.percentile(0.5), live.percentile(0.95))
         if usage is not None:
             live.tokens_in += usage.input_tokens
             live.tokens_out += usage.output_tokens
@@ -235,20 +243,32 @@ class LocalLiveState:
     # Reading
 
     def states(self) -> list[TargetState]:
-        return [
-            TargetState(
+        return [self._state(live) for live in self._targets.values()]
+
+    def _state(self, live: _Target) -> TargetState:
+        key = (
+            live.breaker.state,
+            live.in_flight,
+            len(live.held_since),
+            live.published,
+            self._error_rate(live),
+            self._pool_free(live.target),
+        )
+        if key != live.state_key:
+            circuit, in_flight, warm, (ewma, p50, p95), error_rate, free = key
+            live.state = TargetState(
                 live.target,
-                circuit=live.breaker.state,
-                in_flight=live.in_flight,
-                warm_allocations=len(live.held_since),
-                latency_ewma=live.ewma,
-                latency_p50=live.percentile(0.5),
-                latency_p95=live.percentile(0.95),
-                error_rate=self._error_rate(live),
-                pool_free_gpus=self._pool_free(live.target),
+                circuit=circuit,
+                in_flight=in_flight,
+                warm_allocations=warm,
+                latency_ewma=ewma,
+                latency_p50=p50,
+                latency_p95=p95,
+                error_rate=error_rate,
+                pool_free_gpus=free,
             )
-            for live in self._targets.values()
-        ]
+            live.state_key = key
+        return live.state
 
     def snapshot(self) -> Snapshot:
         now = self._clock()
@@ -268,45 +288,9 @@ class LocalLiveState:
             )
             for name, live in self._targets.items()
         }
-        every: list[float] = sorted(x for live in self._targets.values() for x in live.latencies)
-        stats = per_target.values()
-        total = TargetStats(
-            requests=sum(s.requests for s in stats),
-            errors=sum(s.errors for s in stats),
-            failovers=sum(s.failovers for s in stats),
-            in_flight=sum(s.in_flight for s in stats),
-            warm_allocations=sum(s.warm_allocations for s in stats),
-            tokens_in=sum(s.tokens_in for s in stats),
-            tokens_out=sum(s.tokens_out for s in stats),
-            gpu_seconds=sum(s.gpu_seconds for s in stats),
-            cost=sum(s.cost for s in stats),
-            latency_p50=every[int(0.5 * len(every))] if every else None,
-            latency_p95=every[min(len(every) - 1, int(0.95 * len(every)))] if every else None,
-        )
+        every = sorted(x for live in self._targets.values() for x in live.latencies)
+        total = totalled(per_target.values(), every)
         return Snapshot(per_target, total)
 
     def health(self) -> list[TargetHealth]:
-        return [_judged(state) for state in self.states()]
-
-
-def _judged(state: TargetState) -> TargetHealth:
-    target = state.target
-    free = state.pool_free_gpus
-    verdict: Verdict = "ok"
-    if state.circuit is CircuitState.OPEN or (
-        free is not None and free < target.gpus and state.warm_allocations == 0
-    ):
-        verdict = "down"
-    elif state.circuit is CircuitState.HALF_OPEN or state.error_rate > _DEGRADED_ERROR_RATE:
-        verdict = "degraded"
-    return TargetHealth(
-        target=target,
-        verdict=verdict,
-        circuit=state.circuit,
-        error_rate=state.error_rate,
-        in_flight=state.in_flight,
-        warm_allocations=state.warm_allocations,
-        pool_free_gpus=free,
-        latency_p50=state.latency_p50,
-        latency_p95=state.latency_p95,
-    )
+        return [judged(state) for state in self.states()]

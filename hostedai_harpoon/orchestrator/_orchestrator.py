@@ -16,12 +16,14 @@ from .. import (
     OrchestratorClosedError,
 )
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
+from ._checks import check_seconds, checked_limits, checked_targets, target_names
 from ._engine import Engine
-from ._inflight import InFlight, guarded
+from ._group import Limits
+from ._inflight import InFlight, guarded, settle
 from ._live import LocalLiveState
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
 from ._session import Session, inference_options
-from ._slots import Limits, Slots, settle
+from ._slots import Slots
 
 __all__ = ["Orchestrator"]
 
@@ -76,7 +78,7 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._targets = _checked_targets(targets)
+        self._targets = checked_targets(targets)
         names = {target.name for target in self._targets}
         if type(max_attempts) is not int or max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
@@ -87,10 +89,10 @@ class Orchestrator:
             ("pool_refresh", pool_refresh),
             ("error_window", error_window),
         ):
-            _check_seconds(what, seconds)
-        self._max_allocations = _checked_limits("max_allocations", max_allocations, names)
+            check_seconds(what, seconds)
+        self._max_allocations = checked_limits("max_allocations", max_allocations, names)
         self._min_warm = dict(min_warm or {})
-        _checked_limits("min_warm", self._min_warm, names)
+        checked_limits("min_warm", self._min_warm, names)
         self._owns_client = client is None
         self._client = AsyncHostedAI() if client is None else client
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
@@ -248,16 +250,16 @@ class Orchestrator:
         """
         self._check_open()
         known = {target.name: target for target in self._targets}
-        names = None if targets is None else frozenset(_names(targets, known))
+        names = None if targets is None else frozenset(target_names(targets, known))
         if budget is not None:
-            _check_seconds("budget", budget)
+            check_seconds("budget", budget)
         limits = self._max_allocations if max_allocations is None else max_allocations
         session = Session(
             self._engine,
-            self._slots(_checked_limits("max_allocations", limits, set(known))),
+            self._slots(checked_limits("max_allocations", limits, set(known))),
             self._policy if policy is None else policy,
             names,
-            [known[name] for name in _names(prewarm, known)],
+            [known[name] for name in target_names(prewarm, known)],
             budget,
             self._calls,
             self._check_open,
@@ -289,49 +291,3 @@ class Orchestrator:
         elif api.status == "ok" and all(v == "ok" for v in verdicts):
             verdict = "ok"
         return HealthReport(verdict, api, api_error, targets)
-
-
-def _checked_targets(targets: Sequence[Target]) -> tuple[Target, ...]:
-    if isinstance(targets, str | Target) or not isinstance(targets, Iterable):
-        raise ConfigurationError(f"targets must be a sequence of Target, got {targets!r}")
-    checked = tuple(targets)
-    if not checked or not all(isinstance(target, Target) for target in checked):
-        raise ConfigurationError(f"targets must be a non-empty sequence of Target, got {targets!r}")
-    names = [target.name for target in checked]
-    if len(set(names)) != len(names):
-        raise ConfigurationError(f"target names must be unique, got {names}")
-    return checked
-
-
-def _check_seconds(what: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{what} must be a number >= 0, got {value!r}")
-
-
-def _checked_limits(what: str, limits: Limits, names: set[str]) -> Limits:
-    values: Iterable[object]
-    if isinstance(limits, Mapping):
-        unknown = set(limits) - names
-        if unknown:
-            raise ConfigurationError(f"{what} names unknown targets: {sorted(unknown)}")
-        values = limits.values()
-    else:
-        values = () if limits is None else (limits,)
-    for value in values:
-        if type(value) is not int or value < (0 if what == "min_warm" else 1):
-            raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
-    return limits
-
-
-def _names(refs: Iterable[Target | str], known: Mapping[str, Target]) -> list[str]:
-    if isinstance(refs, str | Target):
-        refs = [refs]
-    names = []
-    for ref in refs:
-        name = ref.name if isinstance(ref, Target) else ref
-        if not isinstance(name, str) or name not in known:
-            raise ConfigurationError(
-                f"unknown target {ref!r}; the known targets are {sorted(known)}"
-            )
-        names.append(name)
-    return names

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import attrs
 
 from .. import CircuitState, Health, HostedAIError, InferenceResult
-from ..routing import RouteDecision, Target
+from ..routing import RouteDecision, Target, TargetState
 
 __all__ = [
     "Attempt",
@@ -18,6 +18,9 @@ __all__ = [
     "TargetHealth",
     "TargetStats",
     "Verdict",
+    "judged",
+    "percentile",
+    "totalled",
 ]
 
 Verdict = Literal["ok", "degraded", "down"]
@@ -93,6 +96,35 @@ class TargetStats:
     latency_p95: float | None = None
 
 
+_SUMMED = (
+    "requests",
+    "errors",
+    "failovers",
+    "in_flight",
+    "warm_allocations",
+    "tokens_in",
+    "tokens_out",
+    "gpu_seconds",
+    "cost",
+)
+
+
+def percentile(ordered: Sequence[float], share: float) -> float | None:
+    """The value below which ``share`` of the sorted ``ordered`` lies; None when empty."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def totalled(stats: Iterable[TargetStats], latencies: Sequence[float]) -> TargetStats:
+    """The sum of per-target ``stats``, with percentiles of all the (sorted) ``latencies``."""
+    every = list(stats)
+    sums = {name: sum(getattr(s, name) for s in every) for name in _SUMMED}
+    return TargetStats(
+        **sums, latency_p50=percentile(latencies, 0.5), latency_p95=percentile(latencies, 0.95)
+    )
+
+
 @attrs.frozen
 class Snapshot:
     """The orchestrator's counters: per target name and in total."""
@@ -127,3 +159,31 @@ class HealthReport:
     api: Health | None
     api_error: str | None
     targets: Mapping[str, TargetHealth]
+
+
+# More than this share of recent calls failing makes a target degraded.
+_DEGRADED_ERROR_RATE = 0.1
+
+
+def judged(state: TargetState) -> TargetHealth:
+    """A target's health, judged from its live state."""
+    target = state.target
+    free = state.pool_free_gpus
+    verdict: Verdict = "ok"
+    if state.circuit is CircuitState.OPEN or (
+        free is not None and free < target.gpus and state.warm_allocations == 0
+    ):
+        verdict = "down"
+    elif state.circuit is CircuitState.HALF_OPEN or state.error_rate > _DEGRADED_ERROR_RATE:
+        verdict = "degraded"
+    return TargetHealth(
+        target=target,
+        verdict=verdict,
+        circuit=state.circuit,
+        error_rate=state.error_rate,
+        in_flight=state.in_flight,
+        warm_allocations=state.warm_allocations,
+        pool_free_gpus=free,
+        latency_p50=state.latency_p50,
+        latency_p95=state.latency_p95,
+    )

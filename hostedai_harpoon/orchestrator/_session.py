@@ -10,9 +10,9 @@ from typing import Any
 from .. import BudgetExceededError, HostedAIError, OrchestratorClosedError
 from ..routing import RouteRequest, RoutingPolicy, Target, Tier
 from ._engine import Engine
-from ._inflight import InFlight, guarded
+from ._inflight import InFlight, guarded, settle
 from ._results import RoutedResult
-from ._slots import Slots, settle
+from ._slots import Slots
 from ._stream import RoutedStream
 
 __all__ = ["Session", "inference_options"]

@@ -16,86 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 from .. import (
     AllocationError,
     AsyncHostedAI,
-    AsyncLease,
     CapacityError,
     LeaseState,
     OrchestratorClosedError,
 )
 from ..routing import Target
+from ._group import Group, Limits, Slot
+from ._inflight import settle
 from ._live import LiveState
 
-__all__ = ["Limits", "Slot", "Slots", "settle"]
+__all__ = ["Slots"]
 
 log = logging.getLogger("hostedai_harpoon")
-
-Limits = int | Mapping[str, int] | None
-"""Allocations per target: one cap for all, a cap per target name, or ``None``: no cap."""
-
-
-class Slot:
-    """One allocation of a target and how many calls it serves now."""
-
-    __slots__ = ("dead", "in_use", "last_used", "lease", "opened_at", "stack", "target")
-
-    def __init__(self, target: Target, lease: AsyncLease, stack: AsyncExitStack, now: float):
-        self.target = target
-        self.lease = lease
-        self.stack = stack
-        self.in_use = 0
-        self.opened_at = now
-        self.last_used = now
-        self.dead = False
-
-    @property
-    def allocation_id(self) -> str:
-        """The allocation's id."""
-        return self.lease.id
-
-    def usable(self) -> bool:
-        """Whether another call may run on it now."""
-        return (
-            not self.dead
-            and self.in_use < self.target.max_concurrency
-            and self.lease.state is LeaseState.ACTIVE
-        )
-
-
-class _Group:
-    """One target's slots, the leases being made for it, and the callers waiting."""
-
-    __slots__ = ("leasing", "limit", "slots", "target", "waiters")
-
-    def __init__(self, target: Target, limit: int | None) -> None:
-        self.target = target
-        self.limit = limit
-        self.slots: list[Slot] = []
-        self.leasing = 0
-        # A waiter's future gets a slot (one use already counted for it) or None: lease one.
-        self.waiters: deque[asyncio.Future[Slot | None]] = deque()
-
-    def free_slot(self) -> Slot | None:
-        for slot in self.slots:
-            if slot.usable():
-                return slot
-        return None
-
-    def may_lease(self) -> bool:
-        return self.limit is None or len(self.slots) + self.leasing < self.limit
-
-    def next_waiter(self) -> asyncio.Future[Slot | None] | None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                return waiter
-        return None
 
 
 class Slots:
@@ -117,17 +56,18 @@ class Slots:
         self._queue_timeout = queue_timeout
         self._clock = clock
         self._lease_options = lease_options
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, Group] = {}
+        self._held: set[Slot] = set()  # every allocation not yet being released
         self._closing: set[asyncio.Task[None]] = set()
         self._spent = 0.0
         self.closed = False
 
-    def _group(self, target: Target) -> _Group:
+    def _group(self, target: Target) -> Group:
         group = self._groups.get(target.name)
         if group is None:
             limits = self._limits
             limit = limits.get(target.name) if isinstance(limits, Mapping) else limits
-            group = self._groups[target.name] = _Group(target, limit)
+            group = self._groups[target.name] = Group(target, limit)
         return group
 
     def count(self, target: Target) -> int:
@@ -195,7 +135,7 @@ class Slots:
                     self._close_later(slot)
                     spare -= 1
 
-    async def _wait(self, group: _Group) -> Slot:
+    async def _wait(self, group: Group) -> Slot:
         waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
         group.waiters.append(waiter)
         try:
@@ -203,7 +143,12 @@ class Slots:
                 granted = await waiter
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give_back(group, waiter.result())  # granted just as we gave up
+                granted = waiter.result()  # granted just as we gave up: give it back
+                if granted is not None:
+                    self.release(granted)
+                else:
+                    group.leasing -= 1
+                    self._wake(group)
             waiter.cancel()
             if isinstance(exc, TimeoutError):
                 raise AllocationError(
@@ -216,14 +161,7 @@ class Slots:
             return await self._lease(group, uses=1)
         return granted
 
-    def _give_back(self, group: _Group, granted: Slot | None) -> None:
-        if granted is None:
-            group.leasing -= 1
-            self._wake(group)
-        else:
-            self.release(granted)
-
-    def _hand_out(self, group: _Group, slot: Slot) -> None:
+    def _hand_out(self, group: Group, slot: Slot) -> None:
         """Give the room on ``slot`` to the callers waiting, first come first served."""
         while group.waiters and slot.usable():
             waiter = group.next_waiter()
@@ -232,7 +170,7 @@ class Slots:
             slot.in_use += 1
             waiter.set_result(slot)
 
-    def _wake(self, group: _Group) -> None:
+    def _wake(self, group: Group) -> None:
         """Room for another allocation: the first caller waiting may lease it."""
         if group.may_lease():
             waiter = group.next_waiter()
@@ -242,7 +180,7 @@ class Slots:
 
     # Allocations
 
-    async def _lease(self, group: _Group, *, uses: int) -> Slot:
+    async def _lease(self, group: Group, *, uses: int) -> Slot:
         """Lease an allocation for ``group`` (its ``leasing`` already counts this one)."""
         target = group.target
         stack = AsyncExitStack()
@@ -266,6 +204,7 @@ class Slots:
         slot = Slot(target, lease, stack, self._clock())
         slot.in_use = uses
         group.slots.append(slot)
+        self._held.add(slot)
         self._live.held(target.name, slot.allocation_id, True)
         if self.closed:
             self._drop(group, slot)
@@ -274,7 +213,7 @@ class Slots:
         self._hand_out(group, slot)
         return slot
 
-    def _drop(self, group: _Group, slot: Slot) -> None:
+    def _drop(self, group: Group, slot: Slot) -> None:
         """Take ``slot`` out of service; it is closed once its last call gives it back."""
         if slot.dead:
             return
@@ -285,6 +224,9 @@ class Slots:
         self._wake(group)
 
     def _close_later(self, slot: Slot) -> None:
+        if slot not in self._held:
+            return  # already being closed
+        self._held.discard(slot)
         task = asyncio.get_running_loop().create_task(_close(slot))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -298,7 +240,8 @@ class Slots:
                 waiter.set_exception(OrchestratorClosedError("the allocations were released"))
             for slot in list(group.slots):
                 self._drop(group, slot)
-                self._close_later(slot)
+        for slot in list(self._held):  # those dropped with calls still on them too
+            self._close_later(slot)
         await settle(self._closing)
 
 
@@ -307,16 +250,3 @@ async def _close(slot: Slot) -> None:
         await slot.stack.aclose()
     except AllocationError as exc:  # already logged, and kept in client.orphans()
         log.debug("allocation %s was not released: %s", slot.allocation_id, exc)
-
-
-async def settle(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Wait until every task is done, even when cancelled meanwhile; then deliver the
-    cancellation."""
-    cancelled = False
-    while pending := [task for task in tasks if not task.done()]:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError

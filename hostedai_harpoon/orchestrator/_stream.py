@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
 from .. import HostedAIError, InferenceChunk, Usage
 from ..routing import RouteDecision, RouteRequest, RoutingPolicy
 from ._engine import Engine, OpenedStream, fails_over
-from ._inflight import InFlight, closed_instead
+from ._inflight import InFlight, closed_instead, current_task
 from ._results import Attempt
 from ._slots import Slots
 
@@ -47,8 +46,7 @@ class RoutedStream:
         self._names = names
         self._scopes = scopes
         self._check = check
-        self._tracking = ExitStack()
-        self._entered = False
+        self._task: asyncio.Task[object] | None = None
         self._opened: OpenedStream | None = None
         self._decision: RouteDecision | None = None
         self._usage: Usage | None = None
@@ -63,12 +61,12 @@ class RoutedStream:
         return self._decision
 
     async def __aenter__(self) -> RoutedStream:
-        if self._entered:
+        if self._task is not None:
             raise HostedAIError("a routed stream can be entered only once")
-        self._entered = True
         self._check()
+        task = self._task = current_task()
         for scope in self._scopes:
-            self._tracking.enter_context(scope.track())
+            scope.enter(task)
         try:
             self._decision, self._opened = await self._engine.stream(
                 self._slots, self._policy, self._request, self._options, self._names, self.attempts
@@ -119,9 +117,11 @@ class RoutedStream:
 
     def _finish_tracking(self, exc: BaseException | None) -> None:
         """Stop counting the stream as in flight; a cut-off becomes a typed error."""
-        self._tracking.close()
-        task = asyncio.current_task()
-        if isinstance(exc, asyncio.CancelledError) and task is not None:
+        task = self._task
+        assert task is not None
+        for scope in self._scopes:
+            scope.leave(task)
+        if isinstance(exc, asyncio.CancelledError):
             closed = closed_instead(task, *self._scopes)
             if closed is not None:
                 raise closed from None
