@@ -25,7 +25,9 @@ def connect() -> tuple[harpoon.HostedAI, Emulator | None]:
         return harpoon.HostedAI(), None
     print("against the embedded emulator (set HOSTED_AI_BASE_URL for a real endpoint)")
     emulator = Emulator()
-    client = harpoon.HostedAI("http://127.0.0.1:8080", "demo-key", http_client=emulator.http_client())
+    client = harpoon.HostedAI(
+        "http://127.0.0.1:8080", "demo-key", http_client=emulator.http_client()
+    )
     return client, emulator
 
 
@@ -36,7 +38,8 @@ def main() -> None:
         health = client.health()
         print(f"health: {health.status} (version {health.version})")
         for pool in client.list_pools():
-            print(f"pool {pool.id}: {pool.gpus_free}/{pool.gpus_total} GPUs free, models {', '.join(pool.models)}")
+            models = ", ".join(pool.models)
+            print(f"pool {pool.id}: {pool.gpus_free}/{pool.gpus_total} GPUs free, {models}")
 
         allocation = client.create_allocation(model=MODEL, gpus=1)
         try:
