@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon._bench import record
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 CALL_ROUNDS = 60

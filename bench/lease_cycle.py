@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon._bench import record
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 CONCURRENCIES = (1, 10, 100)

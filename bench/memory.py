@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon._bench import record
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 BASE_URL = "http://127.0.0.1:8080"

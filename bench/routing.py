@@ -29,7 +29,7 @@ from functools import partial
 
 import httpx
 
-from hostedai_harpoon._bench import record
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.routing import (
     DEFAULT_TARGETS,
     CascadePolicy,

@@ -16,7 +16,10 @@ HostedAIError
 │   └── ResponseValidationError   the server answered something that breaks the contract
 ├── CircuitOpenError              the breaker refused the call without sending it
 ├── AllocationError               allocation failed / never became ready / release gave up
+├── OrchestratorClosedError       the orchestrator or session is closed
+├── BudgetExceededError           a session's budget is spent; nothing was sent
 └── NoRouteError                  no healthy target could take the request
+    └── AllAttemptsFailedError    every attempt of a routed call failed (.attempts)
 ```
 """
 

@@ -5,6 +5,7 @@ The benchmarks themselves are too slow for the suite; these run the runner on st
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import date
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hostedai_harpoon import _bench as bench
-from hostedai_harpoon._bench import Figure, Run
+from hostedai_harpoon import _benchmarks as bench
+from hostedai_harpoon._benchmarks import Figure, Run
+from hostedai_harpoon.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = {
@@ -65,21 +67,44 @@ def test_a_pipe_in_a_name_does_not_split_the_row() -> None:
     assert "| x | a \\| b | 1.000 | c \\| d | for context |  |" in table
 
 
-def test_a_benchmark_records_its_figures_for_the_runner(tmp_path: Path) -> None:
+def test_a_benchmark_records_its_figures_for_the_runner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "bench" / "stand_in.py"
     script.parent.mkdir()
     script.write_text(
-        "from hostedai_harpoon._bench import record\n"
+        "from hostedai_harpoon._benchmarks import record\n"
         "print('measuring')\n"
         "record('call', 1.1, baseline='raw httpx', target='<= 1.2', passed=True)\n"
         "record('rss', 2.5, baseline='absolute growth', unit='MiB')\n"
     )
-    run = bench.run_script(script, echo=False)
-    assert (run.script, run.exit_status, run.output) == ("bench/stand_in.py", 0, "measuring\n")
-    assert run.figures == (
+    assert main(["bench", "--dir", str(script.parent), "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert (run["script"], run["exit_status"], run["output"]) == (
+        "bench/stand_in.py",
+        0,
+        "measuring\n",
+    )
+    assert [Figure(**figure) for figure in run["figures"]] == [
         Figure("call", 1.1, "raw httpx", target="<= 1.2", passed=True),
         Figure("rss", 2.5, "absolute growth", unit="MiB"),
+    ]
+
+
+def test_a_benchmark_recording_garbage_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "bench" / "garbage.py"
+    script.parent.mkdir()
+    script.write_text(
+        "import os\n"
+        "with open(os.environ['HARPOON_BENCH_RESULTS'], 'w') as f:\n"
+        "    f.write('not json\\n')\n"
     )
+    assert main(["bench", "--dir", str(script.parent)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("harpoon bench: error: garbage.py: line 1 of the results is not a ")
+    assert err.count("\n") == 1
 
 
 def test_record_does_nothing_when_run_by_hand(tmp_path: Path) -> None:
@@ -87,7 +112,7 @@ def test_record_does_nothing_when_run_by_hand(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from hostedai_harpoon._bench import record; record('x', 1.0, baseline='y')",
+            "from hostedai_harpoon._benchmarks import record; record('x', 1.0, baseline='y')",
         ],
         capture_output=True,
         text=True,
@@ -132,10 +157,17 @@ def test_a_page_without_both_markers_is_refused(tmp_path: Path, text: str) -> No
     assert page.read_text() == text
 
 
-def test_the_runner_and_helpers_are_not_benchmarks(tmp_path: Path) -> None:
+def test_the_runner_and_helpers_are_not_benchmarks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in ("run_all", "_helpers", "routing", "memory"):
         (tmp_path / f"{name}.py").write_text("")
-    assert [p.stem for p in bench.find_scripts(tmp_path, [])] == ["memory", "routing"]
+    assert main(["bench", "--dir", str(tmp_path), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [run["script"] for run in runs] == [
+        f"{tmp_path.name}/memory.py",
+        f"{tmp_path.name}/routing.py",
+    ]
 
 
 def test_the_machine_is_described_by_what_the_table_needs() -> None:
@@ -148,6 +180,12 @@ def test_the_machine_is_described_by_what_the_table_needs() -> None:
 def test_the_performance_page_has_the_markers_and_every_benchmark_records() -> None:
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     assert page.index(bench.TABLE_START) < page.index(bench.TABLE_END)
-    for script in bench.find_scripts(ROOT / "bench", []):
+    scripts = [
+        path
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        if path.stem != "run_all" and not path.stem.startswith("_")
+    ]
+    assert len(scripts) >= 5
+    for script in scripts:
         assert "record(" in script.read_text(encoding="utf-8"), script.name
         assert f"bench/{script.name}" in page

@@ -4,8 +4,8 @@ As a policy it routes every request to the bottom of its ladder: the smallest ti
 first healthy target of ``order``). After the answer comes back, ``escalate()`` checks it
 and, when it falls short, routes the same request one rung up. An answer falls short when
 it was cut off (``finish_reason == "length"``), when its text is empty or blank, or when
-the ``accept`` predicate returns false. The whole loop (you run it yourself for now: the
-Orchestrator that will run it for you is planned)::
+the ``accept`` predicate returns false. The ``Orchestrator`` runs this loop by itself; run
+by hand, it reads::
 
     decision = route(cascade, request, states)
     result = await infer(decision.target, request)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon._bench import TABLE_END, TABLE_START
+from hostedai_harpoon._benchmarks import TABLE_END, TABLE_START
 from hostedai_harpoon.cli import main
 from hostedai_harpoon.testing import Emulator, Fault
 from hostedai_harpoon.testing._serve import serve_in_thread
@@ -473,7 +473,7 @@ def bench_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "bench"
     directory.mkdir()
     (directory / "fast.py").write_text(
-        "from hostedai_harpoon._bench import record\n"
+        "from hostedai_harpoon._benchmarks import record\n"
         "print('fast: ratio 1.02 PASS')\n"
         "record('fast call', 1.02, baseline='raw httpx', target='<= 1.1', passed=True)\n"
     )

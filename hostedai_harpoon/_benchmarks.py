@@ -1,11 +1,11 @@
-"""The benchmarks together: run the source tree's ``bench/*.py``, gather their figures, and
-write the table that ``docs/performance.md`` shows.
+"""Benchmark figures: how a ``bench/`` script records them, and the table made of them.
 
 A benchmark reports each figure with :func:`record`, which writes one JSON line to the file
-named by ``HARPOON_BENCH_RESULTS`` (set by :func:`run_script`; unset, it does nothing, so a
-benchmark run by hand just prints). The figure is a ratio against a baseline measured in
-the same run, or, where a benchmark has no baseline (memory growth), an absolute value with
-its unit.
+named by ``HARPOON_BENCH_RESULTS`` (set by ``harpoon bench`` for each script it runs; unset,
+``record`` does nothing, so a benchmark run by hand just prints). A figure is a ratio
+against a baseline measured in the same run, or, where a benchmark has no baseline (memory
+growth), an absolute value with its unit. :func:`render_table` makes the table that
+``docs/performance.md`` shows, and :func:`write_table` puts it there.
 """
 
 from __future__ import annotations
@@ -13,11 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -28,9 +24,6 @@ from ._version import __version__
 RESULTS_ENV = "HARPOON_BENCH_RESULTS"
 TABLE_START = "<!-- benchmark table: start (written by python bench/run_all.py) -->"
 TABLE_END = "<!-- benchmark table: end -->"
-
-# Not benchmarks: the runner itself, and helpers (a leading underscore).
-_NOT_BENCHMARKS = frozenset({"run_all"})
 
 
 class BenchError(Exception):
@@ -60,7 +53,10 @@ class Figure:
 
 @attrs.frozen
 class Run:
-    """One benchmark script run: its exit status, output, duration and figures."""
+    """One benchmark script run: its exit status, output, duration and figures.
+
+    ``script`` is its name as shown: ``bench/routing.py``.
+    """
 
     script: str
     exit_status: int
@@ -99,62 +95,6 @@ def parse_figures(text: str) -> tuple[Figure, ...]:
         except (ValueError, TypeError) as exc:
             raise BenchError(f"line {number} of the results is not a figure: {exc}") from None
     return tuple(figures)
-
-
-def find_scripts(directory: Path, names: Sequence[str]) -> list[Path]:
-    """The benchmarks in ``directory`` (all of them, or those named), in name order."""
-    if not directory.is_dir():
-        raise BenchError(
-            f"no benchmarks: {directory} is not a directory (bench/ ships with the source "
-            "tree, not with the installed package: run harpoon bench in a checkout, or pass "
-            "--dir)"
-        )
-    scripts = {
-        path.stem: path
-        for path in sorted(directory.glob("*.py"))
-        if not path.stem.startswith("_") and path.stem not in _NOT_BENCHMARKS
-    }
-    if not scripts:
-        raise BenchError(f"no benchmarks: {directory} holds no .py scripts")
-    unknown = [name for name in names if name not in scripts]
-    if unknown:
-        raise BenchError(
-            f"no benchmark named {', '.join(unknown)} in {directory}; "
-            f"there are: {', '.join(scripts)}"
-        )
-    return [scripts[name] for name in dict.fromkeys(names)] if names else list(scripts.values())
-
-
-def run_script(script: Path, *, echo: bool) -> Run:
-    """Run one benchmark, echoing its output as it comes, and gather what it recorded."""
-    started = time.monotonic()
-    output: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="harpoon-bench-") as scratch:
-        results = Path(scratch) / "figures.jsonl"
-        with subprocess.Popen(
-            [sys.executable, str(script)],
-            cwd=script.parent.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, RESULTS_ENV: str(results)},
-        ) as process:
-            try:
-                for line in process.stdout or ():
-                    output.append(line)
-                    if echo:
-                        print(line, end="", flush=True)
-            except BaseException:
-                process.kill()
-                raise
-        figures = parse_figures(results.read_text("utf-8")) if results.exists() else ()
-    return Run(
-        f"{script.parent.name}/{script.name}",
-        process.returncode,
-        time.monotonic() - started,
-        "".join(output),
-        figures,
-    )
 
 
 def describe_machine() -> dict[str, str]:
@@ -212,6 +152,11 @@ def render_table(runs: Iterable[Run], machine: Mapping[str, str], day: date) -> 
     return "\n".join(lines) + "\n"
 
 
+def check_page(page: Path) -> None:
+    """Raise ``BenchError`` unless ``write_table`` can write into ``page``."""
+    _split_page(page)
+
+
 def _split_page(page: Path) -> tuple[str, str]:
     """The text of ``page`` up to its start marker included, and from its end marker on."""
     try:
@@ -229,42 +174,3 @@ def write_table(page: Path, table: str) -> None:
     """Replace what lies between the table markers of ``page`` with ``table``."""
     head, tail = _split_page(page)
     page.write_text(f"{head}\n{table}{tail}", encoding="utf-8")
-
-
-def run_all(directory: Path, names: Sequence[str], *, write: Path | None, as_json: bool) -> int:
-    """``harpoon bench``: run the benchmarks, print their output (or, ``as_json``, one JSON
-    list at the end) and the table, write it into ``write``; 1 when one failed, else 0."""
-    if write is not None and names:
-        raise BenchError("--write records every benchmark: leave out the names")
-    if write is not None:
-        _split_page(write)  # before minutes of benchmarks, not after
-    runs = []
-    for script in find_scripts(directory, names):
-        name = f"{directory.name}/{script.name}"
-        if not as_json:
-            print(f"== {name}", flush=True)
-        run = run_script(script, echo=not as_json)
-        runs.append(run)
-        if not as_json:
-            verdict = "ok" if run.exit_status == 0 else f"FAILED (exit status {run.exit_status})"
-            print(f"== {name}: {verdict} in {run.seconds:.1f}s\n", flush=True)
-    table = render_table(runs, describe_machine(), date.today())
-    if write is not None:
-        write_table(write, table)
-    if as_json:
-        listing = [
-            {
-                "script": run.script,
-                "exit_status": run.exit_status,
-                "seconds": run.seconds,
-                "output": run.output,
-                "figures": [attrs.asdict(figure) for figure in run.figures],
-            }
-            for run in runs
-        ]
-        print(json.dumps(listing, indent=2, ensure_ascii=False))
-    else:
-        print(table, end="")
-        if write is not None:
-            print(f"\nwritten to {write}")
-    return 0 if all(run.exit_status == 0 for run in runs) else 1
