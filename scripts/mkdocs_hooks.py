@@ -20,35 +20,43 @@ OUTSIDE = re.compile(r"\]\(\.\./([^)#\s]+)")
 PUBLISHED = "source"
 
 
-def _linked(config: MkDocsConfig) -> set[str]:
-    """The repository files that pages link to from outside the docs directory."""
-    docs = Path(config.docs_dir)
+def linked_files(docs_dir: Path) -> set[str]:
+    """The repository files that the pages of ``docs_dir`` link to from outside it."""
     return {
         target
-        for page in docs.glob("*.md")
+        for page in docs_dir.glob("*.md")
         for target in OUTSIDE.findall(page.read_text(encoding="utf-8"))
         if (ROOT / target).is_file()
     }
 
 
-def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Publish each linked repository file under ``source/``, byte for byte."""
-    for target in sorted(_linked(config)):
-        # A .txt name keeps MkDocs from rendering a linked Markdown file as a page.
-        published = f"{PUBLISHED}/{target}" + (".txt" if target.endswith(".md") else "")
-        files.append(File.generated(config, published, abs_src_path=str(ROOT / target)))
-    return files
+def _published_name(target: str) -> str:
+    # A .txt name keeps MkDocs from rendering a linked Markdown file as a page.
+    return f"{PUBLISHED}/{target}" + (".txt" if target.endswith(".md") else "")
 
 
-def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    """Point the links that leave the docs directory at the published copies."""
+def published_links(markdown: str, src_uri: str) -> str:
+    """``markdown`` of the page at ``src_uri`` with its links that leave the docs directory
+    pointing at the published copies (links to files that do not exist are left alone)."""
 
     def published(match: re.Match[str]) -> str:
         target = match.group(1)
         if not (ROOT / target).is_file():
             return match.group(0)
-        suffix = ".txt" if target.endswith(".md") else ""
-        depth = "../" * page.file.src_uri.count("/")
-        return f"]({depth}{PUBLISHED}/{target}{suffix}"
+        return f"]({'../' * src_uri.count('/')}{_published_name(target)}"
 
     return OUTSIDE.sub(published, markdown)
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    """Publish each linked repository file under ``source/``, byte for byte."""
+    for target in sorted(linked_files(Path(config.docs_dir))):
+        files.append(
+            File.generated(config, _published_name(target), abs_src_path=str(ROOT / target))
+        )
+    return files
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Point the page's links that leave the docs directory at the published copies."""
+    return published_links(markdown, page.file.src_uri)

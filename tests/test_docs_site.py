@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -60,27 +59,20 @@ def test_the_changelog_page_includes_the_changelog() -> None:
     assert (DOCS / "changelog.md").read_text(encoding="utf-8").strip() == '--8<-- "CHANGELOG.md"'
 
 
-def page_at(src_uri: str) -> Any:
-    return SimpleNamespace(file=SimpleNamespace(src_uri=src_uri))
-
-
 def test_links_leaving_docs_point_at_the_published_copies() -> None:
     markdown = (
         "[demo](../examples/demo.py), [readme](../README.md), [cli](cli.md), "
         "[gone](../no/such/file.py), [site](https://example.com/x.py)"
     )
-    rewritten = mkdocs_hooks.on_page_markdown(markdown, page_at("wire.md"), None, None)  # type: ignore[arg-type]
-    assert rewritten == (
+    assert mkdocs_hooks.published_links(markdown, "wire.md") == (
         "[demo](source/examples/demo.py), [readme](source/README.md.txt), [cli](cli.md), "
         "[gone](../no/such/file.py), [site](https://example.com/x.py)"
     )
-    nested = mkdocs_hooks.on_page_markdown(
-        "[d](../examples/demo.py)", page_at("a/b.md"), None, None
-    )  # type: ignore[arg-type]
-    assert nested == "[d](../source/examples/demo.py)"
+    nested = mkdocs_hooks.published_links("[d](../examples/demo.py#L3)", "a/b.md")
+    assert nested == "[d](../source/examples/demo.py#L3)"
 
 
 def test_the_linked_files_are_the_ones_the_pages_name() -> None:
-    linked = mkdocs_hooks._linked(SimpleNamespace(docs_dir=str(DOCS)))  # type: ignore[arg-type]
+    linked = mkdocs_hooks.linked_files(DOCS)
     assert "examples/testing_your_app.py" in linked
     assert all((ROOT / target).is_file() for target in linked)
