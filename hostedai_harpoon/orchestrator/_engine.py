@@ -38,6 +38,7 @@ from ..routing import (
     route,
 )
 from ._group import Slot
+from ._inflight import InFlight, closed_instead, current_task
 from ._live import LiveState
 from ._results import Attempt, RoutedResult
 from ._slots import Slots
@@ -104,11 +105,11 @@ class Engine:
             await self.read_pools()
         return route(policy, request, self.states(names))
 
-    def states(self, names: frozenset[str] | None) -> list[TargetState]:
+    def states(self, names: frozenset[str] | None) -> Sequence[TargetState]:
         """The live states of the targets named (None: all)."""
         states = self.live.states()
         if names is None:
-            return list(states)
+            return states
         return [state for state in states if state.target.name in names]
 
     async def read_pools(self) -> None:
@@ -139,25 +140,51 @@ class Engine:
         slots: Slots,
         policy: RoutingPolicy,
         request: RouteRequest,
-        options: dict[str, Any],
+        temperature: float | None,
+        stop: str | list[str] | None,
         names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
     ) -> RoutedResult:
-        """Route, infer with failover, and climb the cascade when the policy is one."""
-        started = time.perf_counter()
-        attempts: list[Attempt] = []
-        decision = await self.decide(policy, request, names)
+        """Route, infer with failover, and climb the cascade when the policy is one.
 
-        def work(slot: Slot) -> Awaitable[InferenceResult]:
-            return slot.lease.infer(request.prompt, max_tokens=request.max_tokens, **options)
+        The call counts as in flight in every scope of ``scopes`` (as with ``guarded``,
+        done here to spare every call a layer): a cancellation that only closing scopes
+        caused becomes ``OrchestratorClosedError``.
+        """
+        task = current_task()
+        for scope in scopes:
+            scope.enter(task)
+        try:
+            started = time.perf_counter()
+            live = self.live
+            if live.pools_due():
+                await self.read_pools()
+            states = live.states() if names is None else self.states(names)
+            decision = route(policy, request, states)
+            prompt, max_tokens = request.prompt, request.max_tokens
 
-        decision, result = await self._chain(slots, decision, "routed", work, attempts)
-        if isinstance(policy, CascadePolicy):
-            while (
-                step := policy.escalate(request, decision, result, self.states(names))
-            ) is not None:
-                why = step.reason
-                decision, result = await self._chain(slots, step, why, work, attempts)
-        return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+            def work(slot: Slot) -> Awaitable[InferenceResult]:
+                return slot.lease.infer(
+                    prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
+                )
+
+            attempts: list[Attempt] = []
+            decision, result = await self._chain(slots, decision, "routed", work, attempts)
+            if isinstance(policy, CascadePolicy):
+                while (
+                    step := policy.escalate(request, decision, result, self.states(names))
+                ) is not None:
+                    why = step.reason
+                    decision, result = await self._chain(slots, step, why, work, attempts)
+            return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+        except asyncio.CancelledError:
+            closed = closed_instead(task, *scopes)
+            if closed is None:
+                raise
+            raise closed from None
+        finally:
+            for scope in scopes:
+                scope.leave(task)
 
     async def stream(
         self,
@@ -194,7 +221,11 @@ class Engine:
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, T]:
         """Try the decision's target, then its fallbacks, up to ``max_attempts``."""
-        order = (decision.target, *decision.fallbacks)[: self.max_attempts]
+        fallbacks = decision.fallbacks
+        if fallbacks:
+            order = (decision.target, *fallbacks)[: self.max_attempts]
+        else:
+            order = (decision.target,)
         for index, target in enumerate(order):
             outcome = await self._attempt(slots, target, reason, work, attempts)
             if not isinstance(outcome, _Failed):
@@ -221,14 +252,13 @@ class Engine:
         live, name = self.live, target.name
         started = time.perf_counter()
         try:
-            ticket = live.admit(name)
+            ticket = live.begin(name)
         except CircuitOpenError as exc:
             attempts.append(Attempt(target, reason, None, exc, 0.0))
             return FAILED
-        live.started(name)
         slot: Slot | None = None
         try:
-            slot = await slots.acquire(target)
+            slot = slots.take(target) or await slots.acquire(target)
             result = await work(slot)
         except OrchestratorClosedError:
             live.abandoned(name, ticket)
@@ -253,13 +283,13 @@ class Engine:
             raise
         if isinstance(result, OpenedStream):
             result.ticket, result.started = ticket, started
-            attempts.append(Attempt(target, reason, slot.allocation_id, None, 0.0))
+            attempts.append(Attempt(target, reason, slot.lease.id, None, 0.0))
             return result
         seconds = time.perf_counter() - started
         slots.release(slot)
         usage = result.usage if isinstance(result, InferenceResult) else None
         live.finished(name, ticket, "ok", seconds, usage)
-        attempts.append(Attempt(target, reason, slot.allocation_id, None, seconds))
+        attempts.append(Attempt(target, reason, slot.lease.id, None, seconds))
         return result
 
 

@@ -87,6 +87,18 @@ class Slots:
 
     # Taking and giving back
 
+    def take(self, target: Target) -> Slot | None:
+        """A place on a held allocation of ``target`` when one is free now and nobody waits
+        (give it back with ``release``); else None: ``acquire`` it instead."""
+        group = self._groups.get(target.name)
+        if group is None or group.waiters or self.closed:
+            return None
+        for slot in group.slots:
+            if slot.usable():
+                slot.in_use += 1
+                return slot
+        return None
+
     async def acquire(self, target: Target) -> Slot:
         """A place on an allocation of ``target``; give it back with ``release``."""
         if self.closed:
