@@ -101,7 +101,12 @@ class _Target:
         # Whether ``state`` may be out of date in more than its in-flight count and its
         # circuit (those two are compared on every read; the rest is marked when it moves).
         self.stale = True
-        self.transition: object = None  # the last transition of the breaker seen
+        # Whether the breaker may have left the state last read from it. Only a recorded
+        # outcome moves a closed breaker, and only while failures are in its window.
+        self.recheck = False
+        self.failed_at: float | None = None
+        # How long a recorded failure may weigh in the breaker's window (its buckets).
+        self.failure_weighs = 2 * breaker.config.window + 1.0
         self.outcomes: deque[tuple[float, bool]] = deque()
         self.errors_in_window = 0
         self.held_since: dict[str, float] = {}
@@ -153,7 +158,10 @@ class LocalLiveState:
 
     def begin(self, name: str) -> bool:
         live = self._targets[name]
-        ticket = live.breaker.acquire()
+        if live.recheck or live.state.circuit is not _CLOSED:
+            ticket = live.breaker.acquire()
+        else:
+            ticket = False  # what a closed breaker answers
         live.in_flight += 1
         live.requests += 1
         return ticket
@@ -170,6 +178,10 @@ class LocalLiveState:
         ok = outcome == "ok"
         live.breaker.record(ticket, ok)
         now = self._clock()
+        if not ok:
+            live.failed_at = now
+        if live.failed_at is not None and now - live.failed_at < live.failure_weighs:
+            live.recheck = True
         outcomes = live.outcomes
         outcomes.append((now, ok))
         if outcomes[0][0] < now - self._window:
@@ -259,10 +271,9 @@ class LocalLiveState:
                 self._expire(live, now)
             state = live.state
             circuit = state.circuit
-            transitions = live.breaker.transitions
-            if circuit is not _CLOSED or (transitions and transitions[-1] is not live.transition):
-                circuit = live.breaker.state  # it moved, or a cool-down may have ended
-                live.transition = transitions[-1] if transitions else None
+            if live.recheck or circuit is not _CLOSED:  # a cool-down may have ended, too
+                live.recheck = False
+                circuit = live.breaker.state
             if live.stale or circuit is not state.circuit or live.in_flight != state.in_flight:
                 live.state = self._state(live, circuit)
                 moved = True

@@ -228,7 +228,8 @@ class Orchestrator:
         succeeded, the request's own error (400, 401, 403, 404, 422) at once, and
         ``OrchestratorClosedError`` once the orchestrator is closing.
         """
-        self._check_open()
+        if self._closing is not None or self._upkeep is None:
+            self._check_open()
         request = RouteRequest(text, max_tokens, target=target, tier=tier)
         return await self._engine.infer(
             self._warm, self._policy, request, temperature, stop, None, self._scopes
