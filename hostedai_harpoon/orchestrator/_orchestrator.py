@@ -19,10 +19,10 @@ from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPo
 from ._checks import check_seconds, checked_limits, checked_targets, target_names
 from ._engine import Engine
 from ._group import Limits
-from ._inflight import InFlight, guarded, settle
+from ._inflight import InFlight, settle
 from ._live import LocalLiveState
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
-from ._session import Session, inference_options
+from ._session import Session
 from ._slots import Slots
 
 __all__ = ["Orchestrator"]
@@ -120,6 +120,7 @@ class Orchestrator:
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
         self._warm = self._slots(self._max_allocations)
         self._calls = InFlight()
+        self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
         self._upkeep: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -227,12 +228,11 @@ class Orchestrator:
         succeeded, the request's own error (400, 401, 403, 404, 422) at once, and
         ``OrchestratorClosedError`` once the orchestrator is closing.
         """
-        self._check_open()
+        if self._closing is not None or self._upkeep is None:
+            self._check_open()
         request = RouteRequest(text, max_tokens, target=target, tier=tier)
-        options = inference_options(temperature, stop)
-        engine, warm, policy = self._engine, self._warm, self._policy
-        return await guarded(
-            lambda: engine.infer(warm, policy, request, options, None), (self._calls,)
+        return await self._engine.infer(
+            self._warm, self._policy, request, temperature, stop, None, self._scopes
         )
 
     def allocate(

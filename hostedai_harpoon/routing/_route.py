@@ -138,13 +138,30 @@ def _candidates(
     excluded: dict[str, str] = {}
     for item in states:
         state = item if type(item) is TargetState else _as_state(item)
+        target = state.target
+        free = state.pool_free_gpus
+        # ``_why_not`` written as one test, for the common case: the target can take it.
+        if (
+            state.healthy
+            and state.circuit is not _OPEN
+            and (
+                free is None
+                or free >= target.gpus
+                or state.in_flight < state.warm_allocations * target.max_concurrency
+            )
+            and max_tokens <= target.max_tokens
+            and needed_tokens <= target.context_tokens
+            and (tier is None or target.tier is tier)
+        ):
+            kept.append(state)
+            continue
         why = _why_not(state, max_tokens, needed_tokens)
-        if why is None and tier is not None and state.target.tier is not tier:
+        if why is None and tier is not None:
             why = f"not in the requested tier ({tier.value})"
         if why is None:
             kept.append(state)
         else:
-            excluded[state.target.name] = why
+            excluded[target.name] = why
     if excluded:
         if not kept:
             raise _no_route("no healthy target can take the request", excluded)
@@ -189,11 +206,15 @@ def _checked(decision: object, candidates: Sequence[TargetState], policy: object
             f"routing policy {_policy_name(policy)} returned {decision!r}, not a RouteDecision"
         )
     chosen = decision.target
-    if not _is_candidate(chosen, candidates):
-        raise ConfigurationError(
-            f"routing policy {_policy_name(policy)} chose {_describe(chosen)}, "
-            f"which is not one of the healthy candidates {_names(candidates)}"
-        )
+    for state in candidates:  # ``_is_candidate``, for the common case: the very object
+        if state.target is chosen:
+            break
+    else:
+        if not _is_candidate(chosen, candidates):
+            raise ConfigurationError(
+                f"routing policy {_policy_name(policy)} chose {_describe(chosen)}, "
+                f"which is not one of the healthy candidates {_names(candidates)}"
+            )
     for fallback in decision.fallbacks:
         if not _is_candidate(fallback, candidates) or fallback.name == chosen.name:
             raise ConfigurationError(
