@@ -30,6 +30,7 @@ from .._resilience import (
     RetryPolicy,
     is_retryable_status,
     is_retryable_transport_error,
+    never_sent,
 )
 from . import _clock
 from ._errors import parse_reply, redact, request_id, status_error, transport_error
@@ -99,15 +100,18 @@ class Planner:
         deadline_at = None if self.deadline is None else _clock.monotonic() + self.deadline
         attempt = 0
         failed: HostedAIError | None = None  # the last attempt's error, once there is one
+        sent = False  # whether an attempt may have reached the server
         while True:
             timeout = self.timeout if call.timeout is None else call.timeout
             if deadline_at is not None:
                 remaining = deadline_at - _clock.monotonic()
                 if remaining <= 0:
-                    raise APITimeoutError(
+                    late = APITimeoutError(
                         f"the call's deadline of {self.deadline}s ran out after "
                         f"{attempt} attempt(s) made"
                     )
+                    late._unsent = not sent
+                    raise late
                 timeout = _clip(timeout, remaining)
             request = self.build(call, timeout)
             try:
@@ -128,6 +132,7 @@ class Planner:
             finally:
                 redact(request)
             if isinstance(outcome, Reply):
+                sent = True
                 response = outcome.response
                 status = response.status_code
                 if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
@@ -178,6 +183,8 @@ class Planner:
                 else:
                     error = transport_error(outcome)
                 error.__cause__ = outcome
+                sent = sent or not never_sent(outcome)
+                error._unsent = not sent
                 retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
                 wait = None
             if not retryable or attempt >= policy.max_retries:

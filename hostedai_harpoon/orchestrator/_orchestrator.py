@@ -14,6 +14,7 @@ from .. import (
     ConfigurationError,
     HostedAIError,
     OrchestratorClosedError,
+    UsageError,
 )
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
 from ._checks import check_seconds, checked_limits, checked_targets, target_names
@@ -61,7 +62,7 @@ class Orchestrator:
         self,
         client: AsyncHostedAI | None = None,
         *,
-        targets: Sequence[Target] = DEFAULT_TARGETS,
+        targets: Sequence[Target | str] = DEFAULT_TARGETS,
         policy: RoutingPolicy | None = None,
         max_attempts: int = 3,
         max_allocations: Limits = None,
@@ -78,6 +79,10 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if client is not None and not isinstance(client, AsyncHostedAI):
+            raise UsageError(
+                f"the Orchestrator is async: give it an AsyncHostedAI, not {type(client).__name__}"
+            )
         self._targets = checked_targets(targets)
         names = {target.name for target in self._targets}
         if type(max_attempts) is not int or max_attempts < 1:

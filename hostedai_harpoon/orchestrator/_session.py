@@ -133,8 +133,8 @@ class Session:
             spent = self._slots.spent()
             if spent >= self._budget:
                 raise BudgetExceededError(
-                    f"the session's budget of ${self._budget:.4f} is spent "
-                    f"(${spent:.4f} so far); the call was not sent",
+                    f"the session's budget of ${self._budget:.7g} is spent "
+                    f"(${spent:.7g} so far); the call was not sent",
                     budget=self._budget,
                     spent=spent,
                 )
