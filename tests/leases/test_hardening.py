@@ -227,11 +227,12 @@ def _refused_port() -> int:
     return port
 
 
-@pytest.mark.parametrize("options", [{}, {"deadline": 5.0}], ids=["no-deadline", "deadline"])
+@pytest.mark.parametrize("deadline", [None, 5.0], ids=["no-deadline", "deadline"])
 def test_an_unreachable_server_is_a_connection_error_and_no_orphan(
-    waits: list[float], options: dict[str, float]
+    waits: list[float], deadline: float | None
 ) -> None:
-    with harpoon.HostedAI(f"http://127.0.0.1:{_refused_port()}", "sk", **options) as client:
+    url = f"http://127.0.0.1:{_refused_port()}"
+    with harpoon.HostedAI(url, "sk", deadline=deadline) as client:
         with pytest.raises(harpoon.APIConnectionError), client.allocate(model="gemma-3-270m"):
             pass
         with pytest.raises(harpoon.APIConnectionError):
