@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import uuid
 from typing import Final
 
@@ -63,6 +64,19 @@ class Secret:
 
     _value: str = attrs.field(alias="value")
 
+    @classmethod
+    def of(cls, value: object, variable: str) -> Secret | None:
+        """``value`` kept as a secret (``None`` when absent or blank), checked to be a string
+        without ever showing it."""
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            kind = type(value).__name__
+            del value  # no frame that raises may hold a key
+            raise ConfigurationError(f"the value for {variable} must be a string, got {kind}")
+        stripped = value.strip()
+        return cls(stripped) if stripped else None
+
     def reveal(self) -> str:
         """The secret itself, for the one place that must send it."""
         return self._value
@@ -112,18 +126,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _shown(raw: str) -> str:
+    """The URL as an error may show it: any ``user:password@`` blanked."""
+    return repr(re.sub(r"//[^/@]*@", "//***@", raw))
+
+
 def _check_base_url(raw: str, allow_insecure_http: bool) -> str:
     try:
         url = httpx.URL(raw.strip())
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"the base URL {raw!r} is not a valid URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
         raise ConfigurationError(
-            f"the base URL {raw!r} must be an absolute http:// or https:// URL "
-            f"(set {ENV_BASE_URL} or pass base_url=)"
-        )
+            f"the base URL {_shown(raw)} is not a valid URL ({type(exc).__name__})"
+        ) from None
     if url.userinfo:
         raise ConfigurationError("the base URL must not carry credentials; pass api_key= instead")
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"the base URL {_shown(raw)} must be an absolute http:// or https:// URL "
+            f"(set {ENV_BASE_URL} or pass base_url=)"
+        )
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key would cross the network "
@@ -139,7 +160,7 @@ def _check_base_url(raw: str, allow_insecure_http: bool) -> str:
 
 def resolve_settings(
     base_url: str | None,
-    api_key: str | None,
+    api_key: str | Secret | None,
     pool_id: str | None,
     *,
     allow_insecure_http: bool = False,
@@ -154,13 +175,14 @@ def resolve_settings(
         raise ConfigurationError(
             f"no base URL: pass base_url= or set the {ENV_BASE_URL} environment variable"
         )
-    key = _from_env(api_key, ENV_API_KEY)
-    if key is None:
+    secret = api_key if isinstance(api_key, Secret) else Secret.of(api_key, ENV_API_KEY)
+    del api_key  # from here on the key is only in the Secret, which never shows it
+    if secret is None:
+        secret = Secret.of(os.environ.get(ENV_API_KEY), ENV_API_KEY)
+    if secret is None:
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    secret = Secret(key)
-    del key, api_key  # from here on the key is only in the Secret, which never shows it
     problem = _key_problem(secret)
     if problem is not None:
         raise ConfigurationError(problem)

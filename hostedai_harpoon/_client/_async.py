@@ -13,8 +13,10 @@ from .._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    ENV_API_KEY,
     NOT_GIVEN,
     NotGiven,
+    Secret,
 )
 from .._exceptions import ConfigurationError, UsageError
 from .._http import _api as api
@@ -64,11 +66,13 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
     ) -> None:
+        key = Secret.of(api_key, ENV_API_KEY)
+        del api_key  # only in the Secret from here on: no frame that can raise holds it
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError("http_client must be an httpx.AsyncClient for AsyncHostedAI")
         super().__init__(
             base_url,
-            api_key,
+            key,
             pool_id,
             timeout=timeout,
             max_retries=max_retries,
@@ -226,7 +230,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         """A streamed inference: ``async with client.stream(...) as chunks: async for ...``
         (or ``await`` it to send the request at once)."""
         call = api.stream(allocation_id, prompt, model, max_tokens, temperature, stop)
-        return AsyncInferenceStream(lambda: self._run(call, timeout), self._max_response_bytes)
+        timed = self._timed(call, timeout)  # a bad timeout is refused now, not on entering
+        return AsyncInferenceStream(lambda: self._run(timed), self._max_response_bytes)
 
     async def list_pools(self, *, timeout: Timeout = NOT_GIVEN) -> list[Pool]:
         """The pools this key can use, the default pool first."""

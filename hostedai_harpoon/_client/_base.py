@@ -15,6 +15,7 @@ from .._config import (
     DEFAULT_MAX_RETRIES,
     NOT_GIVEN,
     NotGiven,
+    Secret,
     Settings,
     resolve_settings,
 )
@@ -75,6 +76,10 @@ def _check_deadline(deadline: float | None) -> float | None:
 
 
 def _check_headers(default_headers: Mapping[str, str] | None) -> dict[str, str]:
+    if default_headers is not None and not isinstance(default_headers, Mapping):
+        raise ConfigurationError(
+            f"default_headers must be a mapping, got {type(default_headers).__name__}"
+        )
     if default_headers is not None and not all(
         isinstance(name, str)
         and isinstance(value, str)
@@ -114,7 +119,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
     def __init__(
         self,
         base_url: str | None,
-        api_key: str | None,
+        api_key: Secret | None,
         pool_id: str | None,
         *,
         timeout: float | httpx.Timeout | None,
@@ -130,12 +135,16 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         settings = resolve_settings(
             base_url, api_key, pool_id, allow_insecure_http=allow_insecure_http
         )
-        del api_key  # only in the Secret from here on
         check_optional_text(settings.pool_id, "pool_id")
         self._settings: Settings = settings
         breaker_config = (
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
         )
+        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
+            raise ConfigurationError(
+                "circuit_breaker must be a CircuitBreakerConfig or None, "
+                f"got {type(circuit_breaker).__name__}"
+            )
         host = httpx.URL(settings.base_url).netloc.decode("ascii")
         self._max_response_bytes: int = _positive_int(max_response_bytes, "max_response_bytes")
         self._max_allocations_per_pool: int | None = _positive_int(
@@ -199,6 +208,8 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         return self._planner.breaker
 
     def __repr__(self) -> str:
+        if "_planner" not in self.__dict__:  # seen half-made, by a reporter of a failure in it
+            return f"<{type(self).__name__} (not configured)>"
         return (
             f"<{type(self).__name__} base_url={self.base_url!r} pool_id={self.pool_id!r} "
             f"max_retries={self.max_retries}>"
@@ -234,6 +245,8 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         if not isinstance(deadline, NotGiven):
             planner = attrs.evolve(planner, deadline=_check_deadline(deadline))
         if not isinstance(retry, NotGiven):
+            if not isinstance(retry, RetryPolicy):
+                raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
             count = retry.max_retries if isinstance(max_retries, NotGiven) else max_retries
             planner = attrs.evolve(planner, retry=_resolve_retry(retry, count))
         elif not isinstance(max_retries, NotGiven):

@@ -14,8 +14,10 @@ from .._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    ENV_API_KEY,
     NOT_GIVEN,
     NotGiven,
+    Secret,
 )
 from .._exceptions import ConfigurationError, UsageError
 from .._http import _api as api
@@ -67,11 +69,13 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
     ) -> None:
+        key = Secret.of(api_key, ENV_API_KEY)
+        del api_key  # only in the Secret from here on: no frame that can raise holds it
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigurationError("http_client must be an httpx.Client for HostedAI")
         super().__init__(
             base_url,
-            api_key,
+            key,
             pool_id,
             timeout=timeout,
             max_retries=max_retries,

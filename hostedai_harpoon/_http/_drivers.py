@@ -9,9 +9,11 @@ Nothing else differs between the twins.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -69,14 +71,16 @@ class SyncDriver:
             raise closed_error()
         if step.deadline_at is None:
             return self._exchange(step)
-        return _by_the_deadline(self._exchange, step)
+        progress = _Progress(self.http)
+        step.request.extensions["trace"] = progress.see
+        return _by_the_deadline(self._exchange, step, step.deadline_at, progress)
 
     def _exchange(self, step: Send) -> Reply | httpx.TransportError:
         try:
             response = self.http.send(step.request, stream=True)
         except httpx.TransportError as exc:
             return exc
-        if step.stream and response.status_code < 400:
+        if step.stream and response.status_code < 300:
             return Reply(response, b"")
         deadline_at = step.deadline_at
         try:
@@ -98,8 +102,66 @@ class SyncDriver:
             response.close()
 
 
+class _Progress:
+    """How far an attempt got, from httpcore's ``trace`` events: whether it began to connect
+    and whether its headers went out. Read only for transports that emit them (httpx's own);
+    for any other, an attempt cut at the deadline may have reached the server."""
+
+    __slots__ = ("connecting", "sent", "stream", "traced")
+
+    def __init__(self, http: httpx.Client | httpx.AsyncClient) -> None:
+        # A mounted or custom transport may not emit the events: then nothing is concluded.
+        self.traced = type(getattr(http, "_transport", None)) in _TRACED_TRANSPORTS and not (
+            getattr(http, "_mounts", None)
+        )
+        self.connecting = False
+        self.sent = False
+        self.stream: Any = None
+
+    def see(self, name: str, info: Mapping[str, Any]) -> None:
+        """Take one trace event."""
+        if name.startswith("connection.connect_tcp."):
+            self.connecting = True
+            if name.endswith(".complete"):
+                self.stream = info.get("return_value")
+        elif name.endswith("send_request_headers.started"):
+            self.sent = True
+
+    async def async_see(self, name: str, info: Mapping[str, Any]) -> None:
+        """Take one trace event (the async interface wants a coroutine)."""
+        self.see(name, info)
+
+    def cut_short(self, request: httpx.Request) -> httpx.TransportError:
+        """The outcome of an attempt the deadline cut short: a pool wait or a connection not
+        made did not reach the server (and says nothing about its health)."""
+        if not self.traced or self.sent:
+            return deadline_passed(request)
+        if self.connecting:
+            return httpx.ConnectTimeout(
+                "the call's deadline passed while connecting", request=request
+            )
+        return httpx.PoolTimeout(
+            "the call's deadline passed waiting for a free connection", request=request
+        )
+
+    def abandon(self) -> None:
+        """Unblock a read the attempt's thread is stuck in, when its connection is known (a
+        connection the attempt made itself; a reused one is left to its read timeout)."""
+        get = getattr(self.stream, "get_extra_info", None)
+        sock = get("socket") if get is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_TRACED_TRANSPORTS = (httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+
+
 def _by_the_deadline(
-    exchange: Callable[[Send], Reply | httpx.TransportError], step: Send
+    exchange: Callable[[Send], Reply | httpx.TransportError],
+    step: Send,
+    deadline_at: float,
+    progress: _Progress,
 ) -> Reply | httpx.TransportError:
     """Run one sync attempt in a thread of its own and stop waiting for it at the deadline.
 
@@ -128,13 +190,14 @@ def _by_the_deadline(
 
     threading.Thread(target=attempt, name="harpoon-attempt", daemon=True).start()
     try:
-        done.wait(max(step.deadline_at - time.monotonic(), 0.0) if step.deadline_at else None)
+        done.wait(max(deadline_at - time.monotonic(), 0.0))
     finally:
         with lock:
             if not ended:
                 given_up = True
     if not ended:
-        return deadline_passed(step.request)
+        progress.abandon()
+        return progress.cut_short(step.request)
     raised, value = ended[0]
     if raised:
         raise value
@@ -178,18 +241,20 @@ class AsyncDriver:
             return await self._exchange(step)
         import asyncio
 
+        progress = _Progress(self.http)
+        step.request.extensions["trace"] = progress.async_see
         try:
             async with asyncio.timeout(max(step.deadline_at - time.monotonic(), 0.0)):
                 return await self._exchange(step)
         except TimeoutError:
-            return deadline_passed(step.request)
+            return progress.cut_short(step.request)
 
     async def _exchange(self, step: Send) -> Reply | httpx.TransportError:
         try:
             response = await self.http.send(step.request, stream=True)
         except httpx.TransportError as exc:
             return exc
-        if step.stream and response.status_code < 400:
+        if step.stream and response.status_code < 300:
             return Reply(response, b"")
         try:
             body = Body(response, self.max_response_bytes)

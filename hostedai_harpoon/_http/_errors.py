@@ -7,6 +7,7 @@ value or an error from the tree in ``_exceptions.py``.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from typing import TypeVar
 
@@ -48,8 +49,16 @@ def _not_json(constant: str) -> object:
     raise ValueError(f"{constant} is not a JSON value")
 
 
-# Strict JSON: NaN and Infinity, which Python would accept, are not JSON.
-_json_decode = json.JSONDecoder(parse_constant=_not_json).decode
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999: valid JSON syntax, but no number a float holds
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+# Strict JSON: NaN and Infinity, which Python would accept, are not JSON, and numbers too
+# large for a float are refused rather than read as infinity.
+_json_decode = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite).decode
 
 
 def decode_json(body: bytes | str, response: httpx.Response) -> object:

@@ -117,6 +117,7 @@ class Planner:
             try:
                 probe = breaker.acquire() if breaker is not None else False
             except CircuitOpenError as refused:
+                redact(request)
                 if failed is None:
                     raise
                 # A refused retry is a retry not made: the call failed as its last attempt

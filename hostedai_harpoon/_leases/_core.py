@@ -306,7 +306,9 @@ class LeaseCore(Generic[DriverT, GateT]):
         self._move(LeaseState.RELEASING)
         try:
             find = self._replay if self._create_sent else None
-            found = yield from release_flow(self._release_planner, self._known_id(), find)
+            found = yield from release_flow(
+                self._release_planner, self._known_id(), find, answered=self._create_answered
+            )
             if found is not None:
                 self.allocation = found
             self._move(LeaseState.RELEASED)
@@ -315,13 +317,7 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     def _replay(self) -> Flow[Allocation]:
         """The create again, with the same key: it answers with what the server made."""
-        try:
-            return (yield from self._create(self._release_planner))
-        except HostedAIError as exc:
-            if self._create_answered and nothing_was_made(exc):
-                # An earlier answer came (garbled): something was made; the refusal is no proof.
-                raise AllocationError("the create was answered but its replay was refused") from exc
-            raise
+        return self._create(self._release_planner)
 
     def _interrupted(self, interrupt: BaseException) -> None:
         """The release itself was cut short: what it did not finish is an orphan."""
@@ -343,6 +339,7 @@ class LeaseCore(Generic[DriverT, GateT]):
                 gpu_type=self.gpu_type,
                 pool_id=self.pool_id,
                 ttl_seconds=self.ttl_seconds,
+                create_answered=self._create_answered,
             )
         )
         log.warning(

@@ -65,8 +65,9 @@ def for_release(planner: Planner, release_timeout: float) -> Planner:
 
 
 # 4xx answers that do not settle whether an earlier attempt of the same create got through:
-# a timeout, an idempotency conflict (something was made with this key), a rate limit.
-_UNSETTLED_4XX = frozenset({408, 409, 429})
+# a timeout, a rate limit. (A 409 idempotency_conflict means the key is bound to another
+# body: this create, always sent with the same body, made nothing.)
+_UNSETTLED_4XX = frozenset({408, 429})
 
 
 def nothing_was_made(error: BaseException) -> bool:
@@ -89,12 +90,24 @@ def nothing_was_made(error: BaseException) -> bool:
     )
 
 
+def replay_proves_nothing_made(error: HostedAIError, *, answered: bool) -> bool:
+    """Whether a *replayed* create failing with ``error`` proves the first made nothing.
+
+    Not when a replay could not connect (it says nothing about the first create), nor when
+    the first create was answered (garbled: the server made something under the key).
+    """
+    return not answered and not isinstance(error, APIConnectionError) and nothing_was_made(error)
+
+
 def release_flow(
     planner: Planner,
     allocation_id: str | None,
     find: Callable[[], Flow[Allocation]] | None,
+    *,
+    answered: bool = False,
 ) -> Flow[Allocation | None]:
-    """Release ``allocation_id``; without one, ``find`` it first (replaying its create).
+    """Release ``allocation_id``; without one, ``find`` it first (replaying its create;
+    ``answered``: that create got an answer, so something was made).
 
     Returns the allocation found by the replay (``None`` when the id was known, or when the
     replay proved that nothing was made).
@@ -106,7 +119,7 @@ def release_flow(
         try:
             found = yield from find()
         except HostedAIError as exc:
-            if nothing_was_made(exc):
+            if replay_proves_nothing_made(exc, answered=answered):
                 return None
             raise
         allocation_id = found.id
@@ -131,6 +144,8 @@ class OrphanedAllocation:
     gpu_type: str | None = None
     pool_id: str | None = None
     ttl_seconds: int | None = None
+    create_answered: bool = False
+    """The create was answered (garbled): something was made under the key."""
 
 
 class OrphanLedger:
@@ -174,7 +189,7 @@ def _release_orphan_flow(orphan: OrphanedAllocation, planner: Planner) -> Flow[A
             )
         )
 
-    return release_flow(planner, orphan.allocation_id, find)
+    return release_flow(planner, orphan.allocation_id, find, answered=orphan.create_answered)
 
 
 def release_orphans_flow(

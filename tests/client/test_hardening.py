@@ -275,7 +275,7 @@ async def test_good_edge_values_still_go_through(
 # 10. Numbers that are not JSON --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN", "1e999"])
 async def test_a_json_answer_with_a_non_json_number_is_a_validation_error(
     flavor: str, constant: str
 ) -> None:
@@ -366,3 +366,42 @@ def test_a_base_url_ending_in_v1_is_accepted(emulator: Emulator, base_url: str) 
     assert client.base_url == "http://127.0.0.1:8080"
     assert client.health().status == "ok"
     assert [e.path for e in emulator.exchanges] == ["/v1/health"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": -1},
+        {"max_response_bytes": 0},
+        {"default_headers": {"x": "é"}},
+        {"base_url": "ftp://nowhere"},
+        {"circuit_breaker": True},
+        {"retry": "often"},
+    ],
+    ids=["timeout", "max_response_bytes", "default_headers", "base_url", "breaker", "retry"],
+)
+@pytest.mark.parametrize("client_class", [harpoon.HostedAI, harpoon.AsyncHostedAI])
+def test_a_client_that_cannot_be_made_leaves_the_key_in_no_frame(
+    client_class: type[harpoon.HostedAI | harpoon.AsyncHostedAI], options: dict[str, Any]
+) -> None:
+    arguments = {"base_url": BASE_URL, "api_key": API_KEY, **options}
+    with pytest.raises(harpoon.ConfigurationError) as raised:
+        client_class(**arguments)
+    frames = [
+        f for f, _ in traceback.walk_tb(raised.tb) if f.f_code.co_filename.startswith(PACKAGE_DIR)
+    ]
+    assert frames  # the check looked at the package's own frames
+    assert API_KEY not in _locals_shown(raised.tb)  # and every local's repr works
+
+
+def test_credentials_in_a_base_url_are_not_echoed() -> None:
+    with pytest.raises(harpoon.ConfigurationError) as raised:
+        harpoon.HostedAI("ftp://me:sk-in-the-url@host/", API_KEY)
+    assert "sk-in-the-url" not in str(raised.value)
+
+
+async def test_an_async_stream_refuses_a_bad_timeout_when_it_is_made(emulator: Emulator) -> None:
+    client = harpoon.AsyncHostedAI(BASE_URL, API_KEY, http_client=emulator.async_http_client())
+    with pytest.raises(harpoon.ConfigurationError, match="timeout"):
+        client.stream("alloc-1", "hello", timeout=-1)
+    assert emulator.exchanges == []
