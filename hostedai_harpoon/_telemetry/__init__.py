@@ -1,0 +1,124 @@
+"""Telemetry: OpenTelemetry traces and metrics, and the package's logging, in one place.
+
+The decision points call the functions below (the request plan, the lease core,
+``route()``, the circuit breaker, the orchestrator), never the sync and async drivers, so
+both twins emit the same telemetry. The package depends on ``opentelemetry-api`` only and
+never installs a provider: with no SDK configured each function returns a shared no-op
+object after one cheap check (``_switch``), and ``opentelemetry`` is not even imported.
+
+Spans nest as a user reads them: orchestrator call -> route decision -> allocation
+(create, wait ready, renew, release) -> inference call -> HTTP attempts. Each span is
+started with an explicit parent (by default, the caller's current context when the call
+starts) and ended explicitly, because the code that feeds them is generators shared by
+the sync and async clients: nothing is made current across a ``yield``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ._hooks import (
+    NO_ALLOCATION,
+    NO_CALL,
+    NO_ROUTE,
+    NO_SPAN,
+    AllocationTrace,
+    Attributes,
+    CallTrace,
+    Operation,
+    RouteTrace,
+    SpanTrace,
+)
+from ._logging import configure_logging
+from ._redact import redact, remember_secret
+from ._switch import recorder
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+__all__ = [
+    "AllocationTrace",
+    "CallTrace",
+    "Operation",
+    "RouteTrace",
+    "SpanTrace",
+    "breaker_moved",
+    "configure_logging",
+    "failed_over",
+    "redact",
+    "remember_secret",
+    "start_allocation",
+    "start_call",
+    "start_route",
+    "start_span",
+]
+
+
+def start_call(
+    operation: Operation,
+    body: Mapping[str, object] | None = None,
+    *,
+    model: str | None = None,
+    parent: Context | None = None,
+) -> CallTrace:
+    """Start tracing one API call: ``body`` is its JSON request body (inference reads the
+    model and parameters from it; ``model`` names the model when the body does not)."""
+    live = recorder()
+    if live is None:
+        return NO_CALL
+    return live.call(operation, body, model, parent)
+
+
+def start_allocation(
+    *,
+    model: str,
+    gpus: int,
+    gpu_type: str | None = None,
+    pool: str | None = None,
+    cost_per_gpu_hour: float | None = None,
+    parent: Context | None = None,
+) -> AllocationTrace:
+    """Start tracing one lease (its cost is estimated when ``cost_per_gpu_hour`` is known)."""
+    live = recorder()
+    if live is None:
+        return NO_ALLOCATION
+    return live.allocation(model, gpus, gpu_type, pool, cost_per_gpu_hour, parent)
+
+
+def start_span(
+    name: str,
+    attributes: Attributes | None = None,
+    *,
+    parent: Context | None = None,
+    client: bool = False,
+) -> SpanTrace:
+    """Start a span of the SDK's own, such as an orchestrator call (kind CLIENT with
+    ``client``, else INTERNAL)."""
+    live = recorder()
+    if live is None:
+        return NO_SPAN
+    return live.span(name, attributes, parent, client)
+
+
+def start_route(policy: str, *, parent: Context | None = None) -> RouteTrace:
+    """Start tracing one routing decision by ``policy`` (its name)."""
+    live = recorder()
+    if live is None:
+        return NO_ROUTE
+    return live.route(policy, parent)
+
+
+def failed_over(source: str, target: str, error: BaseException, on: SpanTrace) -> None:
+    """A request that failed on target ``source`` with ``error`` moves to ``target``:
+    count it and note it on the span ``on`` (the orchestrator call)."""
+    live = recorder()
+    if live is not None:
+        live.failed_over(source, target, error, on)
+
+
+def breaker_moved(name: str, old: str, new: str) -> None:
+    """The circuit breaker ``name`` went from state ``old`` to ``new``."""
+    live = recorder()
+    if live is not None:
+        live.breaker_moved(name, old, new)
