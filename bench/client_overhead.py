@@ -57,7 +57,8 @@ async def build_calls(emulator: Emulator) -> tuple[Call, Call, Callable[[], Awai
     allocation_id = allocation.id
 
     url = f"{BASE_URL}/v1/inference"
-    headers = dict(client._headers)  # what the SDK sends: accept, user-agent, authorization
+    # What the SDK sends: accept, user-agent, authorization.
+    headers = {**client._planner.headers, "authorization": f"Bearer {API_KEY}"}
     payload = {"allocation_id": allocation_id, "prompt": PROMPT, "max_tokens": MAX_TOKENS}
 
     async def sdk() -> object:

@@ -187,7 +187,11 @@ async def bench(emulator: Emulator, base_url: str) -> list[tuple[int, Side, Side
     sdk_http = http_client()
     raw_http = http_client()
     client = harpoon.AsyncHostedAI(base_url, API_KEY, http_client=sdk_http)
-    headers = {**client._headers, "content-type": "application/json"}  # what the SDK sends
+    headers = {  # what the SDK sends
+        **client._planner.headers,
+        "authorization": f"Bearer {API_KEY}",
+        "content-type": "application/json",
+    }
     results = []
     try:
         for concurrency in CONCURRENCIES:

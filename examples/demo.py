@@ -1,4 +1,8 @@
-"""A tour of hostedai-harpoon against the emulator that ships with it: no credentials needed.
+"""The Orchestrator against the emulator that ships with hostedai-harpoon: no credentials.
+
+It routes a handful of prompts between a small and a large model, shows a failover when
+the large model's server errors, runs a session with a budget and a stream, and ends by
+proving that no GPU allocation is left behind.
 
 Run it with the README's demo command, or ``python examples/demo.py`` inside the venv.
 """
@@ -14,141 +18,93 @@ from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
 BASE_URL = "http://127.0.0.1:8080"  # any URL: the emulator answers in-process, no sockets
 PROMPTS = [
     "Hi there!",
-    "Summarise this sentence in five words: GPUs are rented by the hour.",
+    "Translate 'good morning' into Spanish.",
+    "Summarise in one line: GPUs are rented by the hour from pools.",
     "Prove step by step that the square root of 2 is irrational, then explain why the "
-    "proof fails for the square root of 4. Show every step and justify each inference.",
+    "proof fails for the square root of 4.",
+    "Design a rate limiter for an API gateway: compare token bucket and sliding window, "
+    "and analyse the trade-offs.",
+    "What is 17 * 23?",
 ]
+COMPLEX = "Derive the gradient of the softmax cross-entropy loss and explain why it is stable."
 
 
 def heading(text: str) -> None:
     print(f"\n== {text}")
 
 
-async def routed_inference(emu: Emulator) -> None:
-    heading("Routing: a policy picks the small or the large model for each prompt")
-    policy = harpoon.ComplexityPolicy()
-    async with harpoon.AsyncHostedAI(
-        BASE_URL, "demo-key", http_client=emu.async_http_client()
-    ) as client:
+def short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def row(label: str, routed: harpoon.RoutedResult) -> None:
+    usage = routed.result.usage
+    print(
+        f"  {short(label, 34):34}  {routed.target.name:14} {routed.latency * 1000:7.1f} ms "
+        f"{usage.input_tokens:4} -> {usage.output_tokens:<4} ${routed.cost:.7f}"
+    )
+    print(f"  {'':34}  why: {short(routed.decision.reason, 100)}")
+
+
+async def tour(emu: Emulator) -> None:
+    client = harpoon.AsyncHostedAI(
+        BASE_URL,
+        "demo-key",
+        http_client=emu.async_http_client(),
+        retry=harpoon.RetryPolicy(max_retries=1, initial_backoff=0.05),
+    )
+    async with harpoon.Orchestrator(client) as orch:
+        heading("orchestrator.process(): each prompt routed to the small or the large model")
+        print(f"  {'prompt':34}  {'target':14} {'latency':>10} {'tokens in->out':14} est. cost")
         for prompt in PROMPTS:
-            decision = harpoon.route(
-                policy, harpoon.RouteRequest(prompt, max_tokens=64), harpoon.DEFAULT_TARGETS
-            )
-            async with client.allocate(model=decision.target.model) as lease:
-                result = await lease.infer(prompt, max_tokens=64)
-            print(f"  {prompt[:48]!r:52} -> {decision.target.name}")
-            print(f"      why: {decision.reason}")
+            row(prompt, await orch.process(prompt, max_tokens=48))
+        warm = orch.snapshot().total.warm_allocations
+        print(f"  {len(PROMPTS)} calls ran on {warm} allocations, kept warm for the next calls")
+
+        heading("Failover: the large model's server answers 503 (an injected fault)")
+        emu.faults = FaultPlan(rules=[Fault("error", status=503, path="/v1/inference", times=2)])
+        routed = await orch.process(COMPLEX, max_tokens=48)
+        emu.faults = None
+        print("  (the failed allocation is dropped; the cost counts both attempts)")
+        for attempt in routed.attempts:
+            outcome = "answered" if attempt.error is None else f"failed: {attempt.error}"
+            print(f"  attempt on {attempt.target.name:14} ({attempt.reason}): {short(outcome, 70)}")
+        row(COMPLEX, routed)
+
+        heading("A session: a scope of GPU use with a budget, a prewarmed model and a stream")
+        async with orch.allocate(prewarm=["qwen3-30b-a3b"], budget=0.05) as session:
+            routed = await session.infer(COMPLEX, max_tokens=24)
+            row(COMPLEX, routed)
+            async with session.stream("Name three uses of a GPU.", max_tokens=12) as chunks:
+                print(f"  stream on {chunks.decision.target.name}: ", end="")
+                async for chunk in chunks:
+                    print(chunk.delta, end="", flush=True)
+            print(f"\n  the session spent ${session.spent:.7f} of its $0.05 budget")
+        held = len(emu.live_allocations())
+        print(f"  after the session, only the orchestrator's warm pool holds GPUs: {held}")
+
+        heading("orchestrator.snapshot(): what it did, per target")
+        for name, stats in orch.snapshot().targets.items():
             print(
-                f"      {result.usage.output_tokens} tokens in {result.latency * 1000:.0f} ms "
-                f"(server time): {result.text[:60]!r}..."
+                f"  {name:14} {stats.requests:2} requests, {stats.failovers} failovers, "
+                f"{stats.tokens_out:4} tokens out, {stats.gpu_seconds:6.2f} GPU-s held, "
+                f"est. ${stats.cost:.6f}"
             )
-
-
-async def async_stream(emu: Emulator) -> None:
-    heading("Async: a lease and a stream, both async context managers")
-    async with (
-        harpoon.AsyncHostedAI(BASE_URL, "demo-key", http_client=emu.async_http_client()) as client,
-        client.allocate(model="qwen3-30b-a3b") as lease,
-        lease.stream("List three uses of a GPU.", max_tokens=12) as chunks,
-    ):
-        print("  ", end="")
-        async for chunk in chunks:
-            print(chunk.delta, end="", flush=True)
-            if chunk.usage is not None:
-                usage = chunk.usage
-                print(f"\n   ({usage.output_tokens} tokens, finish_reason {chunk.finish_reason})")
-
-
-async def cancelled_block(emu: Emulator) -> None:
-    heading("Cancellation: a task cancelled inside its lease still releases the GPU")
-    async with harpoon.AsyncHostedAI(
-        BASE_URL, "demo-key", http_client=emu.async_http_client()
-    ) as client:
-        inside = asyncio.Event()
-
-        async def hold_forever() -> None:
-            async with client.allocate(model="qwen3-30b-a3b"):
-                inside.set()
-                await asyncio.sleep(3600)
-
-        task = asyncio.create_task(hold_forever())
-        await inside.wait()
-        print(f"  while the task runs, GPUs held: {len(emu.live_allocations())}")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        print(f"  after cancelling it, GPUs held: {len(emu.live_allocations())}")
+        health = await orch.health()
+        verdicts = ", ".join(f"{name} {t.verdict}" for name, t in health.targets.items())
+        print(f"  health: {health.verdict} (API {health.api and health.api.status}; {verdicts})")
+    print(
+        f"\nDone. Allocations left on the emulator: {len(emu.live_allocations())}, "
+        f"orphans: {len(client.orphans())}"
+    )
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
-    emu = Emulator(pools={"gpu-pool-1": 8})
-    print("hostedai-harpoon", harpoon.__version__, "- against the embedded HostedAI emulator")
-    print("(the emulator answers with deterministic filler words, not a real model)")
-
-    with harpoon.HostedAI(BASE_URL, "demo-key", http_client=emu.http_client()) as client:
-        heading("The API")
-        health = client.health()
-        print(f"  health: {health.status} (server {health.version})")
-        for pool in client.list_pools():
-            print(
-                f"  pool {pool.id}: {pool.gpus_free}/{pool.gpus_total} {pool.gpu_type} free, "
-                f"models {', '.join(pool.models)}"
-            )
-
-        heading("A lease: GPUs for the length of a with-block")
-        with client.allocate(model="gemma-3-270m", ttl=120) as lease:
-            print(
-                f"  allocated {lease.id} ({lease.allocation.gpu_count if lease.allocation else 0}"
-                f" GPU), state {lease.state.value}"
-            )
-            result = lease.infer("Write a haiku about GPUs.", max_tokens=24)
-            print(f"  infer -> {result.text!r} (finish_reason: {result.finish_reason})")
-            print("  stream -> ", end="")
-            with lease.stream("Count to five.", max_tokens=12) as chunks:
-                for chunk in chunks:
-                    print(chunk.delta, end="", flush=True)
-            print()
-        print(
-            f"  after the block: state {lease.state.value}, GPUs held {len(emu.live_allocations())}"
-        )
-
-        heading("An error inside the block does not leak the GPU")
-        try:
-            with client.allocate(model="gemma-3-270m"):
-                raise RuntimeError("your code failed")
-        except RuntimeError as exc:
-            print(f"  caught {exc!r}; GPUs held: {len(emu.live_allocations())}")
-
-    heading("Resilience: the network drops the answer to an allocate call")
-    flaky = Emulator(
-        faults=FaultPlan(
-            rules=[Fault("drop", method="POST", path="/v1/allocate", times=1, when="after")]
-        )
-    )
-    with harpoon.HostedAI(BASE_URL, "demo-key", http_client=flaky.http_client()) as client:
-        allocation = client.create_allocation(model="gemma-3-270m")
-        attempts = flaky.requests_to("POST", "/v1/allocate")
-        keys = {attempt.idempotency_key for attempt in attempts}
-        print("  the server made the allocation, but the answer was lost; the client retried:")
-        print(
-            f"  {len(attempts)} attempts with {len(keys)} Idempotency-Key -> "
-            f"{len(flaky.allocations())} allocation ({allocation.id})"
-        )
-        client.release_allocation(allocation.id)
-
-    asyncio.run(async_stream(emu))
-    asyncio.run(routed_inference(emu))
-    asyncio.run(cancelled_block(emu))
-
-    heading("Errors are typed")
-    with harpoon.HostedAI(BASE_URL, "demo-key", http_client=emu.http_client()) as client:
-        try:
-            client.create_allocation(model="no-such-model")
-        except harpoon.UnprocessableEntityError as exc:
-            print(f"  {type(exc).__name__}: {exc}")
-        print(f"  the client's repr never shows the key: {client!r}")
-
-    print(f"\nDone. Allocations still held on the emulator: {len(emu.live_allocations())}")
+    print(f"hostedai-harpoon {harpoon.__version__}: the Orchestrator on the embedded emulator")
+    print("(the emulator answers with deterministic filler words, not a real model;")
+    print(" latency is the emulator's simulated inference time plus the SDK's own)")
+    asyncio.run(tour(Emulator(latency_scale=0.05)))
 
 
 if __name__ == "__main__":

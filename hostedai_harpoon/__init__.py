@@ -11,10 +11,10 @@ with harpoon.HostedAI() as client:          # HOSTED_AI_BASE_URL / HOSTED_AI_API
 
 from typing import TYPE_CHECKING, Any
 
-from ._allocation import AsyncLease, Lease, LeaseState, OrphanedAllocation
-from ._client import AsyncHostedAI, AsyncInferenceStream, HostedAI, InferenceStream
+from ._client import AsyncHostedAI, HostedAI
 from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import (
+    AllAttemptsFailedError,
     AllocationError,
     APIConnectionError,
     APIError,
@@ -22,6 +22,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     CapacityError,
     CircuitOpenError,
     ConfigurationError,
@@ -31,12 +32,15 @@ from ._exceptions import (
     InternalServerError,
     NoRouteError,
     NotFoundError,
+    OrchestratorClosedError,
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
     UnprocessableEntityError,
     UsageError,
 )
+from ._http._sse import AsyncInferenceStream, InferenceStream
+from ._leases import AsyncLease, Lease, LeaseState, OrphanedAllocation
 from ._models import (
     Allocation,
     AllocationStatus,
@@ -50,6 +54,17 @@ from ._resilience import CircuitBreaker, CircuitBreakerConfig, CircuitState, Ret
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .orchestrator import (
+        Attempt,
+        HealthReport,
+        Orchestrator,
+        RoutedResult,
+        RoutedStream,
+        Session,
+        Snapshot,
+        TargetHealth,
+        TargetStats,
+    )
     from .routing import (
         DEFAULT_TARGETS,
         CascadePolicy,
@@ -87,19 +102,36 @@ _ROUTING_NAMES = frozenset(
     }
 )
 
+# The Orchestrator likewise: it imports asyncio, which plain API users need not pay for.
+_ORCHESTRATOR_NAMES = frozenset(
+    {
+        "Attempt",
+        "HealthReport",
+        "Orchestrator",
+        "RoutedResult",
+        "RoutedStream",
+        "Session",
+        "Snapshot",
+        "TargetHealth",
+        "TargetStats",
+    }
+)
+
 
 def __getattr__(name: str) -> Any:
     if name in _ROUTING_NAMES:
-        from . import routing
-
-        value = getattr(routing, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import routing as module
+    elif name in _ORCHESTRATOR_NAMES:
+        from . import orchestrator as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_ROUTING_NAMES})
+    return sorted({*globals(), *_ROUTING_NAMES, *_ORCHESTRATOR_NAMES})
 
 
 __all__ = [
@@ -109,14 +141,17 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AllAttemptsFailedError",
     "Allocation",
     "AllocationError",
     "AllocationStatus",
     "AsyncHostedAI",
     "AsyncInferenceStream",
     "AsyncLease",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "CapacityError",
     "CascadePolicy",
     "CircuitBreaker",
@@ -130,6 +165,7 @@ __all__ = [
     "FallbackPolicy",
     "GoneError",
     "Health",
+    "HealthReport",
     "HostedAI",
     "HostedAIError",
     "InferenceChunk",
@@ -142,6 +178,8 @@ __all__ = [
     "NoRouteError",
     "NotFoundError",
     "NotGiven",
+    "Orchestrator",
+    "OrchestratorClosedError",
     "OrphanedAllocation",
     "PermissionDeniedError",
     "Pool",
@@ -150,9 +188,15 @@ __all__ = [
     "RetryPolicy",
     "RouteDecision",
     "RouteRequest",
+    "RoutedResult",
+    "RoutedStream",
     "RoutingPolicy",
+    "Session",
+    "Snapshot",
     "Target",
+    "TargetHealth",
     "TargetState",
+    "TargetStats",
     "Tier",
     "UnprocessableEntityError",
     "Usage",
@@ -164,7 +208,7 @@ __all__ = [
 
 # Reprs and docs say ``hostedai_harpoon.HostedAI``, not the private module it lives in.
 for _name in __all__:
-    if _name in _ROUTING_NAMES:
+    if _name in _ROUTING_NAMES or _name in _ORCHESTRATOR_NAMES:
         continue
     _obj = globals()[_name]
     if isinstance(_obj, type):

@@ -16,7 +16,10 @@ HostedAIError
 │   └── ResponseValidationError   the server answered something that breaks the contract
 ├── CircuitOpenError              the breaker refused the call without sending it
 ├── AllocationError               allocation failed / never became ready / release gave up
+├── OrchestratorClosedError       the orchestrator or session is closed
+├── BudgetExceededError           a session's budget is spent; nothing was sent
 └── NoRouteError                  no healthy target could take the request
+    └── AllAttemptsFailedError    every attempt of a routed call failed (.attempts)
 ```
 """
 
@@ -243,3 +246,48 @@ def status_error_class(status_code: int, code: str | None) -> type[APIStatusErro
     if status_code >= 500:
         return InternalServerError
     return _STATUS_CLASSES.get(status_code, APIStatusError)
+
+
+# The Orchestrator's errors (``hostedai_harpoon.orchestrator``).
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from .orchestrator import Attempt
+
+
+class OrchestratorClosedError(HostedAIError):
+    """The orchestrator (or the session) is closed, or closed while the call was in flight."""
+
+
+class BudgetExceededError(HostedAIError):
+    """A session's budget is spent: the call was refused before anything was sent.
+
+    ``budget`` is the cap and ``spent`` the estimated dollars spent so far.
+    """
+
+    def __init__(self, message: str, *, budget: float, spent: float) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.spent = spent
+
+
+class AllAttemptsFailedError(NoRouteError):
+    """Every attempt of a routed call failed for reasons that say nothing about the request.
+
+    ``attempts`` holds each attempt (target, allocation id, error, seconds), in order;
+    ``reasons`` maps each target tried to its last error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: tuple[Attempt, ...],
+        reasons: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reasons=reasons)
+        self.attempts = attempts
+
+
+__all__ += ["AllAttemptsFailedError", "BudgetExceededError", "OrchestratorClosedError"]

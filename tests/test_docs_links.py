@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", flags=re.I)
-FILE_NAME = re.compile(r"(?<![\w/.-])([\w/.-]*\w\.(?:md|ya?ml|py|toml|json))(?![\w])")
+# A name followed by "(" is a call (``response.json()``), not a file.
+FILE_NAME = re.compile(r"(?<![\w/.-])([\w/.-]*\w\.(?:md|ya?ml|py|toml|json))(?![\w(])")
 
 
 @cache
@@ -40,9 +41,15 @@ def links(page: Path) -> list[str]:
     return found
 
 
+# A program's output shown on a page (```text blocks) names the files of the run it shows.
+TRANSCRIPT = re.compile(r"^```text\n.*?^```", flags=re.M | re.S)
+
+
 def mentioned_files(page: Path) -> list[str]:
-    """Every file name the prose or code of ``page`` mentions, links and URLs aside."""
-    text = URL.sub(" ", LINK.sub("]", page.read_text(encoding="utf-8")))
+    """Every file name the prose or code of ``page`` mentions, links, URLs and transcripts
+    of a program's output aside."""
+    text = TRANSCRIPT.sub(" ", page.read_text(encoding="utf-8"))
+    text = URL.sub(" ", LINK.sub("]", text))
     return FILE_NAME.findall(text)
 
 
@@ -75,3 +82,5 @@ def test_the_checks_see_links_and_file_names(tmp_path: Path) -> None:
 
     assert links(page) == ["openapi.yaml"]
     assert mentioned_files(page) == ["API.md", "bench/routing.py"]
+    page.write_text("Run it:\n\n```text\nERROR test_x.py::t\n```\n\nthen see app.py\n")
+    assert mentioned_files(page) == ["app.py"]

@@ -9,8 +9,8 @@ from ._base import (
     Target,
     TargetState,
     Tier,
-    route,
 )
+from ._route import route
 from .cascade import CascadePolicy
 from .complexity import ComplexityPolicy
 from .cost import CostPolicy

@@ -4,8 +4,8 @@ As a policy it routes every request to the bottom of its ladder: the smallest ti
 first healthy target of ``order``). After the answer comes back, ``escalate()`` checks it
 and, when it falls short, routes the same request one rung up. An answer falls short when
 it was cut off (``finish_reason == "length"``), when its text is empty or blank, or when
-the ``accept`` predicate returns false. The whole loop (you run it yourself for now: the
-Orchestrator that will run it for you is planned)::
+the ``accept`` predicate returns false. The ``Orchestrator`` runs this loop by itself; run
+by hand, it reads::
 
     decision = route(cascade, request, states)
     result = await infer(decision.target, request)
@@ -31,20 +31,9 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .._exceptions import NoRouteError
-from ._base import (
-    InferenceOutcome,
-    RouteDecision,
-    RouteRequest,
-    Target,
-    TargetState,
-    _by_tier,
-    _candidates,
-    _checked,
-    _excluded,
-    _Memo,
-    _resolve,
-    _unknown,
-)
+from ._base import InferenceOutcome, RouteDecision, RouteRequest, Target, TargetState
+from ._order import _by_tier, _Memo
+from ._route import _candidates, _checked, _excluded, _resolve, _unknown
 
 __all__ = ["CascadePolicy"]
 

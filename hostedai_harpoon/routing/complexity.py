@@ -36,15 +36,8 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from .._exceptions import ConfigurationError
-from ._base import (
-    RouteDecision,
-    RouteRequest,
-    TargetState,
-    Tier,
-    _by_tier,
-    _figures,
-    _fraction,
-)
+from ._base import RouteDecision, RouteRequest, TargetState, Tier, _fraction
+from ._order import _by_tier, _figures
 
 __all__ = ["ComplexityPolicy"]
 

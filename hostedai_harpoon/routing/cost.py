@@ -6,15 +6,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._base import (
-    RouteDecision,
-    RouteRequest,
-    Target,
-    TargetState,
-    _figures,
-    _Memo,
-    _preference,
-)
+from ._base import RouteDecision, RouteRequest, Target, TargetState
+from ._order import _figures, _Memo, _preference
 
 __all__ = ["CostPolicy"]
 

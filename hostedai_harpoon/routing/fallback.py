@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import attrs
 
 from .._exceptions import NoRouteError
-from ._base import RouteDecision, RouteRequest, RoutingPolicy, Target, TargetState, _resolve
+from ._base import RouteDecision, RouteRequest, RoutingPolicy, Target, TargetState
+from ._route import _resolve
 
 __all__ = ["FallbackPolicy"]
 

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._base import RouteDecision, RouteRequest, TargetState, _non_negative, _request_hash
+from ._base import RouteDecision, RouteRequest, TargetState, _non_negative
+from ._order import _request_hash
 
 __all__ = ["LatencyPolicy"]
 

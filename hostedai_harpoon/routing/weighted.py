@@ -19,16 +19,9 @@ from itertools import accumulate
 import attrs
 
 from .._exceptions import ConfigurationError
-from ._base import (
-    RouteDecision,
-    RouteRequest,
-    Target,
-    TargetState,
-    _excluded,
-    _figures,
-    _Memo,
-    _request_hash,
-)
+from ._base import RouteDecision, RouteRequest, Target, TargetState
+from ._order import _figures, _Memo, _request_hash
+from ._route import _excluded
 
 __all__ = ["WeightedPolicy"]
 

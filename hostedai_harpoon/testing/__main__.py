@@ -41,10 +41,10 @@ def _ttl(text: str) -> int | None:
     return int(text)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line options."""
+def parse_args(argv: Sequence[str] | None = None, *, prog: str = _PROG) -> argparse.Namespace:
+    """The command line options; ``prog`` is the command's name in help and errors."""
     parser = argparse.ArgumentParser(
-        prog=_PROG,
+        prog=prog,
         description=(
             "Serve the HostedAI API emulator over HTTP. Needs uvicorn, which the 'emulator' "
             "extra installs: pip install 'hostedai-harpoon[emulator]'."
@@ -74,12 +74,13 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = _PROG) -> int:
     """Serve until SIGINT or SIGTERM; print the URL first.
 
+    ``prog`` names the command in help and errors (``harpoon emulator`` runs this too).
     Exit status 2 for bad options or a missing uvicorn, 1 when the address cannot be bound.
     """
-    args = parse_args(argv)
+    args = parse_args(argv, prog=prog)
     try:
         faults = FaultPlan(
             error_rate=args.error_rate,
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream_chunk_delay=args.stream_chunk_delay,
         )
     except ValueError as exc:
-        return _fail(f"{_PROG}: error: {exc}", 2)
+        return _fail(f"{prog}: error: {exc}", 2)
     try:
         server = make_server(emulator.asgi_app)
     except ImportError as exc:

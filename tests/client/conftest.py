@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon import _client
+from hostedai_harpoon._http import _clock
 from hostedai_harpoon.testing import Emulator
 from tests.client._support import API_KEY, BASE_URL, AnyClient, ClientFactory, Flavor, Waits, close
 
@@ -57,7 +57,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> Waits:
     recorder = Waits()
     clock = types.SimpleNamespace(**vars(time))
     clock.monotonic = recorder.monotonic
-    monkeypatch.setattr(_client, "_sleep", recorder.sleep)
-    monkeypatch.setattr(_client, "_async_sleep", recorder.async_sleep)
-    monkeypatch.setattr(_client, "time", clock)
+    monkeypatch.setattr(_clock, "sleep", recorder.sleep)
+    monkeypatch.setattr(_clock, "async_sleep", recorder.async_sleep)
+    monkeypatch.setattr(_clock, "monotonic", recorder.monotonic)
     return recorder

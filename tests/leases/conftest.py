@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon import _client
+from hostedai_harpoon._http import _clock
 from hostedai_harpoon.testing import Emulator
 
 BASE_URL = "http://127.0.0.1:8080"
@@ -26,8 +26,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         recorded.append(seconds)
         await asyncio.sleep(0)  # still let other tasks run, as a real wait would
 
-    monkeypatch.setattr(_client, "_sleep", sleep)
-    monkeypatch.setattr(_client, "_async_sleep", async_sleep)
+    monkeypatch.setattr(_clock, "sleep", sleep)
+    monkeypatch.setattr(_clock, "async_sleep", async_sleep)
     return recorded
 
 

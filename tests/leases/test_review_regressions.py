@@ -7,11 +7,12 @@ import os
 import signal
 import time
 
+import attrs
 import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon._allocation import _sigint_deferred
+from hostedai_harpoon._leases._release import sigint_deferred
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
 from tests.conftest import EmulatorFactory
 from tests.leases.conftest import async_client, sync_client
@@ -129,7 +130,7 @@ async def test_a_request_that_cannot_be_built_does_not_use_up_a_half_open_probe(
     breaker = harpoon.CircuitBreaker(
         harpoon.CircuitBreakerConfig(minimum_calls=1, open_duration=10), clock=lambda: now[0]
     )
-    client._breakers[client._host] = breaker
+    client._planner = attrs.evolve(client._planner, breaker=breaker)
     breaker.acquire()
     breaker.record(False, False)
     assert breaker.transitions[-1] == (harpoon.CircuitState.CLOSED, harpoon.CircuitState.OPEN)
@@ -146,7 +147,7 @@ def test_ctrl_c_held_back_during_a_release_reaches_the_programs_own_handler() ->
     seen: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
     try:
-        with _sigint_deferred():
+        with sigint_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             assert seen == []  # held back while the release runs

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import hostedai_harpoon as harpoon
 from tests.conftest import EmulatorFactory
 
 ROUTING_MD = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
@@ -45,17 +44,6 @@ def test_the_docs_show_how_to_use_a_decision_with_the_client_today(
     allocations = emulator.allocations()
     assert [allocation.model for allocation in allocations] == ["gemma-3-270m"]
     assert emulator.live_allocations() == []
-
-
-def test_the_docs_present_the_orchestrator_as_planned_while_it_does_not_exist() -> None:
-    if hasattr(harpoon, "Orchestrator"):
-        pytest.skip("the Orchestrator exists: the docs may describe it as it is")
-
-    mentions = [text for text in paragraphs() if "Orchestrator" in text]
-
-    assert mentions, "the docs should say the Orchestrator is planned"
-    for text in mentions:
-        assert "planned" in text, text
 
 
 def test_the_cascade_example_runs_and_escalates_a_short_answer(

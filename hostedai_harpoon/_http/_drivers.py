@@ -1,0 +1,158 @@
+"""The drivers: the only code that does the I/O a flow asks for.
+
+A flow (a call's plan, or a lease flow built of plans) yields ``Send`` and ``Sleep`` steps;
+``SyncDriver`` carries them out with ``httpx.Client`` and the clock's ``sleep``,
+``AsyncDriver`` with ``httpx.AsyncClient`` and ``async_sleep``. An error from reading an
+answer (too large, undecodable) is thrown back into the flow, which decides what it means.
+Nothing else differs between the twins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+
+from .._exceptions import HostedAIError
+from . import _clock
+from ._body import Body, clip_reads
+from ._errors import closed_error, deadline_passed, undecodable
+from ._steps import Flow, Outcome, Reply, Send, Sleep
+
+__all__ = ["AsyncDriver", "SyncDriver"]
+
+T = TypeVar("T")
+
+
+def _sleep(seconds: float) -> bool:
+    _clock.sleep(seconds)
+    return True
+
+
+@attrs.frozen
+class SyncDriver:
+    """Carries out flows with an ``httpx.Client``."""
+
+    http: httpx.Client
+    max_response_bytes: int
+
+    def run(self, flow: Flow[T], sleep: Callable[[float], bool] = _sleep) -> T:
+        """Run ``flow`` to its end and return its value; ``sleep`` returning False ends it
+        early (with ``None``: a keepalive that was told to stop)."""
+        outcome: Outcome = None
+        failure: HostedAIError | None = None
+        try:
+            while True:
+                step = flow.send(outcome) if failure is None else flow.throw(failure)
+                outcome, failure = None, None
+                if type(step) is Sleep:
+                    if not sleep(step.seconds):
+                        return None  # type: ignore[return-value]
+                    continue
+                assert type(step) is Send
+                try:
+                    outcome = self.send(step)
+                except HostedAIError as exc:  # the flow decides what each failure means
+                    failure = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    def send(self, step: Send) -> Reply | httpx.TransportError:
+        """One attempt: send, then read the body within its bounds and the deadline."""
+        if self.http.is_closed:
+            raise closed_error()
+        try:
+            response = self.http.send(step.request, stream=True)
+        except httpx.TransportError as exc:
+            return exc
+        if step.stream and response.status_code < 400:
+            return Reply(response, b"")
+        deadline_at = step.deadline_at
+        try:
+            body = Body(response, self.max_response_bytes)
+            if body.loaded is not None:
+                return Reply(response, body.loaded)
+            if deadline_at is not None:
+                clip_reads(step.request, deadline_at)
+            for chunk in response.iter_raw() if body.decoding.raw else response.iter_bytes():
+                body.feed(chunk)
+                if deadline_at is not None and time.monotonic() >= deadline_at:
+                    return deadline_passed(step.request)
+            return Reply(response, body.finish())
+        except httpx.TransportError as exc:
+            return exc
+        except httpx.DecodingError as exc:
+            raise undecodable(response, exc) from None
+        finally:
+            response.close()
+
+
+@attrs.frozen
+class AsyncDriver:
+    """Carries out flows with an ``httpx.AsyncClient``."""
+
+    http: httpx.AsyncClient
+    max_response_bytes: int
+
+    async def run(self, flow: Flow[T], sleep: Callable[[float], Awaitable[Any]] | None = None) -> T:
+        """Run ``flow`` to its end and return its value."""
+        outcome: Outcome = None
+        failure: HostedAIError | None = None
+        try:
+            while True:
+                step = flow.send(outcome) if failure is None else flow.throw(failure)
+                outcome, failure = None, None
+                if type(step) is Sleep:
+                    await (sleep or _clock.async_sleep)(step.seconds)
+                    continue
+                assert type(step) is Send
+                try:
+                    outcome = await self.send(step)
+                except HostedAIError as exc:  # the flow decides what each failure means
+                    failure = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    async def send(self, step: Send) -> Reply | httpx.TransportError:
+        """One attempt, bounded as a whole by the call's deadline."""
+        if self.http.is_closed:
+            raise closed_error()
+        if step.deadline_at is None:
+            return await self._exchange(step)
+        import asyncio
+
+        try:
+            async with asyncio.timeout(max(step.deadline_at - time.monotonic(), 0.0)):
+                return await self._exchange(step)
+        except TimeoutError:
+            return deadline_passed(step.request)
+
+    async def _exchange(self, step: Send) -> Reply | httpx.TransportError:
+        try:
+            response = await self.http.send(step.request, stream=True)
+        except httpx.TransportError as exc:
+            return exc
+        if step.stream and response.status_code < 400:
+            return Reply(response, b"")
+        try:
+            body = Body(response, self.max_response_bytes)
+            if body.loaded is not None:
+                return Reply(response, body.loaded)
+            async for chunk in (
+                response.aiter_raw() if body.decoding.raw else response.aiter_bytes()
+            ):
+                body.feed(chunk)
+            return Reply(response, body.finish())
+        except httpx.TransportError as exc:
+            return exc
+        except httpx.DecodingError as exc:
+            raise undecodable(response, exc) from None
+        finally:
+            await response.aclose()

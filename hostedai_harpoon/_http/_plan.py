@@ -1,0 +1,194 @@
+"""The plan of a call: THE place where an attempt is built, the breaker asked, the outcome
+read, a retry decided and timed, the deadline kept, and the answer parsed.
+
+A ``Planner`` holds what a client's settings make of each call (its requests' prefix and
+headers, the per-attempt timeout, the deadline, the retry policy, the host's breaker);
+``Planner.plan(call)`` is a generator of steps (``_steps.py``) that a driver carries out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+
+from .._config import Secret
+from .._exceptions import (
+    APIStatusError,
+    APITimeoutError,
+    CapacityError,
+    CircuitOpenError,
+    ConfigurationError,
+    HostedAIError,
+)
+from .._resilience import (
+    CircuitBreaker,
+    RetryPolicy,
+    is_retryable_status,
+    is_retryable_transport_error,
+)
+from . import _clock
+from ._errors import parse_reply, redact, request_id, status_error, transport_error
+from ._steps import Call, Plan, Reply, Send, Sleep
+
+__all__ = ["Planner"]
+
+log = logging.getLogger("hostedai_harpoon")
+
+T = TypeVar("T")
+
+
+def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
+    def clip(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=clip(timeout.connect),
+        read=clip(timeout.read),
+        write=clip(timeout.write),
+        pool=clip(timeout.pool),
+    )
+
+
+@attrs.frozen
+class Planner:
+    """How a client carries out each call; ``attrs.evolve`` makes a variant (the patient,
+    breaker-free one releases use, a copy ``with_options`` makes)."""
+
+    build_request: Any  # the http client's build_request: httpx.Client's or AsyncClient's
+    prefix: str
+    headers: Mapping[str, str]
+    secret: Secret
+    timeout: httpx.Timeout
+    deadline: float | None
+    retry: RetryPolicy
+    breaker: CircuitBreaker | None
+
+    def build(self, call: Call[Any], timeout: httpx.Timeout) -> httpx.Request:
+        """The request of one attempt. The key joins its headers only inside the request,
+        whose repr does not show them; the plan blanks it once the attempt is over."""
+        headers = self.headers
+        if call.headers:
+            headers = {**headers, **call.headers}
+        content: bytes | None = None
+        if call.json is not None:
+            try:
+                content = json.dumps(call.json, separators=(",", ":"), allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"cannot send this request body as JSON: {exc}") from None
+            headers = {**headers, "content-type": "application/json"}
+        request: httpx.Request = self.build_request(
+            call.method,
+            self.prefix + call.path,
+            content=content,
+            params=call.params,
+            headers={**headers, "authorization": self.secret.bearer()},
+            timeout=timeout,
+        )
+        return request
+
+    def plan(self, call: Call[T]) -> Plan[T]:
+        """Carry one call through its attempts: the single place retries are decided."""
+        breaker = self.breaker
+        policy = self.retry
+        delays = policy.backoff_delays()
+        deadline_at = None if self.deadline is None else _clock.monotonic() + self.deadline
+        attempt = 0
+        failed: HostedAIError | None = None  # the last attempt's error, once there is one
+        while True:
+            timeout = self.timeout if call.timeout is None else call.timeout
+            if deadline_at is not None:
+                remaining = deadline_at - _clock.monotonic()
+                if remaining <= 0:
+                    raise APITimeoutError(
+                        f"the call's deadline of {self.deadline}s ran out after "
+                        f"{attempt} attempt(s) made"
+                    )
+                timeout = _clip(timeout, remaining)
+            request = self.build(call, timeout)
+            try:
+                probe = breaker.acquire() if breaker is not None else False
+            except CircuitOpenError as refused:
+                if failed is None:
+                    raise
+                # A refused retry is a retry not made: the call failed as its last attempt
+                # did (which may have reached the server), not "refused before sending".
+                failed.add_note(f"hostedai-harpoon: not retried: {refused}")
+                raise failed from failed.__cause__
+            try:
+                outcome = yield Send(request, call.stream, deadline_at)
+            except BaseException:  # closed, cancelled, or the driver failed reading
+                if breaker is not None:
+                    breaker.abandon(probe)
+                raise
+            finally:
+                redact(request)
+            if isinstance(outcome, Reply):
+                response = outcome.response
+                status = response.status_code
+                if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
+                    log.debug(
+                        "%s %s -> %d (attempt %d, request_id=%s)",
+                        call.method,
+                        call.path,
+                        status,
+                        attempt + 1,
+                        request_id(response),
+                    )
+                if status < 300 or status in call.absent_ok:
+                    if breaker is not None:
+                        breaker.record(probe, True)
+                    return parse_reply(call, outcome)
+                error: HostedAIError = status_error(response, outcome.body)
+                if breaker is not None:
+                    # A full pool is an answer about capacity, not about the host's health.
+                    breaker.record(probe, status < 500 or isinstance(error, CapacityError))
+                retryable = is_retryable_status(status, idempotent=call.idempotent) and (
+                    call.retry_capacity or not isinstance(error, CapacityError)
+                )
+                wait = error.retry_after if isinstance(error, APIStatusError) else None
+            else:
+                assert isinstance(outcome, httpx.TransportError)
+                if breaker is not None:
+                    if isinstance(outcome, httpx.PoolTimeout):
+                        # No free connection in our own pool: the host never saw the request.
+                        breaker.abandon(probe)
+                    else:
+                        breaker.record(probe, False)
+                log.debug(
+                    "%s %s -> %s (attempt %d)",
+                    call.method,
+                    call.path,
+                    type(outcome).__name__,
+                    attempt + 1,
+                )
+                if (
+                    deadline_at is not None
+                    and isinstance(outcome, httpx.TimeoutException)
+                    and _clock.monotonic() >= deadline_at
+                ):
+                    error = APITimeoutError(
+                        f"the call's deadline of {self.deadline}s ran out after "
+                        f"{attempt + 1} attempt(s) made"
+                    )
+                else:
+                    error = transport_error(outcome)
+                error.__cause__ = outcome
+                retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
+                wait = None
+            if not retryable or attempt >= policy.max_retries:
+                raise error
+            if wait is not None and wait > policy.max_retry_after:
+                raise error
+            if wait is None:
+                wait = next(delays)
+            if deadline_at is not None and _clock.monotonic() + wait >= deadline_at:
+                raise error
+            attempt += 1
+            failed = error
+            log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
+            yield Sleep(wait)

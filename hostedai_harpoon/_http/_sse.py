@@ -1,0 +1,314 @@
+"""Streamed inference: the ``text/event-stream`` decoder and the two stream objects.
+
+The decoder is sans-I/O (bytes in, ``InferenceChunk``s out, every bound checked);
+``_Reader`` adds the body's content decoding; ``InferenceStream`` and
+``AsyncInferenceStream`` only pull bytes and close the connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, Self
+
+import httpx
+
+from .. import _models as models
+from .._config import DEFAULT_MAX_RESPONSE_BYTES
+from .._exceptions import APITimeoutError, HostedAIError, UsageError
+from .._models import InferenceChunk
+from ._body import Decoding
+from ._errors import decode_json, request_id, too_large_error, transport_error, undecodable
+
+__all__ = ["AsyncInferenceStream", "EventDecoder", "InferenceStream", "check_stream_type"]
+
+
+class EventDecoder:
+    """Turns the bytes of a ``text/event-stream`` into ``InferenceChunk``s.
+
+    One event (its ``data:`` lines, or any single line) may be at most ``limit`` bytes;
+    and, as the wait for a single read is bounded by the read timeout, the time between
+    two events is bounded by it too, so comment lines sent as keepalives cannot hold a
+    stream open forever.
+    """
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._request_id = request_id(response)
+        self._limit = limit
+        self._idle: float | None = response.request.extensions.get("timeout", {}).get("read")
+        self._last_event = time.monotonic()
+        self._buffer = bytearray()
+        self._scanned = 0  # how much of the buffer is known to hold no line end
+        self._data: list[str] = []
+        self._pending = 0  # bytes of the event's data lines so far
+        self.done = False
+
+    def feed(self, data: bytes) -> list[InferenceChunk]:
+        """Take the next decoded bytes; return the chunks of the events they complete."""
+        buffer = self._buffer
+        buffer += data
+        chunks: list[InferenceChunk] = []
+        start = 0
+        while not self.done:
+            end = buffer.find(b"\n", self._scanned)
+            if end < 0:
+                break
+            if end - start > self._limit:
+                raise too_large_error(self._response, self._limit, "an event of the stream")
+            line = bytes(buffer[start:end]).decode("utf-8", "replace").removesuffix("\r")
+            size = end - start
+            start = self._scanned = end + 1
+            chunk = self._line(line, size)
+            if chunk is not None:
+                chunks.append(chunk)
+        del buffer[:start]
+        self._scanned = len(buffer)
+        if self._pending + len(buffer) > self._limit:
+            raise too_large_error(self._response, self._limit, "an event of the stream")
+        if chunks or self.done:
+            self._last_event = time.monotonic()
+        elif self._idle is not None and time.monotonic() - self._last_event > self._idle:
+            raise APITimeoutError(
+                f"the stream sent no event for {self._idle:.3g}s (the read timeout)"
+            )
+        return chunks
+
+    def _line(self, line: str, size: int) -> InferenceChunk | None:
+        if line.startswith("data:"):
+            self._pending += size
+            if self._pending > self._limit:
+                raise too_large_error(self._response, self._limit, "an event of the stream")
+            self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            return None
+        if line or not self._data:
+            return None  # comments, other fields, or a blank line with no event pending
+        data = "\n".join(self._data)
+        self._data.clear()
+        self._pending = 0
+        if data == "[DONE]":
+            self.done = True
+            return None
+        payload = decode_json(data, self._response)
+        try:
+            return models.parse_chunk(payload, self._request_id)
+        except models.InvalidPayload as exc:
+            raise models.validation_error(
+                str(exc),
+                status_code=self._response.status_code,
+                request_id=self._request_id,
+                body=payload,
+            ) from None
+
+    def finish(self) -> None:
+        """Check that the stream ended properly."""
+        if not self.done:
+            raise models.validation_error(
+                "the event stream ended before its [DONE] event",
+                status_code=self._response.status_code,
+                request_id=self._request_id,
+                body=None,
+            )
+
+
+def check_stream_type(response: httpx.Response) -> None:
+    """Refuse an answer that is not an event stream."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        raise models.validation_error(
+            f"expected an event stream, got content-type {content_type!r}",
+            status_code=response.status_code,
+            request_id=request_id(response),
+            body=None,
+        )
+
+
+class _Reader:
+    """The chunks of a stream's body: content-decoded in bounded pieces, then SSE-decoded."""
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._decoding = Decoding(response)
+        self._events = EventDecoder(response, limit)
+        self.raw = self._decoding.raw
+
+    @property
+    def done(self) -> bool:
+        """Whether the ``[DONE]`` event came."""
+        return self._events.done
+
+    def feed(self, data: bytes) -> list[InferenceChunk]:
+        """The chunks the next bytes of the body complete."""
+        chunks: list[InferenceChunk] = []
+        for piece in self._decoding.decode(data):
+            chunks += self._events.feed(piece)
+            if self._events.done:
+                break
+        return chunks
+
+    def finish(self) -> list[InferenceChunk]:
+        """The last chunks, once the body ended; checks that the stream ended properly."""
+        chunks: list[InferenceChunk] = []
+        for piece in self._decoding.finish():
+            chunks += self._events.feed(piece)
+        self._events.finish()
+        return chunks
+
+
+@contextmanager
+def _reading(response: httpx.Response) -> Iterator[None]:
+    """httpx's errors while a stream is read, as errors of the tree."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise transport_error(exc) from exc
+    except httpx.DecodingError as exc:
+        raise undecodable(response, exc) from None
+    except httpx.StreamError as exc:  # closed before it was read
+        raise HostedAIError(f"the stream cannot be read: {exc}") from None
+
+
+def _already_read() -> HostedAIError:
+    return HostedAIError("this stream was already read; start a new one")
+
+
+class InferenceStream:
+    """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
+    early. Stopping a ``for`` loop early also closes the connection.
+
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
+    """
+
+    def __init__(
+        self, response: httpx.Response, max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    ) -> None:
+        try:
+            check_stream_type(response)
+        except BaseException:
+            response.close()
+            raise
+        self.response = response
+        """The HTTP response carrying the stream."""
+        self.request_id = request_id(response)
+        self._max_event_bytes = max_event_bytes
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<InferenceStream request_id={self.request_id!r}>"
+
+    def __iter__(self) -> Iterator[InferenceChunk]:
+        if self._started:
+            raise _already_read()
+        self._started = True
+        response = self.response
+        try:
+            with _reading(response):
+                reader = _Reader(response, self._max_event_bytes)
+                for data in response.iter_raw() if reader.raw else response.iter_bytes():
+                    yield from reader.feed(data)
+                    if reader.done:
+                        return
+                yield from reader.finish()
+        finally:
+            response.close()
+
+    def close(self) -> None:
+        """Stop the stream and close its connection."""
+        self.response.close()
+
+    def __aiter__(self) -> NoReturn:
+        raise UsageError("this stream comes from the sync client: iterate it with `for`")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncInferenceStream:
+    """The chunks of a streamed inference, for ``async for``.
+
+    ``async with client.stream(...) as chunks:`` sends the request on entering and closes
+    the connection on leaving, however the block ends; ``chunks = await client.stream(...)``
+    sends it at once (then ``aclose()`` it to stop early).
+
+    One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
+    and the wait between two events at most the read timeout (see docs/limits.md).
+    """
+
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[httpx.Response]],
+        max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._start = start
+        self._max_event_bytes = max_event_bytes
+        self._response: httpx.Response | None = None
+        self._started = False
+        self.request_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncInferenceStream request_id={self.request_id!r}>"
+
+    @property
+    def response(self) -> httpx.Response:
+        """The HTTP response carrying the stream (once the request was sent)."""
+        if self._response is None:
+            raise HostedAIError("the stream was not started: await it or use `async with`")
+        return self._response
+
+    async def _open(self) -> httpx.Response:
+        if self._response is None:
+            response = await self._start()
+            try:
+                check_stream_type(response)
+            except BaseException:
+                await response.aclose()
+                raise
+            self._response = response
+            self.request_id = request_id(response)
+        return self._response
+
+    async def _opened(self) -> Self:
+        await self._open()
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._opened().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
+        if self._started:
+            raise _already_read()
+        self._started = True
+        response = await self._open()
+        try:
+            with _reading(response):
+                reader = _Reader(response, self._max_event_bytes)
+                async for data in response.aiter_raw() if reader.raw else response.aiter_bytes():
+                    for chunk in reader.feed(data):
+                        yield chunk
+                    if reader.done:
+                        return
+                for chunk in reader.finish():
+                    yield chunk
+        finally:
+            await response.aclose()
+
+    def __iter__(self) -> NoReturn:
+        raise UsageError(
+            "this stream is async: `async with client.stream(...) as chunks: "
+            "async for chunk in chunks: ...`"
+        )
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its connection."""
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self._opened()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

@@ -1,0 +1,262 @@
+"""Releasing: every place a GPU is given back, and what happens when that fails.
+
+- the release policy: more patient retries than an ordinary call, no circuit breaker (a
+  release is tried even when the host looks unhealthy), bounded by a release timeout;
+- ``release_flow``: release by id or, when only the idempotency key is known (the create was
+  interrupted), find the allocation first by replaying the create; a replay that proves
+  nothing was made ends it;
+- ``OrphanedAllocation`` and ``OrphanLedger``: what could not be released, kept until it is;
+- ``release_orphans_flow``: ``client.release_orphans()``;
+- the guards around a release: Ctrl-C held back (sync), cancellation shielded (async), and
+  the interpreter-exit hook for blocks still open.
+
+A lease's own release (``_core.py``) moves its state and then runs ``release_flow``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Protocol
+
+import attrs
+
+from .._exceptions import (
+    APIStatusError,
+    CapacityError,
+    CircuitOpenError,
+    ConfigurationError,
+    HostedAIError,
+)
+from .._http import _api as api
+from .._http._plan import Planner
+from .._http._steps import Flow
+from .._models import Allocation
+from .._resilience import RetryPolicy
+
+__all__ = [
+    "RELEASE_RETRY",
+    "OrphanLedger",
+    "OrphanedAllocation",
+    "for_release",
+    "nothing_was_made",
+    "release_flow",
+    "release_orphans_flow",
+    "run_to_the_end",
+    "sigint_deferred",
+]
+
+log = logging.getLogger("hostedai_harpoon")
+
+RELEASE_RETRY: Final = RetryPolicy(max_retries=6, initial_backoff=0.1, max_backoff=2.0)
+"""Releasing is worth more patience than an ordinary call."""
+
+
+def for_release(planner: Planner, release_timeout: float) -> Planner:
+    """The planner releases (and renewals) use: patient retries within ``release_timeout``,
+    and no circuit breaker."""
+    return attrs.evolve(planner, retry=RELEASE_RETRY, deadline=release_timeout, breaker=None)
+
+
+# 4xx answers that do not settle whether an earlier attempt of the same create got through:
+# a timeout, an idempotency conflict (something was made with this key), a rate limit.
+_UNSETTLED_4XX = frozenset({408, 409, 429})
+
+
+def nothing_was_made(error: BaseException) -> bool:
+    """Whether a create call that failed with ``error`` certainly made no allocation.
+
+    A full pool, a request refused before it was sent (the breaker refuses only a call's
+    first attempt: a refused retry raises the last attempt's error) and a definite 4xx say
+    so: an earlier attempt that got through would have bound the key, and the replay would
+    have answered with its allocation. Anything else (a timeout, a 5xx, a 429) leaves it open.
+    """
+    if isinstance(error, CapacityError | ConfigurationError | CircuitOpenError):
+        return True
+    return (
+        isinstance(error, APIStatusError)
+        and 400 <= error.status_code < 500
+        and error.status_code not in _UNSETTLED_4XX
+    )
+
+
+def release_flow(
+    planner: Planner,
+    allocation_id: str | None,
+    find: Callable[[], Flow[Allocation]] | None,
+) -> Flow[Allocation | None]:
+    """Release ``allocation_id``; without one, ``find`` it first (replaying its create).
+
+    Returns the allocation found by the replay (``None`` when the id was known, or when the
+    replay proved that nothing was made).
+    """
+    found: Allocation | None = None
+    if allocation_id is None:
+        if find is None:
+            return None
+        try:
+            found = yield from find()
+        except HostedAIError as exc:
+            if nothing_was_made(exc):
+                return None
+            raise
+        allocation_id = found.id
+    yield from planner.plan(api.release_allocation(allocation_id))
+    log.debug("released allocation %s", allocation_id)
+    return found
+
+
+@attrs.frozen
+class OrphanedAllocation:
+    """An allocation the SDK could not release: it may still be billing.
+
+    ``allocation_id`` is ``None`` when only the idempotency key is known (the create may
+    or may not have happened). Release it with ``client.release_orphans()`` or by hand.
+    """
+
+    allocation_id: str | None
+    idempotency_key: str
+    model: str
+    error: str
+    gpus: int = 1
+    gpu_type: str | None = None
+    pool_id: str | None = None
+    ttl_seconds: int | None = None
+
+
+class OrphanLedger:
+    """The allocations a client could not release. An orphan leaves it only once released,
+    so an interrupted or failing clean-up loses none. Shared by a client and its copies."""
+
+    def __init__(self) -> None:
+        self._orphans: list[OrphanedAllocation] = []
+        self._lock = threading.Lock()  # keepalive threads and the block record orphans
+
+    def add(self, orphan: OrphanedAllocation) -> None:
+        """Record an allocation that could not be released."""
+        with self._lock:
+            self._orphans.append(orphan)
+
+    def snapshot(self) -> list[OrphanedAllocation]:
+        """The orphans now, oldest first."""
+        with self._lock:
+            return list(self._orphans)
+
+    def discard(self, orphan: OrphanedAllocation) -> None:
+        """Forget an orphan that is released now."""
+        with self._lock:
+            for index, held in enumerate(self._orphans):
+                if held is orphan:
+                    del self._orphans[index]
+                    return
+
+
+def _release_orphan_flow(orphan: OrphanedAllocation, planner: Planner) -> Flow[Allocation | None]:
+    def find() -> Flow[Allocation]:
+        return planner.plan(
+            api.create_allocation(
+                orphan.model,
+                orphan.gpus,
+                orphan.gpu_type,
+                orphan.pool_id,
+                orphan.ttl_seconds,
+                orphan.idempotency_key,
+                retry_capacity=False,
+            )
+        )
+
+    return release_flow(planner, orphan.allocation_id, find)
+
+
+def release_orphans_flow(
+    ledger: OrphanLedger, planner: Planner, release_timeout: float
+) -> Flow[list[OrphanedAllocation]]:
+    """Try again to release every orphan; return those still held. Each leaves the ledger
+    only once released, whatever interrupts the loop."""
+    patient = for_release(planner, release_timeout)
+    still: list[OrphanedAllocation] = []
+    for orphan in ledger.snapshot():
+        try:
+            yield from _release_orphan_flow(orphan, patient)
+        except HostedAIError:
+            still.append(orphan)
+        else:
+            ledger.discard(orphan)
+    return still
+
+
+# Guards around a release -------------------------------------------------------------------
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while a release runs (main thread only), then deliver it. A second
+    Ctrl-C means it: it interrupts the release (which then records an orphan)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[object] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if pending:
+            pending.clear()
+            raise KeyboardInterrupt
+        pending.append(signum)
+        log.warning("Ctrl-C: releasing the GPU allocation first; press Ctrl-C again to abandon it")
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            signal.raise_signal(signal.SIGINT)  # now the program's own handler sees it
+
+
+async def run_to_the_end(
+    coro: Coroutine[Any, Any, None], limit: float
+) -> tuple[BaseException | None, bool]:
+    """Run ``coro`` to its end, for at most ``limit`` seconds, even if the caller is cancelled
+    meanwhile; say what it raised (``None``: nothing) and whether the caller was cancelled."""
+    import asyncio  # here, not at the top: sync users should not pay for importing it
+
+    task = asyncio.ensure_future(asyncio.wait_for(coro, limit))
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            cancelled = True
+    if task.cancelled():  # cancelled from outside, as at event-loop shutdown
+        return asyncio.CancelledError("the release was cancelled"), cancelled
+    return task.exception(), cancelled
+
+
+# Interpreter exit --------------------------------------------------------------------------
+
+
+class _OpenLease(Protocol):
+    def _release_at_exit(self) -> None: ...
+
+
+open_leases: weakref.WeakSet[_OpenLease] = weakref.WeakSet()
+"""Leases inside their block: released by the interpreter-exit hook if still open then."""
+
+
+@atexit.register
+def _release_open_leases() -> None:
+    for lease in list(open_leases):
+        log.warning("releasing allocation of %r at interpreter exit", lease)
+        try:
+            lease._release_at_exit()
+        except Exception as exc:  # best effort: nothing may stop the others
+            log.warning("releasing %r at exit failed: %s", lease, exc)

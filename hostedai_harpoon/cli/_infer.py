@@ -1,0 +1,116 @@
+"""``harpoon infer``: one prompt through the Orchestrator, its decision and reason printed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import TYPE_CHECKING, TypeVar
+
+import hostedai_harpoon as harpoon
+
+from ._api import _connect
+from ._common import _one_line, _print_json
+
+ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
+
+if TYPE_CHECKING:
+    from ..orchestrator import Orchestrator, RoutedResult
+
+
+# infer -----------------------------------------------------------------------------------
+
+
+def _infer(args: argparse.Namespace) -> int:
+    # asyncio.run turns Ctrl-C into a cancellation of this coroutine, so the orchestrator's
+    # exit runs and releases what it leased before KeyboardInterrupt reaches main().
+    return asyncio.run(_infer_async(args))
+
+
+async def _infer_async(args: argparse.Namespace) -> int:
+    from ..orchestrator import Orchestrator
+
+    async with (
+        _connect(args, harpoon.AsyncHostedAI) as client,
+        Orchestrator(client) as orchestrator,
+    ):
+        if args.stream:
+            await _infer_streamed(args, orchestrator)
+            return 0
+        routed = await orchestrator.process(
+            args.text, target=args.target, max_tokens=args.max_tokens
+        )
+    if args.json:
+        _print_json(_routed_json(routed))
+        return 0
+    _print_decision(routed.decision)
+    print(routed.result.text)
+    failures = [
+        f"{attempt.target.name} failed ({_one_line(attempt.error)})"
+        for attempt in routed.attempts
+        if attempt.error is not None
+    ]
+    if failures:
+        print(f"failed over: {'; '.join(failures)}")
+    usage = routed.result.usage
+    print(
+        f"({usage.input_tokens} tokens in, {usage.output_tokens} out, {routed.latency:.2f}s, "
+        f"about ${routed.cost:.6f})"
+    )
+    return 0
+
+
+async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) -> None:
+    async with (
+        orchestrator.allocate() as session,
+        session.stream(args.text, target=args.target, max_tokens=args.max_tokens) as chunks,
+    ):
+        decision = chunks.decision
+        if args.json:
+            print(json.dumps(_decision_json(decision)), flush=True)
+        else:
+            _print_decision(decision)
+        usage = None
+        async for chunk in chunks:
+            if args.json:
+                print(json.dumps({"delta": chunk.delta, "finish_reason": chunk.finish_reason}))
+            else:
+                print(chunk.delta, end="", flush=True)
+            usage = chunk.usage or usage
+    if not args.json:
+        print()
+        if usage is not None:
+            print(f"({usage.input_tokens} tokens in, {usage.output_tokens} out)")
+
+
+def _print_decision(decision: harpoon.RouteDecision) -> None:
+    print(f"target: {decision.target.name}\nreason: {decision.reason}\n", flush=True)
+
+
+def _decision_json(decision: harpoon.RouteDecision) -> dict[str, object]:
+    return {"target": decision.target.name, "reason": decision.reason}
+
+
+def _routed_json(routed: RoutedResult) -> dict[str, object]:
+    result = routed.result
+    return {
+        **_decision_json(routed.decision),
+        "text": result.text,
+        "model": result.model,
+        "finish_reason": result.finish_reason,
+        "usage": {
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+        },
+        "latency": routed.latency,
+        "cost": routed.cost,
+        "attempts": [
+            {
+                "target": attempt.target.name,
+                "reason": attempt.reason,
+                "allocation_id": attempt.allocation_id,
+                "error": None if attempt.error is None else _one_line(attempt.error),
+            }
+            for attempt in routed.attempts
+        ],
+    }

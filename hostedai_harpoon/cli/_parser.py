@@ -1,0 +1,232 @@
+"""The argument parser and ``main()``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import hostedai_harpoon as harpoon
+
+from .._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
+from ._api import _health, _list_allocations, _pools, _release_allocations, _with_client
+from ._bench import _bench
+from ._common import _EPILOG, _INTERRUPTED, _PROG, _USAGE_ERROR, _one_line, _UsageError
+from ._infer import _infer
+
+ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
+
+# The parser ------------------------------------------------------------------------------
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports bad usage in one line that points at the help, instead of the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(_USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog on its own."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            super(_Formatter, self)._fill_text(paragraph, width, indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    connection = _Parser(add_help=False)
+    group = connection.add_argument_group("connection")
+    group.add_argument(
+        "--base-url", metavar="URL", help=f"the API's address (default: ${ENV_BASE_URL})"
+    )
+    group.add_argument("--pool", metavar="POOL", help=f"the pool to use (default: ${ENV_POOL_ID})")
+    group.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="how long each request may take (default: the SDK's)",
+    )
+    output = _Parser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    parser = _Parser(
+        prog=_PROG,
+        description="Rent GPUs from HostedAI pools: inspect the service, clean up held GPUs, "
+        "run a routed inference, serve the emulator, run the benchmarks.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {harpoon.__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(
+        name: str,
+        help: str,
+        parents: Sequence[_Parser] = (),
+        details: str = "",
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=f"{help[0].upper()}{help[1:]}. {details}".rstrip(),
+            epilog=_EPILOG,
+            formatter_class=_Formatter,
+            parents=parents,
+        )
+        sub.set_defaults(prog=sub.prog)
+        return sub
+
+    # Parsed by the emulator's own command line (python -m hostedai_harpoon.testing).
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve the HostedAI API emulator on a local port until interrupted",
+        add_help=False,
+    )
+    emulator.set_defaults(run=None, prog=emulator.prog)
+
+    api = [connection, output]
+    health = command("health", "the service's health; exit status 1 when degraded", api)
+    health.set_defaults(run=_with_client(_health))
+    pools = command("pools", "the pools, their free GPUs and their models", api)
+    pools.set_defaults(run=_with_client(_pools))
+
+    allocations = commands.add_parser(
+        "allocations",
+        help="list or release allocations (GPUs bill until released)",
+        description="List or release allocations. A GPU nobody released keeps billing "
+        "until its TTL runs out: release it here.",
+    )
+    actions = allocations.add_subparsers(title="actions", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list",
+        parents=api,
+        help="the allocations holding GPUs (in --pool, else in every pool)",
+        description="The allocations holding GPUs, in --pool (or $HOSTED_AI_POOL_ID), else "
+        "in every pool. The API lists only allocations that hold GPUs: released, expired "
+        "and failed ones are never listed.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    listing.add_argument(
+        "--all-states",
+        action="store_true",
+        help="also list the allocations being released (status releasing; by default only "
+        "pending and ready ones are listed)",
+    )
+    listing.set_defaults(run=_with_client(_list_allocations), prog=listing.prog)
+    release = actions.add_parser(
+        "release",
+        parents=api,
+        help="release allocations by id, or every one with --all",
+        description="Release allocations by id, or every allocation holding GPUs (in --pool, "
+        "else in every pool) with --all. An id that does not exist is an error; one "
+        "already released, expired or failed is reported as such.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    which = release.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "ids", nargs="*", default=[], metavar="ID", help="the allocations to release"
+    )
+    which.add_argument("--all", action="store_true", help="release every allocation holding GPUs")
+    release.set_defaults(run=_with_client(_release_allocations), prog=release.prog)
+
+    infer = command(
+        "infer",
+        "route TEXT to a target through the Orchestrator and print the decision, its reason "
+        "and the answer",
+        api,
+        "The Orchestrator leases a GPU for the target (the routing policy is "
+        "ComplexityPolicy over the default targets) and releases it before the command "
+        "exits, Ctrl-C included.",
+    )
+    infer.add_argument("text", metavar="TEXT", help="the prompt")
+    infer.add_argument(
+        "--target",
+        choices=[target.name for target in harpoon.DEFAULT_TARGETS],
+        help="pin the request to this target instead of letting the policy choose",
+    )
+    infer.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    infer.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="the most tokens to generate (default: 256)",
+    )
+    infer.set_defaults(run=_infer)
+
+    bench = command(
+        "bench",
+        "run the benchmarks (every bench/*.py of the source tree) and print their output",
+        [output],
+    )
+    bench.add_argument("names", nargs="*", metavar="NAME", help="only these (e.g. routing)")
+    bench.add_argument(
+        "--dir", type=Path, help="the benchmarks' directory (default: bench/ of the source tree)"
+    )
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``harpoon`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if args.run is None:
+            from ..testing.__main__ import main as serve_emulator
+
+            return serve_emulator(rest, prog=args.prog)
+        if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in rest):
+            # Named without its value: a key typed on a command line is already one too many
+            # places, and the error must not copy it into a CI log as well.
+            raise _UsageError(
+                f"--api-key is not an option: set {ENV_API_KEY} (the key is not taken on "
+                "the command line)"
+            )
+        if rest:
+            parser.exit(
+                _USAGE_ERROR,
+                f"{args.prog}: error: unrecognized arguments: {' '.join(rest)} "
+                f"(see {args.prog} --help)\n",
+            )
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else _USAGE_ERROR
+    except (_UsageError, harpoon.ConfigurationError) as exc:
+        print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return _USAGE_ERROR
+    except harpoon.HostedAIError as exc:
+        print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return _INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

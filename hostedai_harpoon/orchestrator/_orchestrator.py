@@ -1,0 +1,296 @@
+"""``Orchestrator``: the front door combining the async client, leases and routing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+
+from .. import (
+    AsyncHostedAI,
+    CircuitBreakerConfig,
+    ConfigurationError,
+    HostedAIError,
+    OrchestratorClosedError,
+)
+from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
+from ._checks import check_seconds, checked_limits, checked_targets, target_names
+from ._engine import Engine
+from ._group import Limits
+from ._inflight import InFlight, guarded, settle
+from ._live import LocalLiveState
+from ._results import HealthReport, RoutedResult, Snapshot, Verdict
+from ._session import Session, inference_options
+from ._slots import Slots
+
+__all__ = ["Orchestrator"]
+
+log = logging.getLogger("hostedai_harpoon")
+
+# Seconds between two rounds of upkeep (idle release, min_warm), on the injected sleep.
+_UPKEEP_EVERY = 1.0
+_CUT_OFF_GRACE = 30.0
+_TARGET_BREAKER = CircuitBreakerConfig(minimum_calls=4, window=60.0, open_duration=30.0)
+
+
+class Orchestrator:
+    """Routes each call to a target, runs it on a warm or freshly leased allocation, fails
+    over, and leaves nothing behind. Async only (the sync client and leases are for scripts).
+
+    ``client`` is an ``AsyncHostedAI`` (``None``: one made from the environment, and closed
+    with the orchestrator; a client passed in is never closed). ``policy=None`` means
+    ``ComplexityPolicy()``; a ``CascadePolicy`` is escalated by the orchestrator itself.
+    A call tries up to ``max_attempts`` targets. ``max_allocations`` caps the allocations
+    per target (one number, or per target name; ``None``: no cap), ``min_warm`` keeps that
+    many allocations per target name leased at all times, and ``idle_release`` lets go of
+    the others once unused that many seconds. A caller finding every allocation busy at
+    the cap waits its turn up to ``queue_timeout`` seconds. Closing lets calls in flight
+    finish within ``drain_timeout`` seconds, then cancels them.
+
+    ``breaker`` configures each target's own circuit breaker, ``error_window`` the seconds
+    over which error rates are counted, ``pool_refresh`` the most seconds between two
+    reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
+    ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
+    ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
+    release, breaker cool-downs, budgets), so tests can replace them.
+    """
+
+    def __init__(
+        self,
+        client: AsyncHostedAI | None = None,
+        *,
+        targets: Sequence[Target] = DEFAULT_TARGETS,
+        policy: RoutingPolicy | None = None,
+        max_attempts: int = 3,
+        max_allocations: Limits = None,
+        min_warm: Mapping[str, int] | None = None,
+        idle_release: float = 300.0,
+        queue_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        pool_refresh: float = 5.0,
+        error_window: float = 60.0,
+        breaker: CircuitBreakerConfig = _TARGET_BREAKER,
+        lease_ttl: float = 120.0,
+        ready_timeout: float = 300.0,
+        capacity_timeout: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._targets = checked_targets(targets)
+        names = {target.name for target in self._targets}
+        if type(max_attempts) is not int or max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        for what, seconds in (
+            ("idle_release", idle_release),
+            ("queue_timeout", queue_timeout),
+            ("drain_timeout", drain_timeout),
+            ("pool_refresh", pool_refresh),
+            ("error_window", error_window),
+            ("lease_ttl", lease_ttl),
+            ("ready_timeout", ready_timeout),
+            ("capacity_timeout", capacity_timeout),
+        ):
+            check_seconds(what, seconds)
+        self._max_allocations = checked_limits("max_allocations", max_allocations, names)
+        self._min_warm = dict(min_warm or {})
+        checked_limits("min_warm", self._min_warm, names)
+        self._owns_client = client is None
+        self._client = AsyncHostedAI() if client is None else client
+        self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
+        self._idle_release = idle_release
+        self._queue_timeout = queue_timeout
+        self._drain_timeout = drain_timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._lease_options = {
+            "ttl": lease_ttl,
+            "ready_timeout": ready_timeout,
+            "capacity_timeout": capacity_timeout,
+        }
+        self._live = LocalLiveState(
+            self._targets,
+            breaker=breaker,
+            clock=clock,
+            window=error_window,
+            refresh=pool_refresh,
+            pool_id=self._client.pool_id,
+        )
+        self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
+        self._warm = self._slots(self._max_allocations)
+        self._calls = InFlight()
+        self._sessions: set[Session] = set()
+        self._upkeep: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        names = ", ".join(target.name for target in self._targets)
+        state = "closed" if self._closing is not None else "open"
+        return f"<Orchestrator {state} targets=[{names}] calls_in_flight={len(self._calls)}>"
+
+    @property
+    def client(self) -> AsyncHostedAI:
+        """The client every request goes through."""
+        return self._client
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets routed over."""
+        return self._targets
+
+    def _slots(self, limits: Limits) -> Slots:
+        return Slots(
+            self._client,
+            self._live,
+            limits=limits,
+            queue_timeout=self._queue_timeout,
+            clock=self._clock,
+            lease_options=self._lease_options,
+        )
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Orchestrator:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._closing is not None:
+            raise OrchestratorClosedError("the orchestrator is closed")
+        if self._upkeep is None:
+            self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+
+    async def aclose(self) -> None:
+        """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
+        cancel the rest, and release every allocation held. Idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await settle([self._closing])
+        self._closing.result()
+
+    async def _close(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+        try:
+            if not await self._calls.drained(self._drain_timeout):
+                self._calls.cut_off()
+                await self._calls.drained(_CUT_OFF_GRACE)
+            for session in list(self._sessions):
+                await session.aclose()
+        finally:
+            self._engine.stop()
+            await self._warm.aclose()
+            if self._upkeep is not None:
+                await asyncio.gather(self._upkeep, return_exceptions=True)
+            if self._owns_client:
+                await self._client.close()
+
+    async def _keep_up(self) -> None:
+        """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
+        while True:
+            for target in self._targets:
+                for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
+                    try:
+                        if await self._warm.open(target) is None:
+                            break
+                    except HostedAIError as exc:
+                        log.warning("could not keep %s warm: %s", target.name, exc)
+                        break
+            self._warm.release_idle(self._idle_release, self._min_warm)
+            await self._sleep(_UPKEEP_EVERY)
+
+    # Calls
+
+    async def process(
+        self,
+        text: str,
+        *,
+        target: Target | str | None = None,
+        tier: Tier | str | None = None,
+        max_tokens: int = 256,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> RoutedResult:
+        """One-shot: route ``text`` (or honour ``target=``), run it on a warm allocation or
+        a newly leased one that then stays warm, and fail over when the target fails.
+
+        Raises ``AllAttemptsFailedError`` (carrying every attempt) when no attempt
+        succeeded, the request's own error (400, 401, 403, 404, 422) at once, and
+        ``OrchestratorClosedError`` once the orchestrator is closing.
+        """
+        self._check_open()
+        request = RouteRequest(text, max_tokens, target=target, tier=tier)
+        options = inference_options(temperature, stop)
+        engine, warm, policy = self._engine, self._warm, self._policy
+        return await guarded(
+            lambda: engine.infer(warm, policy, request, options, None), (self._calls,)
+        )
+
+    def allocate(
+        self,
+        *,
+        targets: Iterable[Target | str] | None = None,
+        policy: RoutingPolicy | None = None,
+        prewarm: Iterable[Target | str] = (),
+        max_allocations: Limits = None,
+        budget: float | None = None,
+    ) -> Session:
+        """A scope of GPU use: ``async with orchestrator.allocate(...) as session``.
+
+        ``targets`` narrows the targets the session routes over (names accepted),
+        ``policy`` replaces the orchestrator's for the session, ``prewarm`` names targets
+        to lease on entering, ``max_allocations`` caps the session's allocations per
+        target (``None``: the orchestrator's cap) and ``budget`` the dollars it may spend.
+        """
+        self._check_open()
+        known = {target.name: target for target in self._targets}
+        names = None if targets is None else frozenset(target_names(targets, known))
+        if budget is not None:
+            check_seconds("budget", budget)
+        limits = self._max_allocations if max_allocations is None else max_allocations
+        session = Session(
+            self._engine,
+            self._slots(checked_limits("max_allocations", limits, set(known))),
+            self._policy if policy is None else policy,
+            names,
+            [known[name] for name in target_names(prewarm, known)],
+            budget,
+            self._calls,
+            self._check_open,
+            self._sessions.discard,
+        )
+        self._sessions.add(session)
+        return session
+
+    # For people
+
+    def snapshot(self) -> Snapshot:
+        """Counters per target and in total: requests, errors, failovers, in flight, warm
+        allocations, tokens, GPU-seconds held, estimated cost, latency p50/p95."""
+        return self._live.snapshot()
+
+    async def health(self) -> HealthReport:
+        """The API's health, each target's live state with a verdict, and an overall one."""
+        try:
+            api = await self._client.health()
+            api_error = None
+        except HostedAIError as exc:
+            api, api_error = None, f"{type(exc).__name__}: {exc}"
+        await self._engine.read_pools()
+        targets = {health.target.name: health for health in self._live.health()}
+        verdicts = [health.verdict for health in targets.values()]
+        verdict: Verdict = "degraded"
+        if api is None or all(v == "down" for v in verdicts):
+            verdict = "down"
+        elif api.status == "ok" and all(v == "ok" for v in verdicts):
+            verdict = "ok"
+        return HealthReport(verdict, api, api_error, targets)

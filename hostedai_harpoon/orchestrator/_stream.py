@@ -1,0 +1,128 @@
+"""``RoutedStream``: a routed, streamed inference, failed over before its first chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from .. import HostedAIError, InferenceChunk, Usage
+from ..routing import RouteDecision, RouteRequest, RoutingPolicy
+from ._engine import Engine, OpenedStream, fails_over
+from ._inflight import InFlight, closed_instead, current_task
+from ._results import Attempt
+from ._slots import Slots
+
+__all__ = ["RoutedStream"]
+
+
+class RoutedStream:
+    """The chunks of a routed, streamed inference: ``async with session.stream(...) as chunks``.
+
+    Entering routes the request and opens the stream, failing over to the decision's
+    fallbacks until a first chunk arrives; after that an error ends the stream. While the
+    block runs, ``decision`` says where it went and why and ``attempts`` lists every try.
+    Leaving the block closes the stream, however it is left.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        options: dict[str, Any],
+        names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
+        check: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._slots = slots
+        self._policy = policy
+        self._request = request
+        self._options = options
+        self._names = names
+        self._scopes = scopes
+        self._check = check
+        self._task: asyncio.Task[object] | None = None
+        self._opened: OpenedStream | None = None
+        self._decision: RouteDecision | None = None
+        self._usage: Usage | None = None
+        self.attempts: list[Attempt] = []
+        """Every try so far, in order."""
+
+    @property
+    def decision(self) -> RouteDecision:
+        """Where the stream went and why (once entered)."""
+        if self._decision is None:
+            raise HostedAIError("the stream was not opened: use `async with session.stream(...)`")
+        return self._decision
+
+    async def __aenter__(self) -> RoutedStream:
+        if self._task is not None:
+            raise HostedAIError("a routed stream can be entered only once")
+        self._check()
+        task = self._task = current_task()
+        for scope in self._scopes:
+            scope.enter(task)
+        try:
+            self._decision, self._opened = await self._engine.stream(
+                self._slots, self._policy, self._request, self._options, self._names, self.attempts
+            )
+        except BaseException as exc:
+            self._finish_tracking(exc)
+            raise
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
+        opened = self._opened
+        if opened is None:
+            raise HostedAIError("the stream was not opened: use `async with session.stream(...)`")
+        chunk = opened.first
+        while True:
+            if chunk.usage is not None:
+                self._usage = chunk.usage
+            yield chunk
+            try:
+                chunk = await anext(opened.rest)
+            except StopAsyncIteration:
+                return
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        opened, self._opened = self._opened, None
+        if opened is None:
+            return
+        live, name = self._engine.live, opened.slot.target.name
+        broken = False
+        try:
+            await opened.close()
+        finally:
+            if exc is None:
+                seconds = time.perf_counter() - opened.started
+                live.finished(name, opened.ticket, "ok", seconds, self._usage)
+            elif isinstance(exc, HostedAIError):
+                broken = fails_over(exc)
+                live.finished(name, opened.ticket, "failed" if broken else "refused", 0.0, None)
+            else:
+                live.abandoned(name, opened.ticket)
+            self._slots.release(opened.slot, broken=broken)
+            self._finish_tracking(exc)
+
+    def _finish_tracking(self, exc: BaseException | None) -> None:
+        """Stop counting the stream as in flight; a cut-off becomes a typed error."""
+        task = self._task
+        assert task is not None
+        closed = None
+        if isinstance(exc, asyncio.CancelledError):
+            closed = closed_instead(task, *self._scopes)
+        for scope in self._scopes:
+            scope.leave(task)
+        if closed is not None:
+            raise closed from None

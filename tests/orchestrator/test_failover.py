@@ -1,0 +1,198 @@
+"""Failover: what moves a call to another target, what does not, and how a failing target
+is avoided and then probed again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hostedai_harpoon as harpoon
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock, PoolSpec
+from tests.conftest import EmulatorFactory
+from tests.orchestrator.conftest import Connect, live_ids
+
+pytestmark = pytest.mark.timeout(60)
+
+COMPLEX = (
+    "Prove step by step that the square root of 2 is irrational, then explain why the "
+    "proof fails for 4. Justify each inference rigorously."
+)
+SMALL = harpoon.Target("gemma-3-270m", tier="small", pool="small-pool", cost_per_gpu_hour=0.4)
+LARGE = harpoon.Target("qwen3-30b-a3b", tier="large", pool="large-pool", cost_per_gpu_hour=2.5)
+POOLS = [
+    PoolSpec("small-pool", gpus=4, models=("gemma-3-270m",)),
+    PoolSpec("large-pool", gpus=4, models=("qwen3-30b-a3b",)),
+]
+ONE_INFERENCE_FAILS = FaultPlan(
+    rules=[Fault("error", status=500, method="POST", path="/v1/inference", times=1)]
+)
+
+
+def allocations_in(emu: Emulator, pool: str) -> int:
+    """How many allocations were asked of ``pool``."""
+    asked = [json.loads(x.request_body) for x in emu.requests_to("POST", "/v1/allocate")]
+    return len([body for body in asked if body.get("pool_id") == pool])
+
+
+async def test_a_target_whose_pool_is_empty_is_failed_over_then_avoided_then_probed(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS)
+    clock = ManualClock(0)
+    async with harpoon.Orchestrator(
+        connect(emu), targets=[SMALL, LARGE], clock=clock.now, pool_refresh=5.0
+    ) as orch:
+        await orch.process("Hi!")  # reads the pools: both have room
+        squatters = [  # someone else takes every GPU of the large pool
+            await orch.client.create_allocation("qwen3-30b-a3b", pool_id="large-pool")
+            for _ in range(4)
+        ]
+
+        failed_over = await orch.process(COMPLEX)
+        assert [a.target.name for a in failed_over.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
+        first = failed_over.attempts[0]
+        assert isinstance(first.error, harpoon.AllocationError)
+        assert isinstance(first.error.__cause__, harpoon.CapacityError)
+        assert failed_over.target.name == "gemma-3-270m"
+        assert failed_over.decision.reason.startswith("failed over to gemma-3-270m")
+        assert orch.snapshot().targets["qwen3-30b-a3b"].failovers == 1
+
+        tries = allocations_in(emu, "large-pool")  # the squatters' and the one refused
+        avoided = await orch.process(COMPLEX)  # the pools were read again after the 503
+        assert avoided.target.name == "gemma-3-270m"
+        assert "skipped qwen3-30b-a3b: no capacity" in avoided.decision.reason
+        assert len(avoided.attempts) == 1
+        assert allocations_in(emu, "large-pool") == tries
+
+        for squatter in squatters:
+            await orch.client.release_allocation(squatter.id)
+        clock.advance(5.0)  # the pools are due for another read
+        probed = await orch.process(COMPLEX)
+        assert probed.target.name == "qwen3-30b-a3b"
+        assert [a.error for a in probed.attempts] == [None]
+    assert live_ids(emu) == []
+
+
+async def test_a_target_whose_inference_keeps_failing_is_failed_over_avoided_and_probed(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS)
+    clock = ManualClock(0)
+    breaker = harpoon.CircuitBreakerConfig(minimum_calls=2, open_duration=30.0)
+    async with harpoon.Orchestrator(
+        connect(emu, max_retries=0), targets=[SMALL, LARGE], clock=clock.now, breaker=breaker
+    ) as orch:
+        for _ in range(2):
+            emu.faults = ONE_INFERENCE_FAILS  # the large target's inference is the one to fail
+            routed = await orch.process(COMPLEX)
+            assert [a.target.name for a in routed.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
+            assert isinstance(routed.attempts[0].error, harpoon.InternalServerError)
+            assert routed.result.model == "gemma-3-270m"
+        emu.faults = None
+
+        avoided = await orch.process(COMPLEX)
+        assert avoided.target.name == "gemma-3-270m"
+        assert "skipped qwen3-30b-a3b: circuit breaker open" in avoided.decision.reason
+        assert (await orch.health()).targets["qwen3-30b-a3b"].verdict == "down"
+
+        clock.advance(30.0)  # the cool-down is over: one probe may go
+        probed = await orch.process(COMPLEX)
+        assert probed.target.name == "qwen3-30b-a3b"
+        assert [a.error for a in probed.attempts] == [None]
+        health = (await orch.health()).targets["qwen3-30b-a3b"]
+        assert health.circuit is harpoon.CircuitState.CLOSED
+    assert live_ids(emu) == []
+
+
+async def test_a_422_is_raised_at_once_and_never_failed_over(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS)
+    async with harpoon.Orchestrator(connect(emu), targets=[SMALL, LARGE]) as orch:
+        with pytest.raises(harpoon.ConfigurationError, match="temperature"):
+            await orch.process(COMPLEX, temperature=5.0)  # out of range: the request is wrong
+        assert emu.requests_to("POST", "/v1/inference") == []  # refused before sending
+        stats = orch.snapshot().targets
+        assert stats["qwen3-30b-a3b"].failovers == 0
+        assert stats["gemma-3-270m"].requests == 0
+
+    typo = harpoon.Target("typo", model="gemma-3-27Om", tier="small", pool="small-pool")
+    async with harpoon.Orchestrator(
+        connect(emu), targets=[typo, LARGE], policy=harpoon.CostPolicy()
+    ) as orch:
+        with pytest.raises(harpoon.UnprocessableEntityError, match="unknown_model"):
+            await orch.process("Hi!")
+    assert allocations_in(emu, "large-pool") == 1  # only the first orchestrator's
+    assert live_ids(emu) == []
+
+
+async def test_when_every_attempt_fails_one_error_carries_them_all(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(
+        pools=POOLS,
+        faults=FaultPlan(rules=[Fault("error", status=502, path="/v1/inference")]),
+    )
+    async with harpoon.Orchestrator(connect(emu, max_retries=0), targets=[SMALL, LARGE]) as orch:
+        with pytest.raises(harpoon.AllAttemptsFailedError) as caught:
+            await orch.process(COMPLEX)
+    error = caught.value
+    assert isinstance(error, harpoon.NoRouteError)
+    assert [a.target.name for a in error.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
+    assert [a.reason for a in error.attempts] == ["routed", "failover"]
+    assert all(isinstance(a.error, harpoon.InternalServerError) for a in error.attempts)
+    assert all(a.allocation_id is not None for a in error.attempts)
+    assert set(error.reasons) == {"qwen3-30b-a3b", "gemma-3-270m"}
+    assert live_ids(emu) == []
+
+
+async def test_max_attempts_bounds_the_failover(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(
+        pools=POOLS, faults=FaultPlan(rules=[Fault("error", status=503, path="/v1/inference")])
+    )
+    async with harpoon.Orchestrator(
+        connect(emu, max_retries=0), targets=[SMALL, LARGE], max_attempts=1
+    ) as orch:
+        with pytest.raises(harpoon.AllAttemptsFailedError) as caught:
+            await orch.process(COMPLEX)
+    assert [a.target.name for a in caught.value.attempts] == ["qwen3-30b-a3b"]
+    assert len(emu.requests_to("POST", "/v1/inference")) == 1
+
+
+async def test_a_cascade_escalates_by_itself_and_the_attempts_show_each_rung(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS)
+    async with harpoon.Orchestrator(
+        connect(emu), targets=[SMALL, LARGE], policy=harpoon.CascadePolicy()
+    ) as orch:
+        routed = await orch.process("Tell me about GPUs.", max_tokens=3)  # cut off: escalate
+
+        accepted = await orch.process("Tell me about GPUs.", max_tokens=200)
+    assert [a.target.name for a in routed.attempts] == ["gemma-3-270m", "qwen3-30b-a3b"]
+    assert routed.attempts[0].reason == "routed"
+    assert routed.attempts[1].reason.startswith("escalated from gemma-3-270m")
+    assert routed.target.name == "qwen3-30b-a3b"
+    assert routed.result.model == "qwen3-30b-a3b"
+    assert [a.target.name for a in accepted.attempts] == ["gemma-3-270m"]
+    assert live_ids(emu) == []
+
+
+async def test_a_stream_fails_over_before_its_first_chunk(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS, faults=ONE_INFERENCE_FAILS)
+    async with (
+        harpoon.Orchestrator(connect(emu, max_retries=0), targets=[SMALL, LARGE]) as orch,
+        orch.allocate() as session,
+        session.stream(COMPLEX, max_tokens=5) as chunks,
+    ):
+        text = "".join([chunk.delta async for chunk in chunks])
+        assert chunks.decision.target.name == "gemma-3-270m"
+        assert [a.target.name for a in chunks.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
+    assert len(text.split()) == 5
+    assert orch.snapshot().targets["gemma-3-270m"].tokens_out == 5
+    assert live_ids(emu) == []
