@@ -23,6 +23,7 @@ from ._hooks import (
     NO_CALL,
     NO_ROUTE,
     NO_SPAN,
+    STREAM_TRACE,
     AllocationTrace,
     Attributes,
     CallTrace,
@@ -35,6 +36,7 @@ from ._redact import redact, remember_secret
 from ._switch import recorder
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.context import Context
 
 __all__ = [
@@ -52,22 +54,30 @@ __all__ = [
     "start_call",
     "start_route",
     "start_span",
+    "stream_trace",
 ]
 
 
 def start_call(
     operation: Operation,
-    body: Mapping[str, object] | None = None,
+    body: object = None,
     *,
     model: str | None = None,
     parent: Context | None = None,
 ) -> CallTrace:
     """Start tracing one API call: ``body`` is its JSON request body (inference reads the
-    model and parameters from it; ``model`` names the model when the body does not)."""
+    model and parameters from it; ``model`` names the model when the body does not). For a
+    stream, ``succeeded(response)`` hands the trace on to the stream (``stream_trace``)."""
     live = recorder()
     if live is None:
         return NO_CALL
-    return live.call(operation, body, model, parent)
+    return live.call(operation, body if isinstance(body, Mapping) else None, model, parent)
+
+
+def stream_trace(response: httpx.Response) -> CallTrace:
+    """The trace of the streamed call whose response this is (the no-op one if none)."""
+    trace: CallTrace = response.extensions.get(STREAM_TRACE, NO_CALL)
+    return trace
 
 
 def start_allocation(

@@ -12,7 +12,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
 from . import _names as n
-from ._hooks import AttributeValue, CallTrace, Operation
+from ._hooks import STREAM_TRACE, AttributeValue, CallTrace, Operation
 from ._redact import redact, url_full
 from ._spans import LiveSpan, error_type, mark_failed, start
 
@@ -176,7 +176,12 @@ class LiveCall(LiveSpan, CallTrace):
 
     def succeeded(self, result: object = None) -> None:
         """End the call with ``result`` (a stream's span waits for ``stream_ended``)."""
-        if self._streaming or self._ended:
+        if self._ended:
+            return
+        if self._streaming:
+            extensions = getattr(result, "extensions", None)
+            if isinstance(extensions, dict):
+                extensions[STREAM_TRACE] = self
             return
         if self._operation.genai:
             self._response_id = getattr(result, "id", None)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .._models import Allocation, InferenceChunk
 
 AttributeValue = str | bool | int | float | Sequence[str]
+# A streamed call's trace rides on its response (``extensions``) to the stream reading it.
+STREAM_TRACE: Final = "hostedai_harpoon.trace"
 Attributes = Mapping[str, AttributeValue]
 
 
