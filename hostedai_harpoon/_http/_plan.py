@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
+from .. import _telemetry as telemetry
 from .._config import Secret
 from .._exceptions import (
     APIStatusError,
@@ -25,7 +26,6 @@ from .._exceptions import (
     ConfigurationError,
     HostedAIError,
 )
-from .. import _telemetry as telemetry
 from .._resilience import (
     CircuitBreaker,
     RetryPolicy,
@@ -94,7 +94,9 @@ class Planner:
 
     def plan(self, call: Call[T]) -> Plan[T]:
         """Carry one call through its attempts: the single place retries are decided."""
-        trace = telemetry.start_call(call.operation, call.json, model=call.model, parent=call.parent)
+        trace = telemetry.start_call(
+            call.operation, call.json, model=call.model, parent=call.parent
+        )
         try:
             result = yield from self._attempts(call, trace)
         except BaseException as exc:  # failed, cancelled or closed: the span says which

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
 __all__ = [
+    "NO_ALLOCATION",
+    "NO_CALL",
+    "NO_ROUTE",
+    "NO_SPAN",
     "AllocationTrace",
     "CallTrace",
     "Operation",

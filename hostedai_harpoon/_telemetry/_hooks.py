@@ -106,6 +106,11 @@ class AllocationTrace(SpanTrace):
     def errored(self, error: BaseException) -> None:
         """Note the error the lease failed with (entering, renewing or releasing)."""
 
+    def work_context(self) -> Context | None:
+        """The context a call on the leased allocation starts in: the caller's when it has a
+        span of its own (``None``), else the allocation's."""
+        return None
+
 
 class RouteTrace(SpanTrace):
     """One routing decision."""

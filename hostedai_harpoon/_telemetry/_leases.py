@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
@@ -98,6 +99,12 @@ class LiveAllocation(LiveSpan, AllocationTrace):
         """Mark the allocation span failed with ``error`` (it ends with the lease)."""
         if not self._ended:
             mark_failed(self._span, error)
+
+    def work_context(self) -> Context | None:
+        """The caller's context (``None``) when it has a span, else the allocation's."""
+        if trace.get_current_span().get_span_context().is_valid:
+            return None
+        return self._context
 
     def _settle(self) -> None:
         held_since, self._held_since = self._held_since, None
