@@ -12,6 +12,7 @@ import attrs
 import httpx
 
 from ._exceptions import ConfigurationError
+from ._telemetry import remember_secret
 
 log = logging.getLogger("hostedai_harpoon")
 
@@ -62,6 +63,9 @@ class Secret:
     """A string that never shows itself in a repr, str or format."""
 
     _value: str = attrs.field(alias="value")
+
+    def __attrs_post_init__(self) -> None:
+        remember_secret(self._value)  # masked in logs and telemetry from now on
 
     def reveal(self) -> str:
         """The secret itself, for the one place that must send it."""

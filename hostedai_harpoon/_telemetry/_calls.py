@@ -84,6 +84,9 @@ class LiveCall(LiveSpan, CallTrace):
                 model = requested
             attributes[n.GEN_AI_OPERATION_NAME] = operation.name
             attributes[n.GEN_AI_PROVIDER_NAME] = n.PROVIDER
+            allocation_id = body.get("allocation_id")
+            if isinstance(allocation_id, str):
+                attributes[n.ALLOCATION_ID] = allocation_id
             if model:
                 attributes[n.GEN_AI_REQUEST_MODEL] = model
                 name = f"{operation.name} {model}"

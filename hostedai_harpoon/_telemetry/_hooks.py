@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from .._models import Allocation, InferenceChunk
+    from ..routing import RouteDecision
 
 AttributeValue = str | bool | int | float | Sequence[str]
 # A streamed call's trace rides on its response (``extensions``) to the stream reading it.
@@ -117,14 +118,8 @@ class RouteTrace(SpanTrace):
 
     __slots__ = ()
 
-    def decided(
-        self,
-        target: str,
-        reason: str,
-        score: float | None = None,
-        fallbacks: Sequence[str] = (),
-    ) -> None:
-        """The policy chose ``target``; the span ends."""
+    def decided(self, decision: RouteDecision) -> None:
+        """The policy decided (target, reason, score, fallbacks); the span ends."""
 
 
 NO_SPAN: Final = SpanTrace()

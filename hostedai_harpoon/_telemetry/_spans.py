@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -15,6 +14,7 @@ from ._hooks import Attributes, RouteTrace, SpanTrace
 from ._redact import redact
 
 if TYPE_CHECKING:
+    from ..routing import RouteDecision
     from ._recorder import Recorder
 
 
@@ -104,23 +104,19 @@ class LiveRoute(LiveSpan, RouteTrace):
         self._recorder = recorder
         self._policy = policy
 
-    def decided(
-        self,
-        target: str,
-        reason: str,
-        score: float | None = None,
-        fallbacks: Sequence[str] = (),
-    ) -> None:
+    def decided(self, decision: RouteDecision) -> None:
         """Record the decision on the span, count it, and end the span."""
         if self._ended:
             return
-        span = self._span
+        span, target = self._span, decision.target.name
         span.set_attribute(n.ROUTE_TARGET, target)
-        span.set_attribute(n.ROUTE_REASON, redact(reason))
+        span.set_attribute(n.ROUTE_REASON, redact(decision.reason))
+        scores = decision.scores
+        score = scores.get(target, scores.get("complexity"))
         if score is not None:
             span.set_attribute(n.ROUTE_SCORE, score)
-        if fallbacks:
-            span.set_attribute(n.ROUTE_FALLBACKS, list(fallbacks))
+        if decision.fallbacks:
+            span.set_attribute(n.ROUTE_FALLBACKS, [t.name for t in decision.fallbacks])
         self._recorder.route_decisions.add(
             1, {n.ROUTE_TARGET: target, n.ROUTE_POLICY: self._policy}
         )

@@ -33,6 +33,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from .. import _telemetry as telemetry
 from .._exceptions import ConfigurationError, NoRouteError
 from .._resilience import CircuitState
 from ._base import RouteDecision, RouteRequest, RoutingPolicy, Target, TargetState
@@ -229,9 +230,17 @@ def route(
     target), and ``ConfigurationError`` when the request pins an unknown target or the
     policy answers with something other than one of the candidates.
     """
-    pin = request.target
-    if pin is not None:
-        state = _pinned(request, pin, states)
-        return RouteDecision(state.target, f"pinned by the request to {state.target.name}")
-    candidates = _candidates(request, states)
-    return _checked(policy(request, candidates), candidates, policy)
+    trace = telemetry.start_route(_policy_name(policy))
+    try:
+        pin = request.target
+        if pin is not None:
+            state = _pinned(request, pin, states)
+            decision = RouteDecision(state.target, f"pinned by the request to {state.target.name}")
+        else:
+            candidates = _candidates(request, states)
+            decision = _checked(policy(request, candidates), candidates, policy)
+    except BaseException as exc:
+        trace.end(exc)
+        raise
+    trace.decided(decision)
+    return decision

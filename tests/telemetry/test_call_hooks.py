@@ -57,6 +57,7 @@ def test_an_inference_is_a_client_span_named_after_operation_and_model(otel: Tel
         "hostedai.operation": "text_completion",
         "gen_ai.operation.name": "text_completion",
         "gen_ai.provider.name": "hostedai",
+        "hostedai.allocation.id": "alloc-1",
         "gen_ai.request.model": "gemma-3-270m",
         "gen_ai.request.max_tokens": 64,
         "gen_ai.request.temperature": 0.5,

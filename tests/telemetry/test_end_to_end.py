@@ -222,3 +222,46 @@ async def test_an_async_call_cancelled_mid_request_ends_as_cancelled(otel: Telem
     assert (span.attributes or {})["error.type"] == "cancelled"
     (attempt,) = children(otel, span)
     assert (attempt.attributes or {})["error.type"] == "cancelled"
+
+
+def test_route_records_its_decision_and_its_refusals(otel: Telemetry) -> None:
+    policy = harpoon.ComplexityPolicy()
+    decision = harpoon.route(policy, harpoon.RouteRequest("Hi"), harpoon.DEFAULT_TARGETS)
+    with pytest.raises(harpoon.NoRouteError):
+        harpoon.route(policy, harpoon.RouteRequest("Hi", tier="large"), harpoon.DEFAULT_TARGETS[:1])
+
+    ok, refused = otel.spans()
+    assert ok.name == refused.name == "route ComplexityPolicy"
+    attributes = dict(ok.attributes or {})
+    assert attributes["hostedai.route.target"] == decision.target.name
+    assert attributes["hostedai.route.reason"] == decision.reason
+    assert attributes["hostedai.route.score"] == decision.scores["complexity"]
+    assert (refused.attributes or {})["error.type"] == "hostedai_harpoon.NoRouteError"
+    (decisions,) = otel.points("hostedai.route.decisions")
+    assert dict(decisions.attributes) == {
+        "hostedai.route.target": decision.target.name,
+        "hostedai.route.policy": "ComplexityPolicy",
+    }
+
+
+async def test_breaker_transitions_are_counted(otel: Telemetry, clients: Any) -> None:
+    emu = Emulator(faults=FaultPlan(rules=[Fault("error", status=500, path="/v1/health")]))
+    breaker = harpoon.CircuitBreakerConfig(minimum_calls=2, open_duration=60)
+    client = clients(emu, circuit_breaker=breaker, retry=harpoon.RetryPolicy(max_retries=0))
+    for _ in range(2):
+        with pytest.raises(harpoon.InternalServerError):
+            await call(client, "health")
+    with pytest.raises(harpoon.CircuitOpenError):
+        await call(client, "health")
+
+    (moved,) = otel.points("hostedai.circuit.transitions")
+    assert moved.value == 1
+    assert dict(moved.attributes) == {
+        "hostedai.circuit.name": "127.0.0.1:8080",
+        "hostedai.circuit.state.from": "closed",
+        "hostedai.circuit.state": "open",
+    }
+    refused = otel.spans()[-1]
+    assert refused.name == "health"
+    assert (refused.attributes or {})["error.type"] == "hostedai_harpoon.CircuitOpenError"
+    assert children(otel, refused) == []

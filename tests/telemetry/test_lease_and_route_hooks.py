@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+import hostedai_harpoon as harpoon
 from hostedai_harpoon import AllocationError, NoRouteError
 from hostedai_harpoon._models import Allocation, AllocationStatus
 from hostedai_harpoon._telemetry import (
@@ -141,8 +142,11 @@ def test_a_lease_that_never_got_an_allocation_counts_nothing_held(otel: Telemetr
 
 
 def test_a_route_decision_is_a_span_and_a_count_by_target_and_policy(otel: Telemetry) -> None:
+    small, large = harpoon.DEFAULT_TARGETS
     route = start_route("ComplexityPolicy")
-    route.decided("qwen3-30b-a3b", "complexity 0.71 >= 0.5", 0.71, ["gemma-3-270m"])
+    route.decided(
+        harpoon.RouteDecision(large, "complexity 0.71 >= 0.5", {"complexity": 0.71}, (small,))
+    )
     span = otel.span("route ComplexityPolicy")
     assert dict(span.attributes or {}) == {
         "hostedai.operation": "route",
@@ -168,7 +172,8 @@ def test_no_route_fails_the_route_span_and_counts_no_decision(otel: Telemetry) -
 
 def test_orchestrator_spans_nest_route_lease_and_failover(otel: Telemetry) -> None:
     call = start_span("orchestrator.process", {"hostedai.route.policy": "CostPolicy"})
-    start_route("CostPolicy", parent=call.context).decided("a", "cheapest")
+    target = harpoon.Target("a", tier="small")
+    start_route("CostPolicy", parent=call.context).decided(harpoon.RouteDecision(target, "cheap"))
     lease = start_allocation(model="a", gpus=1, parent=call.context)
     lease.moved("creating", "releasing")
     lease.moved("releasing", "released")

@@ -50,7 +50,8 @@ def test_with_no_sdk_every_hook_is_a_no_op_and_nothing_fails() -> None:
         lease = t.start_allocation(model="m", gpus=1)
         lease.phase("create").end()
         lease.moved("creating", "released")
-        t.start_route("p").decided("m", "why")
+        import hostedai_harpoon as harpoon
+        t.start_route("p").decided(harpoon.RouteDecision(harpoon.DEFAULT_TARGETS[0], "why"))
         t.failed_over("a", "b", RuntimeError(), t.start_span("s"))
         t.breaker_moved("h", "closed", "open")
         print(call is _hooks.NO_CALL, lease is _hooks.NO_ALLOCATION, _switch.recorder())
@@ -98,7 +99,10 @@ def test_a_meter_provider_alone_turns_metrics_on() -> None:
         from hostedai_harpoon import _telemetry as t
         reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-        t.start_route("CostPolicy").decided("gemma-3-270m", "cheapest")
+        import hostedai_harpoon as harpoon
+        t.start_route("CostPolicy").decided(
+            harpoon.RouteDecision(harpoon.DEFAULT_TARGETS[0], "cheapest")
+        )
         data = reader.get_metrics_data()
         scope = data.resource_metrics[0].scope_metrics[0]
         print(scope.scope.name, scope.scope.version == __import__("hostedai_harpoon").__version__,
