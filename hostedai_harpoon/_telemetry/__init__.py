@@ -15,7 +15,9 @@ the sync and async clients: nothing is made current across a ``yield``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from ._hooks import (
@@ -51,7 +53,9 @@ __all__ = [
     "SpanTrace",
     "breaker_moved",
     "configure_logging",
+    "current",
     "failed_over",
+    "priced",
     "redact",
     "remember_secret",
     "start_allocation",
@@ -84,20 +88,50 @@ def stream_trace(response: httpx.Response) -> CallTrace:
     return trace
 
 
+_PRICE: ContextVar[float | None] = ContextVar("hostedai_harpoon_gpu_hour_price", default=None)
+
+
 def start_allocation(
     *,
     model: str,
     gpus: int,
     gpu_type: str | None = None,
     pool: str | None = None,
-    cost_per_gpu_hour: float | None = None,
     parent: Context | None = None,
 ) -> AllocationTrace:
-    """Start tracing one lease (its cost is estimated when ``cost_per_gpu_hour`` is known)."""
+    """Start tracing one lease (its cost is estimated inside ``priced(...)``)."""
     live = recorder()
     if live is None:
         return NO_ALLOCATION
-    return live.allocation(model, gpus, gpu_type, pool, cost_per_gpu_hour, parent)
+    return live.allocation(model, gpus, gpu_type, pool, _PRICE.get(), parent)
+
+
+@contextmanager
+def priced(cost_per_gpu_hour: float) -> Iterator[None]:
+    """Leases entered inside the block cost this much per GPU-hour (for the cost counter);
+    the orchestrator knows its targets' prices, a lease alone does not."""
+    token = _PRICE.set(cost_per_gpu_hour)
+    try:
+        yield
+    finally:
+        _PRICE.reset(token)
+
+
+@contextmanager
+def current(span: SpanTrace) -> Iterator[None]:
+    """Make ``span`` the current span inside the block, for code that is not a generator
+    shared by the twins (the orchestrator, which is async only): what it calls nests under."""
+    context = span.context
+    if context is None:
+        yield
+        return
+    from opentelemetry import context as otel_context
+
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def start_span(
@@ -123,9 +157,11 @@ def start_route(policy: str, *, parent: Context | None = None) -> RouteTrace:
     return live.route(policy, parent)
 
 
-def failed_over(source: str, target: str, error: BaseException, on: SpanTrace) -> None:
+def failed_over(
+    source: str, target: str, error: BaseException | None, on: SpanTrace | None = None
+) -> None:
     """A request that failed on target ``source`` with ``error`` moves to ``target``:
-    count it and note it on the span ``on`` (the orchestrator call)."""
+    count it and note it on the span ``on`` (default: the current one)."""
     live = recorder()
     if live is not None:
         live.failed_over(source, target, error, on)

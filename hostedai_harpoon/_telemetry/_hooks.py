@@ -55,6 +55,9 @@ class SpanTrace:
     def event(self, name: str, attributes: Attributes | None = None) -> None:
         """Add an event to the span."""
 
+    def annotate(self, attributes: Attributes) -> None:
+        """Set attributes on the span."""
+
     def end(self, error: BaseException | None = None) -> None:
         """End the span; with ``error``, as failed with its ``error.type``."""
 

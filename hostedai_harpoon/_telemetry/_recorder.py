@@ -141,15 +141,23 @@ class Recorder:
 
         return LiveRoute(self, policy, parent)
 
-    def failed_over(self, source: str, target: str, error: BaseException, on: SpanTrace) -> None:
-        """Count a request moved from ``source`` to ``target`` and note it on ``on``."""
+    def failed_over(
+        self, source: str, target: str, error: BaseException | None, on: SpanTrace | None
+    ) -> None:
+        """Count a request moved from ``source`` to ``target`` and note it on ``on`` (or
+        on the current span)."""
         from ._spans import error_type
 
-        kind = error_type(error)
-        self.failovers.add(1, {n.FAILOVER_FROM: source, n.ROUTE_TARGET: target, n.ERROR_TYPE: kind})
-        on.event(
-            n.EVENT_FAILOVER, {n.FAILOVER_FROM: source, n.ROUTE_TARGET: target, n.ERROR_TYPE: kind}
-        )
+        attributes = {n.FAILOVER_FROM: source, n.ROUTE_TARGET: target}
+        if error is not None:
+            attributes[n.ERROR_TYPE] = error_type(error)
+        self.failovers.add(1, attributes)
+        if on is not None:
+            on.event(n.EVENT_FAILOVER, attributes)
+            return
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(n.EVENT_FAILOVER, attributes)
 
     def breaker_moved(self, name: str, old: str, new: str) -> None:
         """Count a breaker transition, and note it on the span current now, if any."""

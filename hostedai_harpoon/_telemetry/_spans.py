@@ -77,6 +77,10 @@ class LiveSpan(SpanTrace):
         """Add an event to the span."""
         self._span.add_event(name, attributes)
 
+    def annotate(self, attributes: Attributes) -> None:
+        """Set attributes on the span."""
+        self._span.set_attributes(attributes)
+
     def end(self, error: BaseException | None = None) -> None:
         """End the span (once); with ``error``, as failed."""
         if self._ended:

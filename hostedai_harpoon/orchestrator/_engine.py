@@ -28,6 +28,8 @@ from .. import (
     InferenceResult,
     OrchestratorClosedError,
 )
+from .. import _telemetry as telemetry
+from .._telemetry._names import ATTEMPTS, ROUTE_POLICY, ROUTE_TARGET
 from ..routing import (
     CascadePolicy,
     RouteDecision,
@@ -143,6 +145,25 @@ class Engine:
         names: frozenset[str] | None,
     ) -> RoutedResult:
         """Route, infer with failover, and climb the cascade when the policy is one."""
+        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: _name(policy)})
+        with telemetry.current(span):
+            try:
+                routed = await self._infer(slots, policy, request, options, names)
+            except BaseException as exc:
+                span.end(exc)
+                raise
+        span.annotate({ROUTE_TARGET: routed.decision.target.name, ATTEMPTS: len(routed.attempts)})
+        span.end()
+        return routed
+
+    async def _infer(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        options: dict[str, Any],
+        names: frozenset[str] | None,
+    ) -> RoutedResult:
         started = time.perf_counter()
         attempts: list[Attempt] = []
         decision = await self.decide(policy, request, names)
@@ -169,6 +190,28 @@ class Engine:
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, OpenedStream]:
         """Route and open a stream, failing over until a first chunk arrives."""
+        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: _name(policy)})
+        with telemetry.current(span):
+            try:
+                decision, opened = await self._stream(
+                    slots, policy, request, options, names, attempts
+                )
+            except BaseException as exc:
+                span.end(exc)
+                raise
+        span.annotate({ROUTE_TARGET: decision.target.name, ATTEMPTS: len(attempts)})
+        span.end()
+        return decision, opened
+
+    async def _stream(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        options: dict[str, Any],
+        names: frozenset[str] | None,
+        attempts: list[Attempt],
+    ) -> tuple[RouteDecision, OpenedStream]:
         decision = await self.decide(policy, request, names)
 
         async def work(slot: Slot) -> OpenedStream:
@@ -203,6 +246,7 @@ class Engine:
                 return decision, outcome
             if index + 1 < len(order):
                 self.live.failed_over(target.name)
+                telemetry.failed_over(target.name, order[index + 1].name, attempts[-1].error)
             reason = "failover"
         raise _exhausted(attempts)
 
@@ -288,6 +332,10 @@ def _moved(
         decision.scores,
         tuple(rest),
     )
+
+
+def _name(policy: RoutingPolicy) -> str:
+    return getattr(policy, "__qualname__", None) or type(policy).__qualname__
 
 
 def _exhausted(attempts: list[Attempt]) -> AllAttemptsFailedError:

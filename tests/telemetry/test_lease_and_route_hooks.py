@@ -14,6 +14,7 @@ from hostedai_harpoon._telemetry import (
     Operation,
     breaker_moved,
     failed_over,
+    priced,
     start_allocation,
     start_call,
     start_route,
@@ -39,7 +40,8 @@ def allocation(gpu_type: str | None = "h100") -> Allocation:
 
 
 def run_lease(final: str = "released") -> None:
-    lease = start_allocation(model="gemma-3-270m", gpus=2, cost_per_gpu_hour=3.6)
+    with priced(3.6):
+        lease = start_allocation(model="gemma-3-270m", gpus=2)
     create = lease.phase("create")
     start_call(Operation("create_allocation", "/v1/allocate"), parent=create.context).succeeded()
     create.end()
@@ -88,7 +90,8 @@ def test_a_lease_is_a_span_with_its_phases_and_transitions(otel: Telemetry) -> N
 
 
 def test_lease_metrics_count_what_is_held_and_for_how_long(otel: Telemetry) -> None:
-    lease = start_allocation(model="gemma-3-270m", gpus=2, cost_per_gpu_hour=3.6)
+    with priced(3.6):
+        lease = start_allocation(model="gemma-3-270m", gpus=2)
     lease.allocated(allocation())
     lease.moved("creating", "active")
     (held,) = otel.points("hostedai.allocation.active")
