@@ -3,6 +3,7 @@ that the global providers (settable once per process) cannot offer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -69,3 +70,14 @@ def otel() -> Iterator[Telemetry]:
         _switch.use(previous)
         telemetry.tracer_provider.shutdown()
         telemetry.meter_provider.shutdown()
+
+
+@pytest.fixture
+def package_logger() -> Iterator[logging.Logger]:
+    """The package logger, put back as it was after the test."""
+    logger = logging.getLogger("hostedai_harpoon")
+    handlers, filters, level = list(logger.handlers), list(logger.filters), logger.level
+    yield logger
+    logger.handlers[:] = handlers
+    logger.filters[:] = filters
+    logger.setLevel(level)

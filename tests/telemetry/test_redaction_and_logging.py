@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,17 +11,6 @@ from hostedai_harpoon._telemetry import _logging, redact, remember_secret
 from hostedai_harpoon._telemetry._redact import RedactingFilter, url_full
 
 KEY = "hk-live-7c1d0e5f9a2b"
-
-
-@pytest.fixture
-def package_logger() -> Iterator[logging.Logger]:
-    """The package logger, put back as it was after the test."""
-    logger = logging.getLogger("hostedai_harpoon")
-    handlers, filters, level = list(logger.handlers), list(logger.filters), logger.level
-    yield logger
-    logger.handlers[:] = handlers
-    logger.filters[:] = filters
-    logger.setLevel(level)
 
 
 @pytest.mark.parametrize(
