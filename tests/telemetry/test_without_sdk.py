@@ -110,3 +110,53 @@ def test_a_meter_provider_alone_turns_metrics_on() -> None:
         """
     )
     assert out == "hostedai_harpoon True ['hostedai.route.decisions']"
+
+
+def test_real_calls_without_an_sdk_record_nothing_and_work() -> None:
+    out = run(
+        """
+        import sys
+        import hostedai_harpoon as harpoon
+        from hostedai_harpoon.testing import Emulator
+        from hostedai_harpoon._telemetry import _switch
+
+        emu = Emulator()
+        with harpoon.HostedAI("http://127.0.0.1:8080", "key-0123456789",
+                              http_client=emu.http_client()) as client:
+            with client.allocate(model="gemma-3-270m") as lease:
+                text = lease.infer("Hi", max_tokens=4).text
+                chunks = list(lease.stream("Hi", max_tokens=4))
+            harpoon.route(harpoon.ComplexityPolicy(), harpoon.RouteRequest("Hi"),
+                          harpoon.DEFAULT_TARGETS)
+        print(bool(text), bool(chunks), _switch.recorder(),
+              [m for m in sys.modules if m.startswith("opentelemetry")])
+        """
+    )
+    assert out == "True True None []"
+
+
+def test_real_calls_are_traced_once_an_sdk_is_configured_later() -> None:
+    out = run(
+        """
+        import hostedai_harpoon as harpoon
+        from hostedai_harpoon.testing import Emulator
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        emu = Emulator()
+        client = harpoon.HostedAI("http://127.0.0.1:8080", "key-0123456789",
+                                  http_client=emu.http_client())
+        client.health()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        client.health()
+        print([span.name for span in exporter.get_finished_spans()])
+        """
+    )
+    assert out == "['GET /v1/health', 'health']"
