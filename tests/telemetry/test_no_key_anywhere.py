@@ -45,7 +45,7 @@ def every_exported_text(otel: Telemetry, records: list[logging.LogRecord]) -> li
     for metric in otel.metrics().values():
         texts.append(metric.name)
         for point in metric.data.data_points:
-            texts += [f"{name}={value}" for name, value in (point.attributes or {}).items()]
+            texts += [f"{name}={value!s}" for name, value in (point.attributes or {}).items()]
     for record in records:
         texts.append(record.getMessage())
         texts.append(str(record.exc_text))
