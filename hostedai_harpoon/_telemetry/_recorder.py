@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import _internal as metrics_api
 
 from .._version import __version__
 from . import _names as n
@@ -171,6 +172,14 @@ class Recorder:
 _latched: Recorder | None = None
 _quiet: tuple[object, object] | None = None
 
+# Where the API keeps the global providers (``None`` until one is set). A private detail,
+# read only as a shortcut: if it ever moves, ``_MISSING`` sends every check the public way.
+_MISSING = object()
+_API_GLOBALS = (vars(trace), vars(metrics_api))
+_ENV_PROVIDERS = any(
+    name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+)
+
 
 def _records(provider: object) -> bool:
     # The API's own providers (proxies until one is set, no-ops) record nothing.
@@ -184,6 +193,12 @@ def global_recorder() -> Recorder | None:
     global _latched, _quiet
     if _latched is not None:
         return _latched
+    if (
+        not _ENV_PROVIDERS
+        and _API_GLOBALS[0].get("_TRACER_PROVIDER", _MISSING) is None
+        and _API_GLOBALS[1].get("_METER_PROVIDER", _MISSING) is None
+    ):
+        return None
     tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
     quiet = _quiet
     if quiet is not None and quiet[0] is tracer_provider and quiet[1] is meter_provider:

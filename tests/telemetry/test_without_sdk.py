@@ -4,18 +4,20 @@ since a global provider can be set only once per process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 
-def run(code: str) -> str:
+def run(code: str, **env: str) -> str:
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=50,
         check=False,
+        env={**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -158,5 +160,28 @@ def test_real_calls_are_traced_once_an_sdk_is_configured_later() -> None:
         client.health()
         print([span.name for span in exporter.get_finished_spans()])
         """
+    )
+    assert out == "['GET /v1/health', 'health']"
+
+
+def test_a_provider_named_in_the_environment_is_picked_up() -> None:
+    out = run(
+        """
+        import hostedai_harpoon as harpoon
+        from hostedai_harpoon.testing import Emulator
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        exporter = InMemorySpanExporter()
+        trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+        client = harpoon.HostedAI("http://127.0.0.1:8080", "key-0123456789",
+                                  http_client=Emulator().http_client())
+        client.health()
+        print([span.name for span in exporter.get_finished_spans()])
+        """,
+        OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider",
     )
     assert out == "['GET /v1/health', 'health']"
