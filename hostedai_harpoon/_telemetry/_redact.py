@@ -7,6 +7,7 @@ wherever they appear; and the shapes a credential takes in text (``Bearer ...``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -21,12 +22,18 @@ URL_MASK: Final = "REDACTED"
 # Shorter than this, a "secret" would mask ordinary words; the shape patterns still apply.
 _MIN_SECRET = 8
 
-_SHAPES = re.compile(
+_SHAPES = (
     r"(?i)(?P<scheme>\bbearer\s+)[^\s'\",;]+"
     r"|(?P<name>\b(?:authorization|proxy-authorization|x-api-key|api[_-]?key|hosted_ai_api_key)"
     r"[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s'\",;&]+"
     r"|(?P<userinfo>://)[^/\s@]+@"
 )
+
+
+@functools.cache
+def _shapes() -> re.Pattern[str]:
+    # Compiled on first use: most programs never log anything of ours.
+    return re.compile(_SHAPES)
 
 # Query parameters whose values are credentials (our API uses none; a proxy's URL might).
 _SECRET_PARAMS: Final = frozenset(
@@ -73,7 +80,7 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return _SHAPES.sub(_mask_shape, text)
+    return _shapes().sub(_mask_shape, text)
 
 
 def url_full(url: httpx.URL) -> str:
