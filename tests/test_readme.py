@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from hostedai_harpoon.testing import Emulator
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,3 +32,19 @@ def test_ci_runs_the_readmes_test_command() -> None:
 
 def test_the_demo_file_exists() -> None:
     assert (ROOT / "examples" / "demo.py").is_file()
+
+
+def test_the_readmes_orchestrator_example_runs_and_leaves_no_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    emulator = Emulator()
+    with emulator.serve() as base_url:
+        monkeypatch.setenv("HOSTED_AI_BASE_URL", base_url)
+        monkeypatch.setenv("HOSTED_AI_API_KEY", "sk-readme")
+        exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+        assert emulator.live_allocations() == []
+    printed = capsys.readouterr().out
+    assert "qwen3-30b-a3b complexity" in printed  # the proof went to the large model
+    assert len(emulator.requests_to("POST", "/v1/inference")) == 4

@@ -9,6 +9,7 @@ Nothing else differs between the twins.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -66,6 +67,11 @@ class SyncDriver:
         """One attempt: send, then read the body within its bounds and the deadline."""
         if self.http.is_closed:
             raise closed_error()
+        if step.deadline_at is None:
+            return self._exchange(step)
+        return _by_the_deadline(self._exchange, step)
+
+    def _exchange(self, step: Send) -> Reply | httpx.TransportError:
         try:
             response = self.http.send(step.request, stream=True)
         except httpx.TransportError as exc:
@@ -90,6 +96,48 @@ class SyncDriver:
             raise undecodable(response, exc) from None
         finally:
             response.close()
+
+
+def _by_the_deadline(
+    exchange: Callable[[Send], Reply | httpx.TransportError], step: Send
+) -> Reply | httpx.TransportError:
+    """Run one sync attempt in a thread of its own and stop waiting for it at the deadline.
+
+    A blocking read cannot be interrupted, and httpx's read timeout bounds each read, not a
+    server dribbling its headers a byte at a time. Past the deadline the attempt is left to
+    end by itself, and whatever it brings back is closed.
+    """
+    outcome: list[Reply | httpx.TransportError | BaseException] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    given_up = False
+
+    def attempt() -> None:
+        try:
+            result: Reply | httpx.TransportError | BaseException = exchange(step)
+        except BaseException as exc:  # handed to the caller, or dropped if it left
+            result = exc
+        with lock:
+            if given_up:
+                if isinstance(result, Reply):
+                    result.response.close()
+            else:
+                outcome.append(result)
+        done.set()
+
+    threading.Thread(target=attempt, name="harpoon-attempt", daemon=True).start()
+    try:
+        done.wait(max(step.deadline_at - time.monotonic(), 0.0) if step.deadline_at else None)
+    finally:
+        with lock:
+            if not outcome:
+                given_up = True
+    if not outcome:
+        return deadline_passed(step.request)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 @attrs.frozen

@@ -77,8 +77,9 @@ def test_the_deadline_bounds_reading_a_dribbled_body(server: str, flavor: str) -
     assert result["seconds"] < DEADLINE + DEADLINE_SLACK, result
 
 
-def test_the_deadline_bounds_dribbled_headers_on_the_async_client(server: str) -> None:
-    result = run_case(server, "async", "dribble-headers", deadline=DEADLINE)
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_the_deadline_bounds_dribbled_headers(server: str, flavor: str) -> None:
+    result = run_case(server, flavor, "dribble-headers", deadline=DEADLINE)
     assert result["error"] == "APITimeoutError", result
     assert f"deadline of {DEADLINE}s" in result["message"]
     assert result["seconds"] < DEADLINE + DEADLINE_SLACK, result

@@ -261,6 +261,8 @@ def test_a_second_ctrl_c_abandons_a_stuck_release_and_records_an_orphan(
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "DELETE":
             os.kill(os.getpid(), signal.SIGINT)
+            # Two presses, not one: signals sent at once from another thread may merge.
+            time.sleep(0.2)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)  # the second Ctrl-C lands here, mid-release
         return emulator.transport().handle_request(request)
