@@ -35,6 +35,7 @@ def _shapes() -> re.Pattern[str]:
     # Compiled on first use: most programs never log anything of ours.
     return re.compile(_SHAPES)
 
+
 # Query parameters whose values are credentials (our API uses none; a proxy's URL might).
 _SECRET_PARAMS: Final = frozenset(
     {
