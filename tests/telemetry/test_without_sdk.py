@@ -185,3 +185,29 @@ def test_a_provider_named_in_the_environment_is_picked_up() -> None:
         OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider",
     )
     assert out == "['GET /v1/health', 'health']"
+
+
+def test_hosted_ai_log_at_import_gives_a_readable_redacted_stderr_log() -> None:
+    code = textwrap.dedent(
+        """
+        import hostedai_harpoon as harpoon
+        from hostedai_harpoon.testing import Emulator
+        client = harpoon.HostedAI("http://127.0.0.1:8080", "hk-secret-key-0123456789",
+                                  http_client=Emulator().http_client())
+        client.health()
+        import logging
+        logging.getLogger("hostedai_harpoon").debug("header was Bearer hk-secret-key-0123456789")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        env={**os.environ, "HOSTED_AI_LOG": "debug"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "DEBUG   hostedai_harpoon: GET /v1/health -> 200 (attempt 1, request_id=" in done.stderr
+    assert "header was Bearer ***" in done.stderr
+    assert "hk-secret-key-0123456789" not in done.stderr
