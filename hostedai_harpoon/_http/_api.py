@@ -27,6 +27,7 @@ from .._checks import (
 from .._config import new_idempotency_key
 from .._models import Allocation, Health, InferenceResult, Pool
 from .._telemetry import Operation
+from .._telemetry._names import OP_TEXT_COMPLETION
 from ._steps import Call
 
 __all__ = [
@@ -52,7 +53,7 @@ _GET = Operation("get_allocation", "/v1/allocate/{id}")
 _LIST = Operation("list_allocations", "/v1/allocate")
 _RENEW = Operation("renew_allocation", "/v1/allocate/{id}/renew")
 _RELEASE = Operation("release_allocation", "/v1/allocate/{id}")
-_INFERENCE = Operation("text_completion", "/v1/inference", genai=True)
+_INFERENCE = Operation(OP_TEXT_COMPLETION, "/v1/inference", genai=True)
 _POOLS = Operation("list_pools", "/v1/pools")
 _POOL = Operation("get_pool", "/v1/pools/{pool_id}")
 _HEALTH = Operation("health", "/v1/health")

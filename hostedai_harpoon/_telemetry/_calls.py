@@ -39,7 +39,6 @@ class LiveCall(LiveSpan, CallTrace):
         "_attempt",
         "_attempt_attributes",
         "_attempt_started",
-        "_capture",
         "_finish_reason",
         "_first_chunk",
         "_metric_attributes",
@@ -76,7 +75,6 @@ class LiveCall(LiveSpan, CallTrace):
         attributes: dict[str, AttributeValue] = {n.OPERATION: operation.name}
         metric_attributes: dict[str, AttributeValue] = {n.OPERATION: operation.name}
         name = operation.name
-        self._capture = operation.genai and recorder.capture_content()
         if operation.genai:
             body = body or {}
             requested = body.get("model")
@@ -101,7 +99,7 @@ class LiveCall(LiveSpan, CallTrace):
                 attributes[n.GEN_AI_REQUEST_STREAM] = True
                 self._streaming = True
             prompt = body.get("prompt")
-            if self._capture and isinstance(prompt, str):
+            if isinstance(prompt, str) and recorder.capture_content():
                 attributes[n.GEN_AI_INPUT_MESSAGES] = _messages("user", redact(prompt))
                 self._output = []
             metric_attributes = {

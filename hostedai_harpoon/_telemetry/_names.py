@@ -58,7 +58,6 @@ GPU_TYPE: Final = "hostedai.gpu.type"
 LEASE_STATE: Final = "hostedai.lease.state"
 LEASE_STATE_FROM: Final = "hostedai.lease.state.from"
 PHASE: Final = "hostedai.lease.phase"
-RETRY_ATTEMPT: Final = "hostedai.retry.attempt"
 RETRY_WAIT: Final = "hostedai.retry.wait"
 ROUTE_TARGET: Final = "hostedai.route.target"
 ROUTE_POLICY: Final = "hostedai.route.policy"
@@ -78,7 +77,7 @@ EVENT_FAILOVER: Final = "hostedai.failover"
 EVENT_CIRCUIT: Final = "hostedai.circuit.transition"
 EVENT_EXCEPTION: Final = "exception"
 
-# Operation names: the GenAI ones are the conventions' well-known values.
+# Operation names: for inference, the conventions' well-known value for prompt -> text.
 OP_TEXT_COMPLETION: Final = "text_completion"
 OP_ROUTE: Final = "route"
 
