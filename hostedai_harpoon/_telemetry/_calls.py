@@ -119,8 +119,6 @@ class LiveCall(LiveSpan, CallTrace):
         """Start the attempt's HTTP client span."""
         if self._ended:
             return
-        if self._attempt is not None:
-            self.attempt_ended(RuntimeError("attempt superseded"))
         url = request.url
         port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
         if n.SERVER_ADDRESS not in self._metric_attributes:
