@@ -265,3 +265,17 @@ async def test_breaker_transitions_are_counted(otel: Telemetry, clients: Any) ->
     assert refused.name == "health"
     assert (refused.attributes or {})["error.type"] == "hostedai_harpoon.CircuitOpenError"
     assert children(otel, refused) == []
+
+
+def test_a_sync_call_interrupted_mid_request_ends_its_spans(otel: Telemetry) -> None:
+    def interrupt(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    http = httpx.Client(transport=httpx.MockTransport(interrupt))
+    with harpoon.HostedAI(BASE_URL, API_KEY, http_client=http) as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.list_pools()
+    span = otel.span("list_pools")
+    (attempt,) = children(otel, span)
+    assert (attempt.attributes or {})["error.type"] == (span.attributes or {})["error.type"]
+    assert (span.attributes or {})["error.type"] == "cancelled"
