@@ -55,6 +55,7 @@ __all__ = [
     "configure_logging",
     "current",
     "failed_over",
+    "policy_name",
     "priced",
     "redact",
     "remember_secret",
@@ -149,12 +150,18 @@ def start_span(
     return live.span(name, attributes, parent, client)
 
 
-def start_route(policy: str, *, parent: Context | None = None) -> RouteTrace:
-    """Start tracing one routing decision by ``policy`` (its name)."""
+def start_route(policy: object, *, parent: Context | None = None) -> RouteTrace:
+    """Start tracing one routing decision by ``policy`` (a policy object or function)."""
     live = recorder()
     if live is None:
         return NO_ROUTE
-    return live.route(policy, parent)
+    return live.route(policy_name(policy), parent)
+
+
+def policy_name(policy: object) -> str:
+    """What telemetry calls a routing policy: a function's or a class's qualified name."""
+    name: str = getattr(policy, "__qualname__", None) or type(policy).__qualname__
+    return name
 
 
 def failed_over(

@@ -29,6 +29,7 @@ from .. import (
     OrchestratorClosedError,
 )
 from .. import _telemetry as telemetry
+from .._telemetry import policy_name
 from .._telemetry._names import ATTEMPTS, ROUTE_POLICY, ROUTE_TARGET
 from ..routing import (
     CascadePolicy,
@@ -145,7 +146,7 @@ class Engine:
         names: frozenset[str] | None,
     ) -> RoutedResult:
         """Route, infer with failover, and climb the cascade when the policy is one."""
-        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: _name(policy)})
+        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(policy)})
         with telemetry.current(span):
             try:
                 routed = await self._infer(slots, policy, request, options, names)
@@ -190,7 +191,7 @@ class Engine:
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, OpenedStream]:
         """Route and open a stream, failing over until a first chunk arrives."""
-        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: _name(policy)})
+        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(policy)})
         with telemetry.current(span):
             try:
                 decision, opened = await self._stream(
@@ -332,10 +333,6 @@ def _moved(
         decision.scores,
         tuple(rest),
     )
-
-
-def _name(policy: RoutingPolicy) -> str:
-    return getattr(policy, "__qualname__", None) or type(policy).__qualname__
 
 
 def _exhausted(attempts: list[Attempt]) -> AllAttemptsFailedError:

@@ -146,7 +146,7 @@ def test_a_lease_that_never_got_an_allocation_counts_nothing_held(otel: Telemetr
 
 def test_a_route_decision_is_a_span_and_a_count_by_target_and_policy(otel: Telemetry) -> None:
     small, large = harpoon.DEFAULT_TARGETS
-    route = start_route("ComplexityPolicy")
+    route = start_route(harpoon.ComplexityPolicy())
     route.decided(
         harpoon.RouteDecision(large, "complexity 0.71 >= 0.5", {"complexity": 0.71}, (small,))
     )
@@ -168,7 +168,7 @@ def test_a_route_decision_is_a_span_and_a_count_by_target_and_policy(otel: Telem
 
 
 def test_no_route_fails_the_route_span_and_counts_no_decision(otel: Telemetry) -> None:
-    start_route("CostPolicy").end(NoRouteError("no healthy target", reasons={}))
+    start_route(harpoon.CostPolicy()).end(NoRouteError("no healthy target", reasons={}))
     assert otel.span("route CostPolicy").status.status_code is StatusCode.ERROR
     assert "hostedai.route.decisions" not in otel.metrics()
 
@@ -176,7 +176,9 @@ def test_no_route_fails_the_route_span_and_counts_no_decision(otel: Telemetry) -
 def test_orchestrator_spans_nest_route_lease_and_failover(otel: Telemetry) -> None:
     call = start_span("orchestrator.process", {"hostedai.route.policy": "CostPolicy"})
     target = harpoon.Target("a", tier="small")
-    start_route("CostPolicy", parent=call.context).decided(harpoon.RouteDecision(target, "cheap"))
+    start_route(harpoon.CostPolicy(), parent=call.context).decided(
+        harpoon.RouteDecision(target, "cheap")
+    )
     lease = start_allocation(model="a", gpus=1, parent=call.context)
     lease.moved("creating", "releasing")
     lease.moved("releasing", "released")
@@ -220,7 +222,7 @@ def test_breaker_transitions_are_counted_and_noted_on_the_current_span(otel: Tel
 
 def test_without_a_recorder_every_hook_is_the_shared_no_op() -> None:
     assert start_allocation(model="m", gpus=1) is NO_ALLOCATION
-    assert start_route("p") is NO_ROUTE
+    assert start_route(harpoon.CostPolicy()) is NO_ROUTE
     assert start_span("s") is NO_SPAN
     assert NO_ALLOCATION.phase("create") is NO_SPAN
     failed_over("a", "b", RuntimeError(), NO_SPAN)

@@ -53,7 +53,8 @@ def test_with_no_sdk_every_hook_is_a_no_op_and_nothing_fails() -> None:
         lease.phase("create").end()
         lease.moved("creating", "released")
         import hostedai_harpoon as harpoon
-        t.start_route("p").decided(harpoon.RouteDecision(harpoon.DEFAULT_TARGETS[0], "why"))
+        decision = harpoon.RouteDecision(harpoon.DEFAULT_TARGETS[0], "why")
+        t.start_route(harpoon.CostPolicy()).decided(decision)
         t.failed_over("a", "b", RuntimeError(), t.start_span("s"))
         t.breaker_moved("h", "closed", "open")
         print(call is _hooks.NO_CALL, lease is _hooks.NO_ALLOCATION, _switch.recorder())
@@ -102,7 +103,7 @@ def test_a_meter_provider_alone_turns_metrics_on() -> None:
         reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
         import hostedai_harpoon as harpoon
-        t.start_route("CostPolicy").decided(
+        t.start_route(harpoon.CostPolicy()).decided(
             harpoon.RouteDecision(harpoon.DEFAULT_TARGETS[0], "cheapest")
         )
         data = reader.get_metrics_data()
