@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 import hostedai_harpoon as harpoon
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 CONCURRENCIES = (1, 10, 100)
@@ -227,6 +228,13 @@ def main() -> int:
             f"raw httpx {raw_rate:7.1f} cycles/s   ratio {ratio:.3f} (target <= {TARGET})  "
             f"{verdict(ratio)}"
         )
+        record(
+            f"lease cycle, concurrency {concurrency}",
+            ratio,
+            baseline="raw httpx cycles/s (raw / SDK: how much slower)",
+            target=f"<= {TARGET}",
+            passed=ratio <= TARGET,
+        )
         sdk_cpu = statistics.median(sdk.client_cpu)
         raw_cpu = statistics.median(raw.client_cpu)
         print(
@@ -234,6 +242,11 @@ def main() -> int:
             f"raw httpx {raw_cpu * 1e6:6.0f} us   ratio {sdk_cpu / raw_cpu:.3f}   "
             f"(server thread: {statistics.median(sdk.server_cpu) * 1e6:.0f} us / "
             f"{statistics.median(raw.server_cpu) * 1e6:.0f} us; informative)"
+        )
+        record(
+            f"lease cycle, concurrency {concurrency}: client CPU per cycle",
+            sdk_cpu / raw_cpu,
+            baseline="raw httpx client-thread CPU per cycle",
         )
     return 0 if ok else 1
 

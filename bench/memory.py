@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import hostedai_harpoon as harpoon
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 BASE_URL = "http://127.0.0.1:8080"
@@ -106,6 +107,14 @@ def main() -> int:
         peak, rss = measure(which)
         passed = peak < TARGET_MIB
         ok = ok and passed
+        record(
+            f"{label}: peak RSS growth",
+            peak,
+            baseline="absolute growth",
+            unit="MiB",
+            target=f"< {TARGET_MIB} MiB",
+            passed=passed,
+        )
         print(
             f"{label:<28} peak RSS growth {peak:6.2f} MiB   RSS growth {rss:6.2f} MiB"
             f"   (target < {TARGET_MIB} MiB)  {'PASS' if passed else 'FAIL'}"

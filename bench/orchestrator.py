@@ -29,9 +29,11 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 import hostedai_harpoon as harpoon
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.testing import Emulator
 
 ROUNDS = 60
+BASELINE = "raw httpx.AsyncClient, one inference request (median call)"
 CALLS_PER_ROUND = 30
 WARMUP_CALLS = 300
 TARGET = 1.20
@@ -136,12 +138,20 @@ def main() -> int:
         ratio = medians[name] / baseline
         verdict = "PASS" if ratio <= TARGET else "FAIL"
         failed |= verdict == "FAIL"
+        record(
+            f"orchestrator {name}",
+            ratio,
+            baseline=BASELINE,
+            target=f"<= {TARGET:.2f}",
+            passed=verdict == "PASS",
+        )
         print(
             f"{name:16} on a warm allocation: {medians[name] * 1e6:8.1f} us, "
             f"ratio {ratio:.3f} (target <= {TARGET:.2f}) {verdict}"
         )
     for name in ("lease.infer()", "client.infer()"):
         ratio = medians[name] / baseline
+        record(name, ratio, baseline=BASELINE)
         print(f"{name:16} for context:       {medians[name] * 1e6:8.1f} us, ratio {ratio:.3f}")
     print(f"httpx {httpx.__version__}, Python {sys.version.split()[0]}")
     return 1 if failed else 0

@@ -29,6 +29,7 @@ from functools import partial
 
 import httpx
 
+from hostedai_harpoon._benchmarks import record
 from hostedai_harpoon.routing import (
     DEFAULT_TARGETS,
     CascadePolicy,
@@ -45,6 +46,7 @@ from hostedai_harpoon.routing import (
 )
 
 ROUNDS = 25
+BASELINE = "one raw in-process httpx call, POST JSON and parse JSON (CPU time)"
 HTTP_CALLS_PER_ROUND = 40
 DECISIONS_PER_ROUND = 2_000
 
@@ -182,6 +184,14 @@ def main() -> int:
         else:
             goal, verdict = f"<={target}", "PASS" if ratio <= target else "FAIL"
         failed = failed or verdict == "FAIL"
+        record(
+            f"{name}: decision",
+            ratio,
+            baseline=BASELINE,
+            target=None if target is None else f"<= {target}",
+            passed=None if target is None else verdict == "PASS",
+        )
+        record(f"{name}: route()", routed / baseline, baseline=BASELINE)
         print(
             f"{name:<28} {decision * 1e6:>8.2f}µs {ratio:>7.4f} {goal:>8} "
             f"{verdict}  {routed * 1e6:>7.2f}µs {routed / baseline:>7.4f}"

@@ -15,12 +15,15 @@ def test_summary(hostedai_client):
   for code that builds its own client;
 - ``hostedai_client`` / ``hostedai_async_client``: a ``HostedAI`` / ``AsyncHostedAI`` wired
   to the emulator in-process (no sockets);
+- ``hostedai_orchestrator``: an ``Orchestrator`` over ``hostedai_async_client``, not yet
+  entered: ``async with hostedai_orchestrator as orchestrator:`` in the test;
 - ``hostedai_faults``: the :class:`~hostedai_harpoon.testing.FaultPlan` the emulator starts
   with, from the ``hostedai_faults`` marker (override the fixture to set one for a module).
 
 Markers configure the fixture of the same name: ``hostedai_emulator(**Emulator kwargs)``,
 ``hostedai_faults(FaultPlan | *Fault rules, **FaultPlan kwargs)`` and
-``hostedai_client(**client kwargs)`` (for both clients).
+``hostedai_client(**client kwargs)`` (for both clients) and
+``hostedai_orchestrator(**Orchestrator kwargs)`` (``policy=``, ``targets=``, ...).
 
 The leak check: at teardown, every test that used any of these fixtures errors if an
 allocation is still live on the emulator, naming it.
@@ -51,6 +54,7 @@ __all__ = [
     "hostedai_emulator",
     "hostedai_env",
     "hostedai_faults",
+    "hostedai_orchestrator",
     "hostedai_server",
 ]
 
@@ -67,6 +71,8 @@ _MARKERS = (
     "starts with: a FaultPlan, or Fault rules and FaultPlan keyword arguments.",
     "hostedai_client(**kwargs): keyword arguments for the HostedAI and "
     "AsyncHostedAI of the client fixtures (circuit_breaker=None, max_retries=, ...).",
+    "hostedai_orchestrator(**kwargs): keyword arguments for the Orchestrator of the "
+    "hostedai_orchestrator fixture (policy=, targets=, max_attempts=, ...).",
 )
 
 
@@ -253,3 +259,23 @@ def hostedai_async_client(
         # In-process, the client holds no sockets tied to the test's event loop.
         if not http.is_closed:
             asyncio.run(http.aclose())
+
+
+@pytest.fixture
+def hostedai_orchestrator(
+    request: pytest.FixtureRequest, hostedai_async_client: harpoon.AsyncHostedAI
+) -> harpoon.Orchestrator:
+    """An ``Orchestrator`` over ``hostedai_async_client``, for the test to enter:
+    ``async with hostedai_orchestrator as orchestrator: ...``. Leaving that block releases
+    what it leased; what is still live at teardown fails the test like any leak.
+
+    ``@pytest.mark.hostedai_orchestrator(...)`` adds keyword arguments (``policy=``,
+    ``targets=``, ...).
+    """
+    import hostedai_harpoon as harpoon
+
+    return _built_from_marker(
+        "hostedai_orchestrator",
+        lambda **options: harpoon.Orchestrator(hostedai_async_client, **options),
+        _marker_kwargs(request, "hostedai_orchestrator"),
+    )

@@ -1,13 +1,18 @@
-"""Run every check CI runs: lint, format, types, then the whole test suite.
+"""Run every check CI runs: lint, format, types, the docs site, then the whole test suite.
 
 Usage (inside the project's virtual environment): ``python scripts/check.py [pytest args]``.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 STEPS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
@@ -16,20 +21,37 @@ STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
+def docs_step(site: str) -> tuple[str, list[str]]:
+    """Build the docs site strictly (every warning an error) into ``site``."""
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", site]
+    return ("mkdocs build --strict", [*command, "-f", str(ROOT / "mkdocs.yml")])
+
+
 def main(pytest_args: list[str]) -> int:
     """Run the steps in order; stop at the first that fails."""
-    steps = [*STEPS, ("pytest", [sys.executable, "-m", "pytest", *pytest_args])]
-    for name, command in steps:
-        print(f"==> {name}", flush=True)
-        started = time.monotonic()
-        code = subprocess.call(command)
-        print(
-            f"    {name}: {'ok' if code == 0 else f'FAILED ({code})'} "
-            f"in {time.monotonic() - started:.1f}s",
-            flush=True,
-        )
-        if code != 0:
-            return code
+    # The site goes to a scratch directory, so that the check leaves the tree as it was.
+    with tempfile.TemporaryDirectory(prefix="hostedai-harpoon-site-") as site:
+        steps = [
+            *STEPS,
+            docs_step(site),
+            ("pytest", [sys.executable, "-m", "pytest", *pytest_args]),
+        ]
+        for name, command in steps:
+            print(f"==> {name}", flush=True)
+            started = time.monotonic()
+            code = subprocess.call(
+                command,
+                # MkDocs reads the snippets it includes (CHANGELOG.md) from the top folder.
+                cwd=ROOT if name.startswith("mkdocs") else None,
+                env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            )
+            print(
+                f"    {name}: {'ok' if code == 0 else f'FAILED ({code})'} "
+                f"in {time.monotonic() - started:.1f}s",
+                flush=True,
+            )
+            if code != 0:
+                return code
     return 0
 
 

@@ -179,12 +179,23 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = command(
         "bench",
-        "run the benchmarks (every bench/*.py of the source tree) and print their output",
+        "run the benchmarks (every bench/*.py of the source tree), print their output, "
+        "then the table of their figures",
         [output],
+        "Each figure is a ratio against a baseline measured in the same run (or an "
+        "absolute figure with its unit, where there is no baseline); the table describes "
+        "the machine.",
     )
     bench.add_argument("names", nargs="*", metavar="NAME", help="only these (e.g. routing)")
     bench.add_argument(
         "--dir", type=Path, help="the benchmarks' directory (default: bench/ of the source tree)"
+    )
+    bench.add_argument(
+        "--write",
+        type=Path,
+        metavar="PAGE",
+        help="also write the table into PAGE, between its table markers (python "
+        "bench/run_all.py writes docs/performance.md so)",
     )
     bench.set_defaults(run=_bench)
     return parser

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
+from hostedai_harpoon._benchmarks import TABLE_END, TABLE_START
 from hostedai_harpoon.cli import main
 from hostedai_harpoon.testing import Emulator, Fault
 from hostedai_harpoon.testing._serve import serve_in_thread
@@ -400,7 +401,7 @@ COMMANDS = {
     ("allocations",): ["list", "release"],
     ("allocations", "list"): ["--all-states", "--json", "--pool", "releasing"],
     ("allocations", "release"): ["ID", "--all", "--json", "--pool"],
-    ("bench",): ["NAME", "--dir", "--json"],
+    ("bench",): ["NAME", "--dir", "--json", "--write", "table"],
     ("infer",): [
         "TEXT",
         "--target",
@@ -471,7 +472,11 @@ def test_emulator_rejects_bad_options_under_its_name(
 def bench_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "bench"
     directory.mkdir()
-    (directory / "fast.py").write_text("print('fast: ratio 1.02 PASS')\n")
+    (directory / "fast.py").write_text(
+        "from hostedai_harpoon._benchmarks import record\n"
+        "print('fast: ratio 1.02 PASS')\n"
+        "record('fast call', 1.02, baseline='raw httpx', target='<= 1.1', passed=True)\n"
+    )
     (directory / "slow.py").write_text(
         "import sys\nprint('slow: ratio 1.90 FAIL')\nprint('to stderr', file=sys.stderr)\n"
         "sys.exit(1)\n"
@@ -489,6 +494,10 @@ def test_bench_runs_every_script_and_prints_its_output(
     assert lines[2].startswith("== bench/fast.py: ok in ")
     assert lines[4:8] == ["== bench/slow.py", "slow: ratio 1.90 FAIL", "to stderr", lines[7]]
     assert lines[7].startswith("== bench/slow.py: FAILED (exit status 1) in ")
+    table = out.split("\n\n", 2)[2]
+    assert table.startswith("Measured on ")
+    assert "| fast | fast call | 1.020 | raw httpx | <= 1.1 | PASS |" in table
+    assert "| slow | no figures (exit status 1) | | | | FAIL |" in table
 
 
 def test_bench_json_and_a_selection(capsys: pytest.CaptureFixture[str], bench_dir: Path) -> None:
@@ -497,6 +506,48 @@ def test_bench_json_and_a_selection(capsys: pytest.CaptureFixture[str], bench_di
     (result,) = json.loads(out)
     assert (result["script"], result["exit_status"]) == ("bench/fast.py", 0)
     assert result["output"] == "fast: ratio 1.02 PASS\n"
+    assert result["figures"] == [
+        {
+            "name": "fast call",
+            "value": 1.02,
+            "baseline": "raw httpx",
+            "unit": "ratio",
+            "target": "<= 1.1",
+            "passed": True,
+        }
+    ]
+
+
+def test_bench_write_puts_the_table_between_the_page_markers(
+    capsys: pytest.CaptureFixture[str], bench_dir: Path, tmp_path: Path
+) -> None:
+    (bench_dir / "slow.py").unlink()
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Perf\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nafter\n")
+    status, out, _ = run(capsys, "bench", "--dir", str(bench_dir), "--write", str(page))
+    assert status == 0
+    assert out.endswith(f"written to {page}\n")
+    text = page.read_text()
+    assert "old table" not in text
+    assert text.startswith(f"# Perf\n\n{TABLE_START}\nMeasured on ")
+    assert text.endswith(
+        f"| fast | fast call | 1.020 | raw httpx | <= 1.1 | PASS |\n{TABLE_END}\n\nafter\n"
+    )
+
+
+def test_bench_write_refuses_a_page_without_markers_and_a_selection(
+    capsys: pytest.CaptureFixture[str], bench_dir: Path, tmp_path: Path
+) -> None:
+    page = tmp_path / "performance.md"
+    page.write_text("# Perf\n")
+    status, _, err = run(capsys, "bench", "fast", "--dir", str(bench_dir), "--write", str(page))
+    assert status == 2
+    assert_one_error_line(err, "harpoon bench: error: --write records every benchmark")
+    (bench_dir / "slow.py").unlink()
+    status, _, err = run(capsys, "bench", "--dir", str(bench_dir), "--write", str(page))
+    assert status == 2
+    assert_one_error_line(err, f"harpoon bench: error: {page} has no table markers")
+    assert page.read_text() == "# Perf\n"
 
 
 def test_bench_without_a_bench_directory_says_so(
@@ -512,7 +563,8 @@ def test_bench_names_the_benchmarks_there_are(capsys: pytest.CaptureFixture[str]
     # The default directory is the source tree's bench/: list it without running anything.
     status, _, err = run(capsys, "bench", "no-such-benchmark")
     assert status == 2
-    expected = ", ".join(sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+    scripts = sorted(p.stem for p in (ROOT / "bench").glob("*.py"))
+    expected = ", ".join(name for name in scripts if name != "run_all")
     assert_one_error_line(err, "harpoon bench: error: no benchmark named no-such-benchmark")
     assert err.rstrip().endswith(f"there are: {expected}")
 

@@ -326,3 +326,38 @@ def test_the_served_emulator_without_uvicorn_says_what_to_install(
     report = result.stdout.str().split("= ERRORS =")[1].split("short test summary")[0]
     assert "serving the emulator needs uvicorn: pip install 'hostedai-harpoon[emulator]'" in report
     assert "exception" not in report, report  # one message, no chain of import errors
+
+
+def test_the_orchestrator_fixture_routes_and_its_leaks_fail_the_test(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _run(
+        pytester,
+        """
+        import pytest
+        import hostedai_harpoon as harpoon
+
+        @pytest.mark.asyncio
+        async def test_routes(hostedai_orchestrator, hostedai_emulator):
+            async with hostedai_orchestrator as orchestrator:
+                routed = await orchestrator.process("Hi there!")
+                assert routed.decision.target.name == "gemma-3-270m"
+            assert hostedai_emulator.live_allocations() == []
+
+        @pytest.mark.asyncio
+        @pytest.mark.hostedai_orchestrator(policy=harpoon.CostPolicy())
+        async def test_marker(hostedai_orchestrator):
+            async with hostedai_orchestrator as orchestrator:
+                # The default policy would send this proof to the large model.
+                proof = "Prove that sqrt(2) is irrational, step by step."
+                routed = await orchestrator.process(proof)
+                assert routed.decision.target.name == "gemma-3-270m"
+
+        @pytest.mark.asyncio
+        async def test_leaks(hostedai_orchestrator):
+            orchestrator = await hostedai_orchestrator.__aenter__()
+            await orchestrator.process("Hi there!")  # never closed: the warm GPU stays
+        """,
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR*test_leaks*allocation(s) left live*"])

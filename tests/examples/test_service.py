@@ -1,0 +1,281 @@
+"""``examples/service/``: the proof of concept's HTTP service, served by uvicorn on 127.0.0.1
+and called over HTTP, its GPUs from an emulator that the tests watch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+from harpoon_service import STATUS_BY_ERROR, create_app, status_for
+
+import hostedai_harpoon as harpoon
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
+
+FAST_RETRIES = harpoon.RetryPolicy(max_retries=1, initial_backoff=0.001, max_backoff=0.002)
+
+
+@contextmanager
+def served(
+    emulator: Emulator, graceful: int | None = None
+) -> Iterator[tuple[httpx.Client, uvicorn.Server]]:
+    """The service on a free port of 127.0.0.1, with its GPUs on ``emulator``; an HTTP
+    client for it, and the server (to stop it early)."""
+    client = harpoon.AsyncHostedAI(
+        "http://127.0.0.1:8080",
+        "test-key",
+        http_client=emulator.async_http_client(),
+        retry=FAST_RETRIES,
+    )
+    config = uvicorn.Config(
+        create_app(client),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=graceful,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "the service did not start"
+        assert time.monotonic() < deadline, "the service did not start in time"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            yield http, server
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        assert not thread.is_alive(), "the service did not stop"
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator()
+
+
+@pytest.fixture
+def service(emulator: Emulator) -> Iterator[httpx.Client]:
+    with served(emulator) as (http, _):
+        yield http
+    assert emulator.live_allocations() == []
+
+
+# POST /v2/process ------------------------------------------------------------------------
+
+
+def test_a_simple_text_is_routed_to_the_small_model(service: httpx.Client) -> None:
+    response = service.post("/v2/process", json={"text": "Hi there!"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["deployment"], body["model"]) == ("gemma-3-270m", "gemma-3-270m")
+    assert body["reason"].startswith("complexity ")
+    assert body["text"]
+    assert body["usage"]["output_tokens"] > 0
+    assert body["attempts"] == [{"deployment": "gemma-3-270m", "error": None}]
+    assert body["request_id"].startswith("req_")
+
+
+def test_a_deployment_pins_the_target(service: httpx.Client, emulator: Emulator) -> None:
+    response = service.post("/v2/process", json={"text": "Hi", "deployment": "qwen3-30b-a3b"})
+    assert response.status_code == 200
+    assert response.json()["deployment"] == "qwen3-30b-a3b"
+    assert [a.model for a in emulator.allocations()] == ["qwen3-30b-a3b"]
+
+
+@pytest.mark.parametrize("deployment", ["HostedAI", None])
+def test_the_proof_of_concepts_deployment_or_none_lets_the_policy_choose(
+    service: httpx.Client, deployment: str | None
+) -> None:
+    text = "Prove step by step that there are infinitely many primes, and explain why."
+    response = service.post("/v2/process", json={"text": text, "deployment": deployment})
+    assert response.status_code == 200
+    assert response.json()["deployment"] == "qwen3-30b-a3b"
+
+
+def test_max_tokens_is_passed_on(service: httpx.Client) -> None:
+    response = service.post("/v2/process", json={"text": "Hi", "max_tokens": 3})
+    assert response.status_code == 200
+    assert response.json()["usage"]["output_tokens"] <= 3
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (b'{"text": ', "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b'["text"]', "JSON object"),
+        (b"{}", '"text" is required'),
+        (b'{"deployment": "gemma-3-270m"}', '"text" is required'),
+        (b'{"text": 42}', '"text" is required'),
+        (b'{"text": "   "}', '"text" is required'),
+        (b'{"text": "hi", "deployment": 7}', '"deployment" must be a string'),
+        (b'{"text": "hi", "max_tokens": "5"}', '"max_tokens" must be'),
+        (b'{"text": "hi", "max_tokens": 0}', '"max_tokens" must be'),
+        (b'{"text": "hi", "max_tokens": true}', '"max_tokens" must be'),
+    ],
+)
+def test_a_bad_body_is_a_400_with_a_json_error(
+    service: httpx.Client, emulator: Emulator, body: bytes, names: str
+) -> None:
+    response = service.post(
+        "/v2/process", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "bad_request"
+    assert names in error["message"]
+    assert emulator.allocations() == []
+
+
+def test_an_unknown_deployment_is_a_400_naming_the_known_ones(
+    service: httpx.Client, emulator: Emulator
+) -> None:
+    response = service.post("/v2/process", json={"text": "hi", "deployment": "gpt-9"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "ConfigurationError"
+    assert "gpt-9" in error["message"]
+    assert "gemma-3-270m" in error["message"]
+    assert emulator.allocations() == []
+
+
+def test_an_upstream_that_keeps_failing_is_a_503(emulator: Emulator) -> None:
+    emulator.faults = FaultPlan(rules=[Fault("error", status=500, path="/v1/inference")])
+    with served(emulator) as (http, _):
+        response = http.post("/v2/process", json={"text": "hi"})
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "AllAttemptsFailedError"
+    assert emulator.live_allocations() == []
+
+
+def test_an_upstream_that_refuses_the_key_is_a_502() -> None:
+    emulator = Emulator(api_keys=["another-key"])
+    with served(emulator) as (http, _):
+        response = http.post("/v2/process", json={"text": "hi"})
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["type"] == "AuthenticationError"
+        assert "test-key" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (harpoon.ConfigurationError("bad"), 400),
+        (harpoon.UsageError("misused"), 500),
+        (harpoon.NoRouteError("none"), 503),
+        (harpoon.AllAttemptsFailedError("all failed", attempts=()), 503),
+        (harpoon.OrchestratorClosedError("closing"), 503),
+        (harpoon.BudgetExceededError("spent", budget=1.0, spent=1.5), 429),
+        (harpoon.APITimeoutError("slow"), 504),
+        (harpoon.APIConnectionError("down"), 502),
+        (harpoon.CircuitOpenError("open"), 502),
+        (harpoon.AllocationError("lost"), 502),
+    ],
+)
+def test_sdk_errors_map_to_http_statuses(error: harpoon.HostedAIError, status: int) -> None:
+    assert status_for(error) == status
+
+
+def test_a_subclass_is_never_shadowed_by_its_base_in_the_status_table() -> None:
+    kinds = [kind for kind, _ in STATUS_BY_ERROR]
+    for i, kind in enumerate(kinds):
+        assert not any(issubclass(kind, earlier) for earlier in kinds[:i]), kind
+
+
+# GET /health and /metrics ---------------------------------------------------------------
+
+
+def test_health_reports_the_api_and_every_deployment(service: httpx.Client) -> None:
+    response = service.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["api"], body["api_error"]) == ("ok", "ok", None)
+    assert set(body["deployments"]) == {"gemma-3-270m", "qwen3-30b-a3b"}
+
+
+def test_health_is_a_503_when_the_api_is_down(emulator: Emulator) -> None:
+    emulator.faults = FaultPlan(rules=[Fault("error", status=503, path="/v1/health")])
+    with served(emulator) as (http, _):
+        response = http.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "down"
+
+
+def test_metrics_are_prometheus_text_counting_the_calls(service: httpx.Client) -> None:
+    assert service.post("/v2/process", json={"text": "Hi"}).status_code == 200
+    assert service.post("/v2/process", content=b"nope").status_code == 400
+    response = service.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in response.text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+    def sample(name: str, **labels: str) -> float:
+        found = [
+            value
+            for key, value in samples.items()
+            if key.startswith(name + "{") and all(f'{k}="{v}"' in key for k, v in labels.items())
+        ]
+        assert len(found) == 1, (name, labels, sorted(samples))
+        return found[0]
+
+    assert sample("harpoon_service_requests_total", deployment="gemma-3-270m", status="200") == 1
+    assert sample("harpoon_service_requests_total", deployment="none", status="400") == 1
+    assert sample("harpoon_service_duration_milliseconds_count", status="200") == 1
+    assert sample("harpoon_service_tokens_total", deployment="gemma-3-270m") > 0
+    assert sample("harpoon_service_warm_allocations", deployment="gemma-3-270m") == 1
+    assert sample("harpoon_service_warm_allocations", deployment="qwen3-30b-a3b") == 0
+
+
+# Shutting down ---------------------------------------------------------------------------
+
+
+def test_stopping_the_service_lets_requests_in_flight_finish_then_releases_every_gpu(
+    emulator: Emulator,
+) -> None:
+    emulator.faults = FaultPlan(rules=[Fault("latency", path="/v1/inference", delay=0.5)])
+    texts = ["Hi", "Prove that there are infinitely many primes, and explain why.", "Hey"] * 2
+    with served(emulator) as (http, server), ThreadPoolExecutor(len(texts)) as pool:
+        calls = [pool.submit(http.post, "/v2/process", json={"text": t}) for t in texts]
+        deadline = time.monotonic() + 10
+        while len(emulator.live_allocations()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not any(call.done() for call in calls)
+        server.should_exit = True
+        statuses = [call.result().status_code for call in calls]
+    assert statuses == [200] * len(texts)
+    assert emulator.live_allocations() == []
+
+
+def test_stopping_the_service_cut_short_still_releases_every_gpu(emulator: Emulator) -> None:
+    emulator.faults = FaultPlan(rules=[Fault("latency", path="/v1/inference", delay=30)])
+    with served(emulator, graceful=0) as (http, server), ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(http.post, "/v2/process", json={"text": "Hi"}) for _ in range(4)]
+        deadline = time.monotonic() + 10
+        while len(emulator.live_allocations()) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        server.should_exit = True
+        outcomes: list[int | str] = []
+        for call in calls:
+            try:
+                outcomes.append(call.result().status_code)
+            except httpx.TransportError:
+                outcomes.append("cut off")
+    assert 200 not in outcomes
+    assert emulator.live_allocations() == []
