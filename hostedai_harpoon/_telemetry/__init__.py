@@ -16,7 +16,7 @@ the sync and async clients: nothing is made current across a ``yield``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -118,21 +118,19 @@ def priced(cost_per_gpu_hour: float) -> Iterator[None]:
         _PRICE.reset(token)
 
 
-@contextmanager
-def current(span: SpanTrace) -> Iterator[None]:
-    """Make ``span`` the current span inside the block, for code that is not a generator
-    shared by the twins (the orchestrator, which is async only): what it calls nests under."""
+def current(span: SpanTrace) -> AbstractContextManager[object]:
+    """Make ``span`` the current span inside a ``with`` block, for code that is not a
+    generator shared by the twins (the orchestrator, which is async only): what it calls
+    nests under it. With no SDK, a shared block that changes nothing."""
     context = span.context
     if context is None:
-        yield
-        return
-    from opentelemetry import context as otel_context
+        return _UNCHANGED
+    from ._spans import attached
 
-    token = otel_context.attach(context)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+    return attached(context)
+
+
+_UNCHANGED = nullcontext()
 
 
 def start_span(

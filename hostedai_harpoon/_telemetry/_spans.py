@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -31,6 +33,16 @@ def start(
         parent = otel_context.get_current()
     span = tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
     return span, trace.set_span_in_context(span, parent)
+
+
+@contextmanager
+def attached(context: Context) -> Iterator[None]:
+    """``context`` made current inside the block (for async code, within one task)."""
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def error_type(error: BaseException) -> str:
