@@ -1,14 +1,19 @@
 """The SDK's metrics in Prometheus: the OpenTelemetry SDK with its Prometheus exporter.
 
-Run it with ``python examples/prometheus_metrics.py`` (needs ``hostedai-harpoon[otel]``).
+Run ``python examples/prometheus_metrics.py`` (needs ``hostedai-harpoon[otel]``). Against
+the embedded emulator by default (no credentials, no network); against a real HostedAI
+endpoint when ``HOSTED_AI_BASE_URL`` and ``HOSTED_AI_API_KEY`` are set.
+
 It serves the metrics on 127.0.0.1 (a free port), makes a few orchestrated calls and a
-leased one against the emulator that ships with the package (in-process, no credentials),
-scrapes the endpoint once and prints what Prometheus reads, histogram buckets left out.
+leased one, scrapes the endpoint once and prints what Prometheus reads (histogram buckets
+left out). The SDK only ever uses the OpenTelemetry API: the application (here, this
+script) chooses the SDK and the exporter, as docs/observability.md describes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from wsgiref.simple_server import WSGIServer
 
 import httpx
@@ -20,8 +25,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 
-BASE_URL = "http://127.0.0.1:8080"  # any URL: the emulator answers in-process
-API_KEY = "example-key-0123456789"
+BASE_URL = "http://127.0.0.1:8080"  # for the embedded emulator: it answers in-process
 PROMPTS = [
     "Hi there!",
     "Name three uses of a GPU.",
@@ -40,24 +44,34 @@ def serve_metrics() -> tuple[str, WSGIServer]:
     return f"http://127.0.0.1:{server.server_port}/metrics", server
 
 
-async def orchestrated_calls(emulator: Emulator) -> None:
+def pick_endpoint() -> Emulator | None:
+    """The embedded emulator, unless a real endpoint is configured."""
+    if os.environ.get("HOSTED_AI_BASE_URL"):
+        print(f"against {os.environ['HOSTED_AI_BASE_URL']} (from HOSTED_AI_BASE_URL)")
+        return None
+    print("against the embedded emulator (set HOSTED_AI_BASE_URL for a real endpoint)")
+    return Emulator()
+
+
+async def orchestrated_calls(emulator: Emulator | None) -> None:
     """Each prompt routed to the small or the large model, leased, run and released."""
-    http = emulator.async_http_client()
-    async with (
-        harpoon.AsyncHostedAI(BASE_URL, API_KEY, http_client=http) as client,
-        harpoon.Orchestrator(client) as orchestrator,
-    ):
+    if emulator is None:
+        client = harpoon.AsyncHostedAI()
+    else:
+        http = emulator.async_http_client()
+        client = harpoon.AsyncHostedAI(BASE_URL, "demo-key", http_client=http)
+    async with client, harpoon.Orchestrator(client) as orchestrator:
         for prompt in PROMPTS:
             await orchestrator.process(prompt, max_tokens=16)
 
 
-def leased_calls(emulator: Emulator) -> None:
+def leased_calls(emulator: Emulator | None) -> None:
     """A lease of the sync client, with an inference and a stream on it."""
-    http = emulator.http_client()
-    with (
-        harpoon.HostedAI(BASE_URL, API_KEY, http_client=http) as client,
-        client.allocate(model="gemma-3-270m") as lease,
-    ):
+    if emulator is None:
+        client = harpoon.HostedAI()
+    else:
+        client = harpoon.HostedAI(BASE_URL, "demo-key", http_client=emulator.http_client())
+    with client, client.allocate(model="gemma-3-270m") as lease:
         lease.infer("Count to five.", max_tokens=16)
         with lease.stream("Tell me a short story.", max_tokens=16) as chunks:
             for _ in chunks:
@@ -65,9 +79,9 @@ def leased_calls(emulator: Emulator) -> None:
 
 
 def main() -> None:
+    emulator = pick_endpoint()
     url, server = serve_metrics()
     try:
-        emulator = Emulator()
         asyncio.run(orchestrated_calls(emulator))
         leased_calls(emulator)
         scrape = httpx.get(url).text
@@ -77,6 +91,9 @@ def main() -> None:
     for line in scrape.splitlines():
         if "_bucket{" not in line:
             print(line)
+    if emulator is not None:
+        print(f"allocations left on the emulator: {len(emulator.live_allocations())}")
+    print("scraped once from a server on 127.0.0.1, now stopped")
 
 
 if __name__ == "__main__":
