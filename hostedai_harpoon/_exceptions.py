@@ -94,6 +94,10 @@ class APIError(HostedAIError):
 class APIConnectionError(APIError):
     """The request could not be sent or the connection broke before a full answer."""
 
+    # Set by the client when no attempt of the call can have reached the server (each one
+    # failed to connect): a create that failed so made nothing.
+    _unsent = False
+
 
 class APITimeoutError(APIConnectionError):
     """The request timed out, or the call's deadline ran out."""

@@ -84,6 +84,11 @@ def is_retryable_status(status_code: int, *, idempotent: bool) -> bool:
     return status_code in _NOT_DONE_STATUSES
 
 
+def never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the failed exchange cannot have reached the server (no connection was made)."""
+    return isinstance(exc, _NOT_SENT)
+
+
 def is_retryable_transport_error(exc: httpx.TransportError, *, idempotent: bool) -> bool:
     """Whether a failed exchange may be tried again.
 

@@ -107,22 +107,23 @@ def _by_the_deadline(
     server dribbling its headers a byte at a time. Past the deadline the attempt is left to
     end by itself, and whatever it brings back is closed.
     """
-    outcome: list[Reply | httpx.TransportError | BaseException] = []
+    # What the attempt returned, or (raised=True) what it raised: an httpx error is a value
+    # the plan reads, not an exception to raise here.
+    ended: list[tuple[bool, Any]] = []
     lock = threading.Lock()
     done = threading.Event()
     given_up = False
 
     def attempt() -> None:
         try:
-            result: Reply | httpx.TransportError | BaseException = exchange(step)
+            result: tuple[bool, Any] = (False, exchange(step))
         except BaseException as exc:  # handed to the caller, or dropped if it left
-            result = exc
+            result = (True, exc)
         with lock:
-            if given_up:
-                if isinstance(result, Reply):
-                    result.response.close()
-            else:
-                outcome.append(result)
+            if not given_up:
+                ended.append(result)
+            elif not result[0] and isinstance(result[1], Reply):
+                result[1].response.close()
         done.set()
 
     threading.Thread(target=attempt, name="harpoon-attempt", daemon=True).start()
@@ -130,14 +131,15 @@ def _by_the_deadline(
         done.wait(max(step.deadline_at - time.monotonic(), 0.0) if step.deadline_at else None)
     finally:
         with lock:
-            if not outcome:
+            if not ended:
                 given_up = True
-    if not outcome:
+    if not ended:
         return deadline_passed(step.request)
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    raised, value = ended[0]
+    if raised:
+        raise value
+    result_value: Reply | httpx.TransportError = value
+    return result_value
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ import attrs
 
 from .. import _telemetry as telemetry
 from .._exceptions import (
+    APIConnectionError,
     APIStatusError,
     CapacityError,
     CircuitOpenError,
@@ -73,12 +74,15 @@ def nothing_was_made(error: BaseException) -> bool:
     """Whether a create call that failed with ``error`` certainly made no allocation.
 
     A full pool, a request refused before it was sent (the breaker refuses only a call's
-    first attempt: a refused retry raises the last attempt's error) and a definite 4xx say
-    so: an earlier attempt that got through would have bound the key, and the replay would
-    have answered with its allocation. Anything else (a timeout, a 5xx, a 429) leaves it open.
+    first attempt: a refused retry raises the last attempt's error), a call none of whose
+    attempts could connect, and a definite 4xx say so: an earlier attempt that got through
+    would have bound the key, and the replay would have answered with its allocation.
+    Anything else (a timeout, a 5xx, a 429) leaves it open.
     """
     if isinstance(error, CapacityError | ConfigurationError | CircuitOpenError):
         return True
+    if isinstance(error, APIConnectionError):
+        return error._unsent  # every attempt failed to connect
     return (
         isinstance(error, APIStatusError)
         and 400 <= error.status_code < 500

@@ -5,19 +5,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from .. import ConfigurationError
-from ..routing import Target
+from ..routing import DEFAULT_TARGETS, Target
 from ._group import Limits
 
 __all__ = ["check_seconds", "checked_limits", "checked_targets", "target_names"]
 
 
-def checked_targets(targets: Sequence[Target]) -> tuple[Target, ...]:
-    """The targets as a tuple, once known to be Targets with unique names."""
+def _known(target: Target | str) -> Target:
+    """A target, or the name of one of ``DEFAULT_TARGETS``."""
+    if isinstance(target, Target):
+        return target
+    for known in DEFAULT_TARGETS:
+        if target == known.name:
+            return known
+    names = ", ".join(known.name for known in DEFAULT_TARGETS)
+    raise ConfigurationError(
+        f"targets must be Targets or names of the default targets ({names}), got {target!r}"
+    )
+
+
+def checked_targets(targets: Sequence[Target | str]) -> tuple[Target, ...]:
+    """The targets (a name stands for the default target of that name) as a tuple, once
+    known to be Targets with unique names."""
     if isinstance(targets, str | Target) or not isinstance(targets, Iterable):
         raise ConfigurationError(f"targets must be a sequence of Target, got {targets!r}")
-    checked = tuple(targets)
-    if not checked or not all(isinstance(target, Target) for target in checked):
-        raise ConfigurationError(f"targets must be a non-empty sequence of Target, got {targets!r}")
+    checked = tuple(_known(target) for target in targets)
+    if not checked:
+        raise ConfigurationError("targets must be a non-empty sequence of Target")
     names = [target.name for target in checked]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"target names must be unique, got {names}")

@@ -41,6 +41,7 @@ from ..routing import (
     route,
 )
 from ._group import Slot
+from ._inflight import InFlight, closed_instead
 from ._live import LiveState
 from ._results import Attempt, RoutedResult
 from ._slots import Slots
@@ -107,11 +108,11 @@ class Engine:
             await self.read_pools()
         return route(policy, request, self.states(names))
 
-    def states(self, names: frozenset[str] | None) -> list[TargetState]:
+    def states(self, names: frozenset[str] | None) -> Sequence[TargetState]:
         """The live states of the targets named (None: all)."""
         states = self.live.states()
         if names is None:
-            return list(states)
+            return states
         return [state for state in states if state.target.name in names]
 
     async def read_pools(self) -> None:
@@ -142,14 +143,17 @@ class Engine:
         slots: Slots,
         policy: RoutingPolicy,
         request: RouteRequest,
-        options: dict[str, Any],
+        temperature: float | None,
+        stop: str | list[str] | None,
         names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
     ) -> RoutedResult:
-        """Route, infer with failover, and climb the cascade when the policy is one."""
+        """``_infer`` inside the call's span, made current so that the route decision, a
+        new allocation and the inference nest under it."""
         span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(policy)})
         with telemetry.current(span):
             try:
-                routed = await self._infer(slots, policy, request, options, names)
+                routed = await self._infer(slots, policy, request, temperature, stop, names, scopes)
             except BaseException as exc:
                 span.end(exc)
                 raise
@@ -162,24 +166,53 @@ class Engine:
         slots: Slots,
         policy: RoutingPolicy,
         request: RouteRequest,
-        options: dict[str, Any],
+        temperature: float | None,
+        stop: str | list[str] | None,
         names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
     ) -> RoutedResult:
-        started = time.perf_counter()
-        attempts: list[Attempt] = []
-        decision = await self.decide(policy, request, names)
+        """Route, infer with failover, and climb the cascade when the policy is one.
 
-        def work(slot: Slot) -> Awaitable[InferenceResult]:
-            return slot.lease.infer(request.prompt, max_tokens=request.max_tokens, **options)
+        The call counts as in flight in every scope of ``scopes`` (as with ``guarded``,
+        done here to spare every call a layer): a cancellation that only closing scopes
+        caused becomes ``OrchestratorClosedError``.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
+            raise RuntimeError("the orchestrator must be called from an asyncio task")
+        for scope in scopes:
+            scope.enter(task)
+        try:
+            started = time.perf_counter()
+            live = self.live
+            if live.pools_due():
+                await self.read_pools()
+            states = live.states() if names is None else self.states(names)
+            decision = route(policy, request, states)
+            prompt, max_tokens = request.prompt, request.max_tokens
 
-        decision, result = await self._chain(slots, decision, "routed", work, attempts)
-        if isinstance(policy, CascadePolicy):
-            while (
-                step := policy.escalate(request, decision, result, self.states(names))
-            ) is not None:
-                why = step.reason
-                decision, result = await self._chain(slots, step, why, work, attempts)
-        return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+            def work(slot: Slot) -> Awaitable[InferenceResult]:
+                return slot.lease.infer(
+                    prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
+                )
+
+            attempts: list[Attempt] = []
+            decision, result = await self._chain(slots, decision, "routed", work, attempts)
+            if isinstance(policy, CascadePolicy):
+                while (
+                    step := policy.escalate(request, decision, result, self.states(names))
+                ) is not None:
+                    why = step.reason
+                    decision, result = await self._chain(slots, step, why, work, attempts)
+            return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+        except asyncio.CancelledError:
+            closed = closed_instead(task, *scopes)
+            if closed is None:
+                raise
+            raise closed from None
+        finally:
+            for scope in scopes:
+                scope.leave(task)
 
     async def stream(
         self,
@@ -190,7 +223,7 @@ class Engine:
         names: frozenset[str] | None,
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, OpenedStream]:
-        """Route and open a stream, failing over until a first chunk arrives."""
+        """``_stream`` inside the call's span (made current), up to the first chunk."""
         span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(policy)})
         with telemetry.current(span):
             try:
@@ -213,6 +246,7 @@ class Engine:
         names: frozenset[str] | None,
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, OpenedStream]:
+        """Route and open a stream, failing over until a first chunk arrives."""
         decision = await self.decide(policy, request, names)
 
         async def work(slot: Slot) -> OpenedStream:
@@ -237,82 +271,68 @@ class Engine:
         work: Callable[[Slot], Awaitable[T]],
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, T]:
-        """Try the decision's target, then its fallbacks, up to ``max_attempts``."""
-        order = (decision.target, *decision.fallbacks)[: self.max_attempts]
-        for index, target in enumerate(order):
-            outcome = await self._attempt(slots, target, reason, work, attempts)
-            if not isinstance(outcome, _Failed):
-                if index:
-                    decision = _moved(decision, target, order[index + 1 :], attempts)
-                return decision, outcome
-            if index + 1 < len(order):
-                self.live.failed_over(target.name)
-                telemetry.failed_over(target.name, order[index + 1].name, attempts[-1].error)
-            reason = "failover"
-        raise _exhausted(attempts)
+        """Try the decision's target, then its fallbacks, up to ``max_attempts``.
 
-    async def _attempt(
-        self,
-        slots: Slots,
-        target: Target,
-        reason: str,
-        work: Callable[[Slot], Awaitable[T]],
-        attempts: list[Attempt],
-    ) -> T | _Failed:
-        """One try on ``target``: its result, or ``FAILED`` when the call should move on.
-
-        A stream that opened keeps its slot and breaker ticket until it is closed.
+        Each try runs ``work`` on a slot of its target; a failure that says nothing about
+        the request moves on to the next target. A stream that opened keeps its slot and
+        breaker ticket until it is closed. (One loop, no helper per try: this runs on
+        every call.)
         """
-        live, name = self.live, target.name
-        started = time.perf_counter()
-        try:
-            ticket = live.admit(name)
-        except CircuitOpenError as exc:
-            attempts.append(Attempt(target, reason, None, exc, 0.0))
-            return FAILED
-        live.started(name)
-        slot: Slot | None = None
-        try:
-            slot = await slots.acquire(target)
-            result = await work(slot)
-        except OrchestratorClosedError:
-            live.abandoned(name, ticket)
-            _give_back(slots, slot, False)
-            raise
-        except HostedAIError as exc:
-            seconds = time.perf_counter() - started
-            moves_on = fails_over(exc)
-            live.finished(name, ticket, "failed" if moves_on else "refused", seconds, None)
-            attempts.append(
-                Attempt(target, reason, None if slot is None else slot.allocation_id, exc, seconds)
-            )
-            _give_back(slots, slot, moves_on)
-            if not moves_on:
+        live = self.live
+        fallbacks = decision.fallbacks
+        if fallbacks:
+            order = (decision.target, *fallbacks)[: self.max_attempts]
+        else:
+            order = (decision.target,)
+        for index, target in enumerate(order):
+            if index:
+                live.failed_over(order[index - 1].name)
+                telemetry.failed_over(order[index - 1].name, target.name, attempts[-1].error)
+                reason = "failover"
+            name = target.name
+            started = time.perf_counter()
+            try:
+                ticket = live.begin(name)
+            except CircuitOpenError as exc:
+                attempts.append(Attempt(target, reason, None, exc, 0.0))
+                continue
+            slot: Slot | None = None
+            try:
+                slot = slots.take(target) or await slots.acquire(target)
+                result = await work(slot)
+            except OrchestratorClosedError:
+                live.abandoned(name, ticket)
+                _give_back(slots, slot, False)
                 raise
-            if _pool_full(exc):
-                live.pools_stale()
-            return FAILED
-        except BaseException:
-            live.abandoned(name, ticket)
-            _give_back(slots, slot, False)
-            raise
-        if isinstance(result, OpenedStream):
-            result.ticket, result.started = ticket, started
-            attempts.append(Attempt(target, reason, slot.allocation_id, None, 0.0))
-            return result
-        seconds = time.perf_counter() - started
-        slots.release(slot)
-        usage = result.usage if isinstance(result, InferenceResult) else None
-        live.finished(name, ticket, "ok", seconds, usage)
-        attempts.append(Attempt(target, reason, slot.allocation_id, None, seconds))
-        return result
-
-
-class _Failed:
-    """What a failed attempt returns when the call should move on."""
-
-
-FAILED = _Failed()
+            except HostedAIError as exc:
+                seconds = time.perf_counter() - started
+                moves_on = fails_over(exc)
+                live.finished(name, ticket, "failed" if moves_on else "refused", seconds, None)
+                held = None if slot is None else slot.allocation_id
+                attempts.append(Attempt(target, reason, held, exc, seconds))
+                _give_back(slots, slot, moves_on)
+                if not moves_on:
+                    raise
+                if _pool_full(exc):
+                    live.pools_stale()
+                continue
+            except BaseException:
+                live.abandoned(name, ticket)
+                _give_back(slots, slot, False)
+                raise
+            if isinstance(result, OpenedStream):
+                result.ticket, result.started = ticket, started
+                seconds = 0.0
+            else:
+                seconds = time.perf_counter() - started
+                slots.release(slot)
+                usage = result.usage if isinstance(result, InferenceResult) else None
+                live.finished(name, ticket, "ok", seconds, usage)
+            attempts.append(Attempt(target, reason, slot.allocation_id, None, seconds))
+            if index:
+                decision = _moved(decision, target, order[index + 1 :], attempts)
+            return decision, result
+        raise _exhausted(attempts)
 
 
 def _give_back(slots: Slots, slot: Slot | None, broken: bool) -> None:

@@ -19,21 +19,27 @@ Limits = int | Mapping[str, int] | None
 class Slot:
     """One allocation of a target and how many calls it serves now."""
 
-    __slots__ = ("dead", "in_use", "last_used", "lease", "opened_at", "stack", "target")
+    __slots__ = (
+        "allocation_id",
+        "dead",
+        "in_use",
+        "last_used",
+        "lease",
+        "opened_at",
+        "stack",
+        "target",
+    )
 
     def __init__(self, target: Target, lease: AsyncLease, stack: AsyncExitStack, now: float):
         self.target = target
         self.lease = lease
+        self.allocation_id = lease.id
+        """The allocation's id."""
         self.stack = stack
         self.in_use = 0
         self.opened_at = now
         self.last_used = now
         self.dead = False
-
-    @property
-    def allocation_id(self) -> str:
-        """The allocation's id."""
-        return self.lease.id
 
     def usable(self) -> bool:
         """Whether another call may run on it now."""

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
-from .. import CircuitBreaker, CircuitBreakerConfig, Pool, Usage
+from .. import CircuitBreaker, CircuitBreakerConfig, CircuitState, Pool, Usage
 from ..routing import Target, TargetState
 from ._results import Snapshot, TargetHealth, TargetStats, judged, percentile, totalled
 
@@ -26,31 +26,29 @@ _EWMA_WEIGHT = 0.2
 # Routing sees latencies refreshed every this many completed calls: a decision needs the
 # trend, not the last microsecond, and unchanged states are reused instead of rebuilt.
 _PUBLISH_EVERY = 16
+_CLOSED = CircuitState.CLOSED
 
 
 class LiveState(Protocol):
     """What the orchestrator records about its targets and reads back to route."""
 
     def states(self) -> Sequence[TargetState]:
-        """A fresh ``TargetState`` per target, for ``route()``."""
+        """The current ``TargetState`` of every target, for ``route()``."""
         ...
 
-    def admit(self, name: str) -> bool:
-        """Ask the target's breaker for one attempt: a ticket, or ``CircuitOpenError``."""
-        ...
-
-    def started(self, name: str) -> None:
-        """A call began on the target."""
+    def begin(self, name: str) -> bool:
+        """Ask the target's breaker for one attempt and count the call as begun: the
+        breaker's ticket, or ``CircuitOpenError`` (then nothing is counted)."""
         ...
 
     def finished(
         self, name: str, ticket: bool, outcome: Outcome, seconds: float, usage: Usage | None
     ) -> None:
-        """A call that ``started`` ended, with the ticket ``admit`` gave it."""
+        """A call that ``begin`` let through ended, with the ticket it gave."""
         ...
 
     def abandoned(self, name: str, ticket: bool) -> None:
-        """A call that ``started`` was cancelled: nothing is learnt about the target."""
+        """A call that ``begin`` let through was cancelled: nothing is learnt about the target."""
         ...
 
     def failed_over(self, name: str) -> None:
@@ -100,7 +98,15 @@ class _Target:
         self.unpublished = 0
         self.published: tuple[float | None, float | None, float | None] = (None, None, None)
         self.state: TargetState = TargetState(target)
-        self.state_key: tuple[object, ...] = ()
+        # Whether ``state`` may be out of date in more than its in-flight count and its
+        # circuit (those two are compared on every read; the rest is marked when it moves).
+        self.stale = True
+        # Whether the breaker may have left the state last read from it. Only a recorded
+        # outcome moves a closed breaker, and only while failures are in its window.
+        self.recheck = False
+        self.failed_at: float | None = None
+        # How long a recorded failure may weigh in the breaker's window (its buckets).
+        self.failure_weighs = 2 * breaker.config.window + 1.0
         self.outcomes: deque[tuple[float, bool]] = deque()
         self.errors_in_window = 0
         self.held_since: dict[str, float] = {}
@@ -143,18 +149,22 @@ class LocalLiveState:
             target.name: _Target(target, CircuitBreaker(breaker, clock=clock, name=target.name))
             for target in targets
         }
+        self._all = tuple(self._targets.values())
+        self._states = tuple([live.state for live in self._all])
         self._free: dict[str | None, int] = {}
         self._pools_read_at: float | None = None
 
     # Calls
 
-    def admit(self, name: str) -> bool:
-        return self._targets[name].breaker.acquire()
-
-    def started(self, name: str) -> None:
+    def begin(self, name: str) -> bool:
         live = self._targets[name]
+        if live.recheck or live.state.circuit is not _CLOSED:
+            ticket = live.breaker.acquire()
+        else:
+            ticket = False  # what a closed breaker answers
         live.in_flight += 1
         live.requests += 1
+        return ticket
 
     def finished(
         self, name: str, ticket: bool, outcome: Outcome, seconds: float, usage: Usage | None
@@ -168,21 +178,30 @@ class LocalLiveState:
         ok = outcome == "ok"
         live.breaker.record(ticket, ok)
         now = self._clock()
-        live.outcomes.append((now, ok))
-        self._expire(live, now)
+        if not ok:
+            live.failed_at = now
+        if live.failed_at is not None and now - live.failed_at < live.failure_weighs:
+            live.recheck = True
+        outcomes = live.outcomes
+        outcomes.append((now, ok))
+        if outcomes[0][0] < now - self._window:
+            self._expire(live, now)
         if not ok:
             live.errors += 1
             live.errors_in_window += 1
+            live.stale = True
             return
+        if live.errors_in_window:
+            live.stale = True  # the error rate moved
         live.latencies.append(seconds)
         live.sorted_latencies = None
-        live.ewma = (
-            seconds if live.ewma is None else live.ewma + _EWMA_WEIGHT * (seconds - live.ewma)
-        )
+        ewma = live.ewma
+        live.ewma = seconds if ewma is None else ewma + _EWMA_WEIGHT * (seconds - ewma)
         live.unpublished += 1
         if live.unpublished >= _PUBLISH_EVERY or live.published[0] is None:
             live.unpublished = 0
             live.published = (live.ewma, live.percentile(0.5), live.percentile(0.95))
+            live.stale = True
         if usage is not None:
             live.tokens_in += usage.input_tokens
             live.tokens_out += usage.output_tokens
@@ -199,18 +218,15 @@ class LocalLiveState:
         horizon = now - self._window
         outcomes = live.outcomes
         while outcomes and outcomes[0][0] < horizon:
+            live.stale = True
             if not outcomes.popleft()[1]:
                 live.errors_in_window -= 1
-
-    def _error_rate(self, live: _Target) -> float:
-        self._expire(live, self._clock())
-        count = len(live.outcomes)
-        return live.errors_in_window / count if count else 0.0
 
     # Allocations and pools
 
     def held(self, name: str, key: str, holding: bool) -> None:
         live = self._targets[name]
+        live.stale = True
         now = self._clock()
         if holding:
             live.held_since[key] = now
@@ -232,6 +248,8 @@ class LocalLiveState:
             self._free[pool.id] = pool.gpus_free
             if pool.default:
                 self._free[None] = pool.gpus_free
+        for live in self._all:
+            live.stale = True
 
     def pools_stale(self) -> None:
         self._pools_read_at = None
@@ -242,33 +260,42 @@ class LocalLiveState:
 
     # Reading
 
-    def states(self) -> list[TargetState]:
-        return [self._state(live) for live in self._targets.values()]
+    def states(self) -> tuple[TargetState, ...]:
+        # Read before every routed call: a state is rebuilt only when it moved.
+        now = self._clock()
+        horizon = now - self._window
+        moved = False
+        for live in self._all:
+            outcomes = live.outcomes
+            if outcomes and outcomes[0][0] < horizon:
+                self._expire(live, now)
+            state = live.state
+            circuit = state.circuit
+            if live.recheck or circuit is not _CLOSED:  # a cool-down may have ended, too
+                live.recheck = False
+                circuit = live.breaker.state
+            if live.stale or circuit is not state.circuit or live.in_flight != state.in_flight:
+                live.state = self._state(live, circuit)
+                moved = True
+        if moved:
+            self._states = tuple([live.state for live in self._all])
+        return self._states
 
-    def _state(self, live: _Target) -> TargetState:
-        key = (
-            live.breaker.state,
-            live.in_flight,
-            len(live.held_since),
-            live.published,
-            self._error_rate(live),
-            self._pool_free(live.target),
+    def _state(self, live: _Target, circuit: CircuitState) -> TargetState:
+        live.stale = False
+        ewma, p50, p95 = live.published
+        count = len(live.outcomes)
+        return TargetState(
+            live.target,
+            circuit=circuit,
+            in_flight=live.in_flight,
+            warm_allocations=len(live.held_since),
+            latency_ewma=ewma,
+            latency_p50=p50,
+            latency_p95=p95,
+            error_rate=live.errors_in_window / count if count else 0.0,
+            pool_free_gpus=self._pool_free(live.target),
         )
-        if key != live.state_key:
-            circuit, in_flight, warm, (ewma, p50, p95), error_rate, free = key
-            live.state = TargetState(
-                live.target,
-                circuit=circuit,
-                in_flight=in_flight,
-                warm_allocations=warm,
-                latency_ewma=ewma,
-                latency_p50=p50,
-                latency_p95=p95,
-                error_rate=error_rate,
-                pool_free_gpus=free,
-            )
-            live.state_key = key
-        return live.state
 
     def snapshot(self) -> Snapshot:
         now = self._clock()

@@ -14,15 +14,16 @@ from .. import (
     ConfigurationError,
     HostedAIError,
     OrchestratorClosedError,
+    UsageError,
 )
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
 from ._checks import check_seconds, checked_limits, checked_targets, target_names
 from ._engine import Engine
 from ._group import Limits
-from ._inflight import InFlight, guarded, settle
+from ._inflight import InFlight, settle
 from ._live import LocalLiveState
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
-from ._session import Session, inference_options
+from ._session import Session
 from ._slots import Slots
 
 __all__ = ["Orchestrator"]
@@ -61,7 +62,7 @@ class Orchestrator:
         self,
         client: AsyncHostedAI | None = None,
         *,
-        targets: Sequence[Target] = DEFAULT_TARGETS,
+        targets: Sequence[Target | str] = DEFAULT_TARGETS,
         policy: RoutingPolicy | None = None,
         max_attempts: int = 3,
         max_allocations: Limits = None,
@@ -78,6 +79,10 @@ class Orchestrator:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if client is not None and not isinstance(client, AsyncHostedAI):
+            raise UsageError(
+                f"the Orchestrator is async: give it an AsyncHostedAI, not {type(client).__name__}"
+            )
         self._targets = checked_targets(targets)
         names = {target.name for target in self._targets}
         if type(max_attempts) is not int or max_attempts < 1:
@@ -120,6 +125,7 @@ class Orchestrator:
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
         self._warm = self._slots(self._max_allocations)
         self._calls = InFlight()
+        self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
         self._upkeep: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -227,12 +233,11 @@ class Orchestrator:
         succeeded, the request's own error (400, 401, 403, 404, 422) at once, and
         ``OrchestratorClosedError`` once the orchestrator is closing.
         """
-        self._check_open()
+        if self._closing is not None or self._upkeep is None:
+            self._check_open()
         request = RouteRequest(text, max_tokens, target=target, tier=tier)
-        options = inference_options(temperature, stop)
-        engine, warm, policy = self._engine, self._warm, self._policy
-        return await guarded(
-            lambda: engine.infer(warm, policy, request, options, None), (self._calls,)
+        return await self._engine.infer(
+            self._warm, self._policy, request, temperature, stop, None, self._scopes
         )
 
     def allocate(

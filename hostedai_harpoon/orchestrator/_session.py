@@ -133,8 +133,8 @@ class Session:
             spent = self._slots.spent()
             if spent >= self._budget:
                 raise BudgetExceededError(
-                    f"the session's budget of ${self._budget:.4f} is spent "
-                    f"(${spent:.4f} so far); the call was not sent",
+                    f"the session's budget of ${self._budget:.7g} is spent "
+                    f"(${spent:.7g} so far); the call was not sent",
                     budget=self._budget,
                     spent=spent,
                 )
@@ -158,10 +158,8 @@ class Session:
         """
         self._check()
         request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
-        options = inference_options(temperature, stop)
-        engine, slots, policy, names = self._engine, self._slots, self._policy, self._names
-        return await guarded(
-            lambda: engine.infer(slots, policy, request, options, names), self._scopes
+        return await self._engine.infer(
+            self._slots, self._policy, request, temperature, stop, self._names, self._scopes
         )
 
     def stream(

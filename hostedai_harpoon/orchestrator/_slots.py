@@ -88,6 +88,19 @@ class Slots:
 
     # Taking and giving back
 
+    def take(self, target: Target) -> Slot | None:
+        """A place on a held allocation of ``target`` when one is free now and nobody waits
+        (give it back with ``release``); else None: ``acquire`` it instead."""
+        group = self._groups.get(target.name)
+        if group is None or group.waiters or self.closed:
+            return None
+        active, room = LeaseState.ACTIVE, target.max_concurrency
+        for slot in group.slots:  # ``slot.usable()``, spelt out: this runs on every call
+            if not slot.dead and slot.in_use < room and slot.lease.state is active:
+                slot.in_use += 1
+                return slot
+        return None
+
     async def acquire(self, target: Target) -> Slot:
         """A place on an allocation of ``target``; give it back with ``release``."""
         if self.closed:
@@ -115,10 +128,10 @@ class Slots:
         """Give back one place on ``slot``; ``broken`` lets the allocation go."""
         slot.in_use -= 1
         slot.last_used = self._clock()
-        group = self._group(slot.target)
+        group = self._groups[slot.target.name]
         if broken or slot.lease.state is not LeaseState.ACTIVE:
             self._drop(group, slot)
-        elif not slot.dead:
+        elif group.waiters and not slot.dead:
             self._hand_out(group, slot)
         if slot.dead and slot.in_use == 0:
             self._close_later(slot)

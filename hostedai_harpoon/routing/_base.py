@@ -254,10 +254,25 @@ class RouteRequest:
     among them.
     """
 
-    prompt: str = attrs.field(validator=_string)
-    max_tokens: int = attrs.field(default=256, validator=_at_least_one)
-    target: Target | str | None = attrs.field(default=None, validator=_a_pin, kw_only=True)
+    prompt: str
+    max_tokens: int = 256
+    target: Target | str | None = attrs.field(default=None, kw_only=True)
     tier: Tier | None = attrs.field(default=None, converter=_to_optional_tier, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        # The fields' checks in one call, the common case first: one is made per request.
+        max_tokens = self.max_tokens
+        if (
+            type(self.prompt) is str
+            and type(max_tokens) is int
+            and max_tokens >= 1
+            and self.target is None
+        ):
+            return
+        fields = attrs.fields(RouteRequest)
+        _string(self, fields.prompt, self.prompt)
+        _at_least_one(self, fields.max_tokens, max_tokens)
+        _a_pin(self, fields.target, self.target)
 
     @property
     def prompt_tokens(self) -> int:

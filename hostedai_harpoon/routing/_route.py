@@ -139,13 +139,30 @@ def _candidates(
     excluded: dict[str, str] = {}
     for item in states:
         state = item if type(item) is TargetState else _as_state(item)
+        target = state.target
+        free = state.pool_free_gpus
+        # ``_why_not`` written as one test, for the common case: the target can take it.
+        if (
+            state.healthy
+            and state.circuit is not _OPEN
+            and (
+                free is None
+                or free >= target.gpus
+                or state.in_flight < state.warm_allocations * target.max_concurrency
+            )
+            and max_tokens <= target.max_tokens
+            and needed_tokens <= target.context_tokens
+            and (tier is None or target.tier is tier)
+        ):
+            kept.append(state)
+            continue
         why = _why_not(state, max_tokens, needed_tokens)
-        if why is None and tier is not None and state.target.tier is not tier:
+        if why is None and tier is not None:
             why = f"not in the requested tier ({tier.value})"
         if why is None:
             kept.append(state)
         else:
-            excluded[state.target.name] = why
+            excluded[target.name] = why
     if excluded:
         if not kept:
             raise _no_route("no healthy target can take the request", excluded)
@@ -172,6 +189,10 @@ def _resolve(ref: Target | str, candidates: Sequence[TargetState]) -> TargetStat
     raise _unknown(name, [*(state.target.name for state in candidates), *excluded])
 
 
+def _policy_name(policy: object) -> str:
+    return getattr(policy, "__qualname__", None) or type(policy).__qualname__
+
+
 def _is_candidate(target: object, candidates: Sequence[TargetState]) -> bool:
     for state in candidates:
         if state.target is target:
@@ -183,19 +204,22 @@ def _checked(decision: object, candidates: Sequence[TargetState], policy: object
     """``decision`` once it is known to name candidates, with the left-out targets noted."""
     if type(decision) is not RouteDecision and not isinstance(decision, RouteDecision):
         raise ConfigurationError(
-            f"routing policy {telemetry.policy_name(policy)} returned {decision!r}, "
-            "not a RouteDecision"
+            f"routing policy {_policy_name(policy)} returned {decision!r}, not a RouteDecision"
         )
     chosen = decision.target
-    if not _is_candidate(chosen, candidates):
-        raise ConfigurationError(
-            f"routing policy {telemetry.policy_name(policy)} chose {_describe(chosen)}, "
-            f"which is not one of the healthy candidates {_names(candidates)}"
-        )
+    for state in candidates:  # ``_is_candidate``, for the common case: the very object
+        if state.target is chosen:
+            break
+    else:
+        if not _is_candidate(chosen, candidates):
+            raise ConfigurationError(
+                f"routing policy {_policy_name(policy)} chose {_describe(chosen)}, "
+                f"which is not one of the healthy candidates {_names(candidates)}"
+            )
     for fallback in decision.fallbacks:
         if not _is_candidate(fallback, candidates) or fallback.name == chosen.name:
             raise ConfigurationError(
-                f"routing policy {telemetry.policy_name(policy)} listed {_describe(fallback)} as a "
+                f"routing policy {_policy_name(policy)} listed {_describe(fallback)} as a "
                 f"fallback; fallbacks must be healthy candidates other than the chosen one "
                 f"{_names(candidates)}"
             )
@@ -229,15 +253,22 @@ def route(
     """
     trace = telemetry.start_route(policy)
     try:
-        pin = request.target
-        if pin is not None:
-            state = _pinned(request, pin, states)
-            decision = RouteDecision(state.target, f"pinned by the request to {state.target.name}")
-        else:
-            candidates = _candidates(request, states)
-            decision = _checked(policy(request, candidates), candidates, policy)
+        decision = _route(policy, request, states)
     except BaseException as exc:
         trace.end(exc)
         raise
     trace.decided(decision)
     return decision
+
+
+def _route(
+    policy: RoutingPolicy,
+    request: RouteRequest,
+    states: Sequence[TargetState | Target],
+) -> RouteDecision:
+    pin = request.target
+    if pin is not None:
+        state = _pinned(request, pin, states)
+        return RouteDecision(state.target, f"pinned by the request to {state.target.name}")
+    candidates = _candidates(request, states)
+    return _checked(policy(request, candidates), candidates, policy)

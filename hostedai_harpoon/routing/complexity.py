@@ -263,6 +263,13 @@ def _describe(
     return f"max_tokens {max_tokens}" if feature == _OUTPUT else _FEATURES[feature]
 
 
+def _shown_threshold(policy: ComplexityPolicy) -> str:
+    threshold = policy.threshold
+    if isinstance(threshold, int | float):
+        return f"{threshold:.2f}"
+    return ""  # not a number: the field's validator, run next, says so
+
+
 @attrs.frozen
 class ComplexityPolicy:
     """Routes prompts scoring above ``threshold`` to the largest tier, others to the smallest.
@@ -275,6 +282,10 @@ class ComplexityPolicy:
     """
 
     threshold: float = attrs.field(default=0.35, validator=_fraction)
+    # The threshold as a reason shows it, written once rather than on every decision.
+    _shown_threshold: str = attrs.field(
+        init=False, default=attrs.Factory(_shown_threshold, takes_self=True), repr=False, eq=False
+    )
 
     def score(self, request: RouteRequest | str) -> float:
         """The complexity of a request (or of a bare prompt asking for 256 tokens), in [0, 1]."""
@@ -313,7 +324,7 @@ class ComplexityPolicy:
         chosen = ranked[0].target
         drivers = _drivers(contributions, found, prompt, max_tokens, questions)
         wanted = _LARGE if large else _SMALL
-        shown_score, shown_threshold = f"{score:.2f}", f"{threshold:.2f}"
+        shown_score, shown_threshold = f"{score:.2f}", self._shown_threshold
         if shown_score == shown_threshold and score != threshold:
             shown_score, shown_threshold = _figures((score, threshold))
         comparison = (

@@ -12,6 +12,7 @@ learns the targets from ``route()``).
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
@@ -24,6 +25,8 @@ from ._order import _figures, _Memo, _request_hash
 from ._route import _excluded
 
 __all__ = ["WeightedPolicy"]
+
+_SMALLEST_NORMAL = sys.float_info.min
 
 
 def _to_weights(weights: Mapping[Target | str, float] | None) -> Mapping[str, float] | None:
@@ -91,9 +94,15 @@ class WeightedPolicy:
         else:
             shares = [weights.get(target.name, 0.0) for target in targets]
         basis = "weighted draw"
-        if sum(shares) <= 0:
+        total = sum(shares)
+        if total <= 0:
             shares = [1.0] * len(targets)
             basis = "uniform draw: no healthy target has a weight"
+        elif not _SMALLEST_NORMAL <= total < math.inf:
+            # A denormal total lets the draw round up onto the last bound, and an infinite
+            # one makes it inf or nan: weigh relative to the largest weight instead.
+            largest = max(shares)
+            shares = [share / largest for share in shares]
         total = sum(shares)
         scores = {target.name: share / total for target, share in zip(targets, shares, strict=True)}
         decisions = tuple(

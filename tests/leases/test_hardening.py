@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
 import httpx
 import pytest
@@ -212,3 +214,48 @@ async def test_leases_of_the_wrong_flavour_name_the_fix(
     with pytest.raises(harpoon.UsageError, match="not awaited"):
         await client.allocate(model="gemma-3-270m")
     assert emulator.exchanges == []
+
+
+# A server that cannot be reached ---------------------------------------------------------
+
+
+def _refused_port() -> int:
+    """A port on 127.0.0.1 nobody listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("deadline", [None, 5.0], ids=["no-deadline", "deadline"])
+def test_an_unreachable_server_is_a_connection_error_and_no_orphan(
+    waits: list[float], deadline: float | None
+) -> None:
+    url = f"http://127.0.0.1:{_refused_port()}"
+    with harpoon.HostedAI(url, "sk", deadline=deadline) as client:
+        with pytest.raises(harpoon.APIConnectionError), client.allocate(model="gemma-3-270m"):
+            pass
+        with pytest.raises(harpoon.APIConnectionError):
+            client.health()
+        assert client.orphans() == []  # no attempt connected: nothing can have been made
+
+
+async def test_an_unreachable_server_leaves_no_async_orphan(waits: list[float]) -> None:
+    async with harpoon.AsyncHostedAI(f"http://127.0.0.1:{_refused_port()}", "sk") as client:
+        with pytest.raises(harpoon.APIConnectionError):
+            async with client.allocate(model="gemma-3-270m"):
+                pass
+        assert client.orphans() == []
+
+
+def test_a_create_cut_by_the_deadline_is_replayed_and_released(waits: list[float]) -> None:
+    # The create is answered only after the deadline: it may have been made, so it is found
+    # again by its key and released, not forgotten.
+    emu = Emulator(faults=FaultPlan(rules=[Fault("latency", method="POST", delay=1.0, times=1)]))
+    with emu.serve() as url, harpoon.HostedAI(url, "sk", deadline=0.3, max_retries=0) as client:
+        with pytest.raises(harpoon.APITimeoutError), client.allocate(model="gemma-3-270m"):
+            pass
+        time.sleep(1.0)  # let the slow answer come too: the allocation is still released
+        assert emu.live_allocations() == []
+        assert client.orphans() == []
+        assert len(emu.created_by_key()) == 1

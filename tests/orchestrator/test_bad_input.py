@@ -25,6 +25,8 @@ def client(emu: Emulator) -> harpoon.AsyncHostedAI:
         ({"targets": []}, "targets"),
         ({"targets": "gemma-3-270m"}, "targets"),
         ({"targets": [harpoon.DEFAULT_TARGETS[0]] * 2}, "unique"),
+        ({"targets": ["no-such-model"]}, "names of the default targets"),
+        ({"targets": [harpoon.DEFAULT_TARGETS[0], "gemma-3-270m"]}, "unique"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_attempts": 1.5}, "max_attempts"),
         ({"idle_release": -1}, "idle_release"),
@@ -87,3 +89,14 @@ async def test_reprs_never_show_the_api_key(emulator: Emulator) -> None:
         texts = [repr(orch), repr(session), repr(orch.snapshot()), repr(await orch.health())]
     assert all(API_KEY not in text for text in texts)
     assert "Orchestrator open" in texts[0]
+
+
+def test_the_default_targets_can_be_named(emulator: Emulator) -> None:
+    orchestrator = harpoon.Orchestrator(client(emulator), targets=["qwen3-30b-a3b"])
+    assert list(orchestrator.snapshot().targets) == ["qwen3-30b-a3b"]
+
+
+def test_a_sync_client_is_refused_with_the_fix_named(emulator: Emulator) -> None:
+    sync = harpoon.HostedAI("http://127.0.0.1:8080", API_KEY, http_client=emulator.http_client())
+    with pytest.raises(harpoon.UsageError, match="AsyncHostedAI"):
+        harpoon.Orchestrator(sync)  # type: ignore[arg-type]

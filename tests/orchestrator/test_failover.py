@@ -4,6 +4,7 @@ is avoided and then probed again."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -195,4 +196,63 @@ async def test_a_stream_fails_over_before_its_first_chunk(
         assert [a.target.name for a in chunks.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
     assert len(text.split()) == 5
     assert orch.snapshot().targets["gemma-3-270m"].tokens_out == 5
+    assert live_ids(emu) == []
+
+
+async def test_a_breaker_opened_by_a_success_is_seen_by_the_next_call(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    # Two failures then a success reach the minimum of three calls at two thirds failed:
+    # the success is what opens the breaker, and routing must notice it at once.
+    emu = make_emulator(pools=POOLS)
+    clock = ManualClock(0)
+    breaker = harpoon.CircuitBreakerConfig(minimum_calls=3, open_duration=30.0)
+    async with harpoon.Orchestrator(
+        connect(emu, max_retries=0), targets=[SMALL, LARGE], clock=clock.now, breaker=breaker
+    ) as orch:
+        for _ in range(2):
+            emu.faults = ONE_INFERENCE_FAILS
+            failed_over = await orch.process(COMPLEX)
+            assert failed_over.attempts[0].error is not None
+        emu.faults = None
+        answered = await orch.process(COMPLEX)
+        assert [a.target.name for a in answered.attempts] == ["qwen3-30b-a3b"]
+        before = len(emu.requests_to("POST", "/v1/inference"))
+
+        avoided = await orch.process(COMPLEX)
+
+        assert avoided.target.name == "gemma-3-270m"
+        assert "skipped qwen3-30b-a3b: circuit breaker open" in avoided.decision.reason
+        assert len(emu.requests_to("POST", "/v1/inference")) == before + 1
+    assert live_ids(emu) == []
+
+
+async def test_the_error_rate_routing_sees_forgets_failures_once_out_of_the_window(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(pools=POOLS, faults=ONE_INFERENCE_FAILS)
+    clock = ManualClock(0)
+    seen: list[dict[str, float]] = []
+
+    def large_first(
+        request: harpoon.RouteRequest, candidates: Sequence[harpoon.TargetState]
+    ) -> harpoon.RouteDecision:
+        seen.append({state.target.name: state.error_rate for state in candidates})
+        return harpoon.RouteDecision(LARGE, "large first", fallbacks=(SMALL,))
+
+    async with harpoon.Orchestrator(
+        connect(emu, max_retries=0),
+        targets=[SMALL, LARGE],
+        policy=large_first,
+        clock=clock.now,
+        error_window=10.0,
+        pool_refresh=1000.0,
+    ) as orch:
+        await orch.process("Hi!")  # fails on the large target, answered by the small one
+        assert (await orch.health()).targets["qwen3-30b-a3b"].error_rate == 1.0
+
+        clock.advance(10.5)  # no call since: only the window moved
+        await orch.process("Hi!")
+
+    assert seen[-1] == {"gemma-3-270m": 0.0, "qwen3-30b-a3b": 0.0}
     assert live_ids(emu) == []

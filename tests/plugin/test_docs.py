@@ -38,7 +38,7 @@ def test_the_tests_in_the_testing_page_pass(pytester: pytest.Pytester) -> None:
         "-o",
         "asyncio_default_fixture_loop_scope=function",
     )
-    expected = sum(block.count("\ndef test_") + block.startswith("def test_") for block in tests)
+    expected = sum(len(re.findall(r"^(?:async )?def test_", block, re.M)) for block in tests)
     result.assert_outcomes(passed=expected + 1)
     assert expected >= 8
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from hostedai_harpoon._exceptions import ConfigurationError
@@ -245,3 +246,17 @@ def test_piling_up_cue_words_saturates_each_feature_without_spilling_into_anothe
     for feature in ["reasoning", "steps", "code", "math"]:
         assert piled.scores[feature] == one.scores[feature] == 0.0
     assert piled.reason.count("output: ") == 1
+
+
+@pytest.mark.parametrize("threshold", ["0.5", None, True, 1.5, float("nan")])
+def test_a_threshold_that_is_not_a_fraction_is_a_configuration_error(threshold: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"ComplexityPolicy\.threshold must be"):
+        ComplexityPolicy(threshold)  # type: ignore[arg-type]
+
+
+def test_a_recalibrated_policy_shows_its_own_threshold_in_reasons() -> None:
+    policy = attrs.evolve(ComplexityPolicy(), threshold=0.9)
+
+    decision = route(policy, RouteRequest("Prove that 2 is prime."), DEFAULT_TARGETS)
+
+    assert "threshold 0.90" in decision.reason

@@ -177,3 +177,29 @@ def test_called_directly_a_policy_takes_the_states_to_be_every_target() -> None:
 
     with pytest.raises(ConfigurationError, match="'qwen3-30b-a3b'"):
         policy(RouteRequest("hi"), [TargetState(SMALL)])
+
+
+@pytest.mark.parametrize("tiny", [5e-324, 1e-310, 1e-300])
+def test_a_lone_tiny_weight_takes_all_the_traffic(tiny: float) -> None:
+    # Hypothesis found a denormal weight made the draw land past the last bound.
+    policy = WeightedPolicy({"gemma-3-270m": tiny})
+
+    decisions = [route(policy, RouteRequest(p), DEFAULT_TARGETS) for p in PROMPTS[:500]]
+
+    assert {decision.target for decision in decisions} == {SMALL}
+    assert dict(decisions[0].scores) == {"gemma-3-270m": 1.0, "qwen3-30b-a3b": 0.0}
+
+
+def test_a_denormal_weight_beside_a_normal_one_gets_no_traffic() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 5e-324, "qwen3-30b-a3b": 1.0})
+
+    assert share_of_small(policy) == 0.0
+
+
+def test_weights_whose_sum_overflows_still_split_in_proportion() -> None:
+    policy = WeightedPolicy({"gemma-3-270m": 1.5e308, "qwen3-30b-a3b": 1.5e308}, seed=3)
+
+    decision = route(policy, RouteRequest("hi"), DEFAULT_TARGETS)
+
+    assert share_of_small(policy) == pytest.approx(0.5, abs=0.03)
+    assert dict(decision.scores) == {"gemma-3-270m": 0.5, "qwen3-30b-a3b": 0.5}
