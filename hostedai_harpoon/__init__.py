@@ -51,6 +51,7 @@ from ._models import (
     Usage,
 )
 from ._resilience import CircuitBreaker, CircuitBreakerConfig, CircuitState, RetryPolicy
+from ._telemetry import configure_logging as _configure_logging
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -214,3 +215,6 @@ for _name in __all__:
     if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj
+
+# Redaction on the package logger, and a stderr log when HOSTED_AI_LOG asks for one.
+_configure_logging()

@@ -13,6 +13,7 @@ import attrs
 import httpx
 
 from ._exceptions import ConfigurationError
+from ._telemetry import remember_secret
 
 log = logging.getLogger("hostedai_harpoon")
 
@@ -63,6 +64,9 @@ class Secret:
     """A string that never shows itself in a repr, str or format."""
 
     _value: str = attrs.field(alias="value")
+
+    def __attrs_post_init__(self) -> None:
+        remember_secret(self._value)  # masked in logs and telemetry from now on
 
     @classmethod
     def of(cls, value: object, variable: str) -> Secret | None:

@@ -17,6 +17,7 @@ from datetime import UTC
 import attrs
 import httpx
 
+from . import _telemetry as telemetry
 from ._exceptions import CircuitOpenError
 
 __all__ = [
@@ -215,6 +216,7 @@ class CircuitBreaker:
         if to not in _TRANSITIONS[self._state]:
             raise AssertionError(f"illegal breaker transition {self._state} -> {to}")
         self.transitions.append((self._state, to))
+        telemetry.breaker_moved(self.name, self._state.value, to.value)
         self._state = to
         self._clear_window()
         self._probes_out = 0

@@ -26,6 +26,8 @@ from .._checks import (
 )
 from .._config import new_idempotency_key
 from .._models import Allocation, Health, InferenceResult, Pool
+from .._telemetry import Operation
+from .._telemetry._names import OP_TEXT_COMPLETION
 from ._steps import Call
 
 __all__ = [
@@ -44,6 +46,17 @@ __all__ = [
 
 GONE = frozenset({404, 410})
 """A release answered with these found nothing left to release."""
+
+# Each operation as telemetry names it (span name, ``url.template``).
+_CREATE = Operation("create_allocation", "/v1/allocate")
+_GET = Operation("get_allocation", "/v1/allocate/{id}")
+_LIST = Operation("list_allocations", "/v1/allocate")
+_RENEW = Operation("renew_allocation", "/v1/allocate/{id}/renew")
+_RELEASE = Operation("release_allocation", "/v1/allocate/{id}")
+_INFERENCE = Operation(OP_TEXT_COMPLETION, "/v1/inference", genai=True)
+_POOLS = Operation("list_pools", "/v1/pools")
+_POOL = Operation("get_pool", "/v1/pools/{pool_id}")
+_HEALTH = Operation("health", "/v1/health")
 
 
 def create_allocation(
@@ -71,6 +84,7 @@ def create_allocation(
         "POST",
         "/v1/allocate",
         models.parse_allocation,
+        operation=_CREATE,
         json=body,
         headers={"idempotency-key": key},
         retry_capacity=retry_capacity,
@@ -80,14 +94,17 @@ def create_allocation(
 def get_allocation(allocation_id: str) -> Call[Allocation]:
     """``GET /v1/allocate/{id}``."""
     return Call(
-        "GET", f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}", models.parse_allocation
+        "GET",
+        f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}",
+        models.parse_allocation,
+        operation=_GET,
     )
 
 
 def list_allocations(pool_id: str | None) -> Call[list[Allocation]]:
     """``GET /v1/allocate?pool_id=``."""
     params = None if pool_id is None else {"pool_id": check_text(pool_id, "pool_id")}
-    return Call("GET", "/v1/allocate", models.parse_allocations, params=params)
+    return Call("GET", "/v1/allocate", models.parse_allocations, operation=_LIST, params=params)
 
 
 def renew_allocation(allocation_id: str, ttl: float | timedelta | None) -> Call[Allocation]:
@@ -96,13 +113,13 @@ def renew_allocation(allocation_id: str, ttl: float | timedelta | None) -> Call[
     ttl_in_seconds = ttl_seconds(ttl)
     body = {} if ttl_in_seconds is None else {"ttl_seconds": ttl_in_seconds}
     path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}/renew"
-    return Call("POST", path, models.parse_allocation, json=body)
+    return Call("POST", path, models.parse_allocation, operation=_RENEW, json=body)
 
 
 def release_allocation(allocation_id: str) -> Call[None]:
     """``DELETE /v1/allocate/{id}``; an allocation the server no longer has is released."""
     path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}"
-    return Call("DELETE", path, None, absent_ok=GONE)
+    return Call("DELETE", path, None, operation=_RELEASE, absent_ok=GONE)
 
 
 def _inference_body(
@@ -143,7 +160,13 @@ def infer(
     are retried."""
     body = _inference_body(allocation_id, prompt, model, max_tokens, temperature, stop)
     return Call(
-        "POST", "/v1/inference", models.parse_inference, json=body, idempotent=False, model=model
+        "POST",
+        "/v1/inference",
+        models.parse_inference,
+        operation=_INFERENCE,
+        json=body,
+        idempotent=False,
+        model=model,
     )
 
 
@@ -162,6 +185,7 @@ def stream(
         "POST",
         "/v1/inference",
         None,
+        operation=_INFERENCE,
         json=body,
         headers={"accept": "text/event-stream"},
         idempotent=False,
@@ -172,14 +196,16 @@ def stream(
 
 def list_pools() -> Call[list[Pool]]:
     """``GET /v1/pools``."""
-    return Call("GET", "/v1/pools", models.parse_pools)
+    return Call("GET", "/v1/pools", models.parse_pools, operation=_POOLS)
 
 
 def get_pool(pool_id: str) -> Call[Pool]:
     """``GET /v1/pools/{pool_id}``."""
-    return Call("GET", f"/v1/pools/{check_id(pool_id, 'pool_id')}", models.parse_pool)
+    return Call(
+        "GET", f"/v1/pools/{check_id(pool_id, 'pool_id')}", models.parse_pool, operation=_POOL
+    )
 
 
 def health() -> Call[Health]:
     """``GET /v1/health``."""
-    return Call("GET", "/v1/health", models.parse_health)
+    return Call("GET", "/v1/health", models.parse_health, operation=_HEALTH)

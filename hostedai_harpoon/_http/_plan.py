@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
+from .. import _telemetry as telemetry
 from .._config import Secret
 from .._exceptions import (
     APIStatusError,
@@ -94,6 +95,19 @@ class Planner:
 
     def plan(self, call: Call[T]) -> Plan[T]:
         """Carry one call through its attempts: the single place retries are decided."""
+        trace = telemetry.start_call(
+            call.operation, call.json, model=call.model, parent=call.parent
+        )
+        try:
+            result = yield from self._attempts(call, trace)
+        except BaseException as exc:  # failed, cancelled or closed: the span says which
+            trace.failed(exc)
+            raise
+        trace.succeeded(result)
+        return result
+
+    def _attempts(self, call: Call[T], trace: telemetry.CallTrace) -> Plan[T]:
+        """The attempts of ``call``, each told to ``trace`` as it goes."""
         breaker = self.breaker
         policy = self.retry
         delays = policy.backoff_delays()
@@ -124,6 +138,7 @@ class Planner:
                 # did (which may have reached the server), not "refused before sending".
                 failed.add_note(f"hostedai-harpoon: not retried: {refused}")
                 raise failed from failed.__cause__
+            trace.attempt_started(attempt, request)
             try:
                 outcome = yield Send(request, call.stream, deadline_at)
             except BaseException:  # closed, cancelled, or the driver failed reading
@@ -136,6 +151,7 @@ class Planner:
                 sent = True
                 response = outcome.response
                 status = response.status_code
+                trace.attempt_ended(status)
                 if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
                     log.debug(
                         "%s %s -> %d (attempt %d, request_id=%s)",
@@ -159,6 +175,7 @@ class Planner:
                 wait = error.retry_after if isinstance(error, APIStatusError) else None
             else:
                 assert isinstance(outcome, httpx.TransportError)
+                trace.attempt_ended(outcome)
                 if breaker is not None:
                     if isinstance(outcome, httpx.PoolTimeout):
                         # No free connection in our own pool: the host never saw the request.
@@ -199,4 +216,5 @@ class Planner:
             attempt += 1
             failed = error
             log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
+            trace.retrying(wait, error)
             yield Sleep(wait)

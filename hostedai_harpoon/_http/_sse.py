@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Self
 import httpx
 
 from .. import _models as models
+from .. import _telemetry as telemetry
 from .._config import DEFAULT_MAX_RESPONSE_BYTES
 from .._exceptions import APITimeoutError, HostedAIError, UsageError
 from .._models import InferenceChunk
@@ -113,15 +114,17 @@ class EventDecoder:
 
 
 def check_stream_type(response: httpx.Response) -> None:
-    """Refuse an answer that is not an event stream."""
+    """Refuse an answer that is not an event stream (the call's trace ends with it)."""
     content_type = response.headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
-        raise models.validation_error(
+        error = models.validation_error(
             f"expected an event stream, got content-type {content_type!r}",
             status_code=response.status_code,
             request_id=request_id(response),
             body=None,
         )
+        telemetry.stream_trace(response).failed(error)
+        raise error
 
 
 class _Reader:
@@ -130,6 +133,7 @@ class _Reader:
     def __init__(self, response: httpx.Response, limit: int) -> None:
         self._decoding = Decoding(response)
         self._events = EventDecoder(response, limit)
+        self._trace = telemetry.stream_trace(response)
         self.raw = self._decoding.raw
 
     @property
@@ -144,7 +148,7 @@ class _Reader:
             chunks += self._events.feed(piece)
             if self._events.done:
                 break
-        return chunks
+        return self._told(chunks)
 
     def finish(self) -> list[InferenceChunk]:
         """The last chunks, once the body ended; checks that the stream ended properly."""
@@ -152,20 +156,39 @@ class _Reader:
         for piece in self._decoding.finish():
             chunks += self._events.feed(piece)
         self._events.finish()
+        return self._told(chunks)
+
+    def _told(self, chunks: list[InferenceChunk]) -> list[InferenceChunk]:
+        """``chunks``, once the call's trace has seen them (and the end, if it came)."""
+        trace = self._trace
+        for chunk in chunks:
+            trace.chunk(chunk)
+        if self._events.done:
+            trace.stream_ended()
         return chunks
 
 
 @contextmanager
 def _reading(response: httpx.Response) -> Iterator[None]:
-    """httpx's errors while a stream is read, as errors of the tree."""
+    """httpx's errors while a stream is read, as errors of the tree; the call's trace ends
+    with the error, or as it is when the reading stops early."""
+    trace = telemetry.stream_trace(response)
     try:
-        yield
-    except httpx.TransportError as exc:
-        raise transport_error(exc) from exc
-    except httpx.DecodingError as exc:
-        raise undecodable(response, exc) from None
-    except httpx.StreamError as exc:  # closed before it was read
-        raise HostedAIError(f"the stream cannot be read: {exc}") from None
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        except httpx.DecodingError as exc:
+            raise undecodable(response, exc) from None
+        except httpx.StreamError as exc:  # closed before it was read
+            raise HostedAIError(f"the stream cannot be read: {exc}") from None
+    except GeneratorExit:  # the reader stopped early: no error
+        raise
+    except BaseException as exc:
+        trace.failed(exc)
+        raise
+    finally:
+        trace.stream_ended()
 
 
 def _already_read() -> HostedAIError:
@@ -215,6 +238,7 @@ class InferenceStream:
 
     def close(self) -> None:
         """Stop the stream and close its connection."""
+        telemetry.stream_trace(self.response).stream_ended()
         self.response.close()
 
     def __aiter__(self) -> NoReturn:
@@ -305,6 +329,7 @@ class AsyncInferenceStream:
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
         if self._response is not None:
+            telemetry.stream_trace(self._response).stream_ended()
             await self._response.aclose()
 
     async def __aenter__(self) -> Self:

@@ -9,9 +9,14 @@ pair of drivers (``_drivers.py``) carries out both.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
+
+from .._telemetry import Operation
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 __all__ = ["Call", "Flow", "Outcome", "Plan", "Reply", "Send", "Sleep", "Step"]
 
@@ -28,7 +33,9 @@ class Call(Generic[T]):
         "json",
         "method",
         "model",
+        "operation",
         "params",
+        "parent",
         "parse",
         "path",
         "retry_capacity",
@@ -42,6 +49,7 @@ class Call(Generic[T]):
         path: str,
         parse: Callable[[object, str | None], T] | None,
         *,
+        operation: Operation,
         json: object = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -54,6 +62,8 @@ class Call(Generic[T]):
         self.method = method
         self.path = path
         self.parse = parse
+        # What telemetry calls it: the span name and the path template.
+        self.operation = operation
         self.json = json
         self.params = params
         self.headers = headers
@@ -67,6 +77,8 @@ class Call(Generic[T]):
         self.model = model
         # This call's own per-attempt timeout, overriding the client's (``None``: the client's).
         self.timeout: httpx.Timeout | None = None
+        # The trace context the call's span starts in (``None``: the caller's current one).
+        self.parent: Context | None = None
 
 
 class Send:

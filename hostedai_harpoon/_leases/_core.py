@@ -6,12 +6,15 @@ generators built of the client's plans (``yield from``), so the client's drivers
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import ClassVar, Generic, TypeVar
 
+from .. import _telemetry as telemetry
 from .._checks import (
     check_gpus,
     check_idempotency_key,
@@ -106,6 +109,8 @@ class LeaseCore(Generic[DriverT, GateT]):
         self._release_planner: Planner = for_release(host.planner, self.release_timeout)
         # The place this lease holds under the client's per-pool limit, if any.
         self._slot: GateT | None = None
+        # The lease's span and allocation metrics, from entering on.
+        self._trace: telemetry.AllocationTrace = telemetry.NO_ALLOCATION
 
     # State
 
@@ -117,7 +122,8 @@ class LeaseCore(Generic[DriverT, GateT]):
                 return False
             if to not in TRANSITIONS[self.state]:
                 raise AssertionError(f"illegal lease transition {self.state} -> {to}")
-            self.state = to
+            old, self.state = self.state, to
+            self._trace.moved(old.value, to.value)
             return True
 
     @property
@@ -162,6 +168,8 @@ class LeaseCore(Generic[DriverT, GateT]):
             f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
         )
         error.__cause__ = cause
+        if self.state is LeaseState.ACTIVE:
+            self._trace.errored(error)
         if self._move(LeaseState.LOST, only_from=LeaseState.ACTIVE):
             self.lost_error = error
             log.warning("allocation %s was lost: %s", allocation_id, reason)
@@ -180,6 +188,9 @@ class LeaseCore(Generic[DriverT, GateT]):
     def _work(self, call: Call[T]) -> Flow[T]:
         """One call on the allocation; an answer saying it is gone marks the lease lost.
         (Build ``call`` with ``_check_usable()``: a lease that can take no work sends none.)"""
+        call.parent = self._trace.work_context()
+        if call.model is None:
+            call.model = self.model
         try:
             return (yield from self._host.planner.plan(call))
         except (GoneError, NotFoundError) as exc:
@@ -190,7 +201,7 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     # Entering
 
-    def _create(self, planner: Planner) -> Flow[Allocation]:
+    def _create(self, planner: Planner, phase: telemetry.SpanTrace) -> Flow[Allocation]:
         """Create (or, with the same key, find again) the allocation.
 
         A garbled answer is asked again: the server may well have made the allocation, and
@@ -208,6 +219,7 @@ class LeaseCore(Generic[DriverT, GateT]):
                 self.idempotency_key,
                 retry_capacity=False,
             )
+            call.parent = phase.context
             try:
                 return (yield from planner.plan(call))
             except ResponseValidationError:
@@ -218,14 +230,56 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     def _enter_flow(self) -> Flow[Allocation]:
         """Create the allocation (waiting out full pools) and wait until it is ready."""
+        self._trace = telemetry.start_allocation(
+            model=self.model, gpus=self.gpus, gpu_type=self.gpu_type, pool=self.pool_id
+        )
+        try:
+            return (yield from self._entering())
+        except BaseException as exc:
+            self._trace.errored(exc)
+            raise
+
+    def _entering(self) -> Flow[Allocation]:
+        allocation = yield from self._in_phase("create", self._created)
+        self.allocation = allocation
+        self._trace.allocated(allocation)
+        self._move_while_entering(LeaseState.WAITING)
+        if allocation.status is not AllocationStatus.READY:
+            ready = functools.partial(self._ready, allocation)
+            allocation = yield from self._in_phase("wait_ready", ready)
+        self._move_while_entering(LeaseState.ACTIVE)
+        return allocation
+
+    def _in_phase(self, name: str, flow: Callable[[telemetry.SpanTrace], Flow[T]]) -> Flow[T]:
+        """Run ``flow`` inside the span of the lease's phase ``name`` (its calls' parent)."""
+        phase = self._trace.phase(name)
+        try:
+            result = yield from flow(phase)
+        except BaseException as exc:
+            phase.end(exc)
+            raise
+        phase.end()
+        return result
+
+    def _planned(
+        self, call: Call[T], planner: Planner | None = None
+    ) -> Callable[[telemetry.SpanTrace], Flow[T]]:
+        """A flow that makes ``call`` under a phase's span (patiently, unless ``planner``)."""
+
+        def flow(phase: telemetry.SpanTrace) -> Flow[T]:
+            call.parent = phase.context
+            return (yield from (planner or self._release_planner).plan(call))
+
+        return flow
+
+    def _created(self, phase: telemetry.SpanTrace) -> Flow[Allocation]:
+        """The create, waiting out full pools within the capacity timeout."""
         started = _clock.monotonic()
         waits = RetryPolicy(initial_backoff=0.25, max_backoff=5.0).backoff_delays()
-        allocation: Allocation
         while True:
             self._create_sent = True
             try:
-                allocation = yield from self._create(self._host.planner)
-                break
+                return (yield from self._create(self._host.planner, phase))
             except CapacityError as exc:
                 self._create_sent = self._create_answered  # a full pool binds nothing to the key
                 # Never sooner than the server asked, and backing off if it keeps asking.
@@ -241,8 +295,9 @@ class LeaseCore(Generic[DriverT, GateT]):
                 if nothing_was_made(exc):
                     self._create_sent = self._create_answered
                 raise
-        self.allocation = allocation
-        self._move_while_entering(LeaseState.WAITING)
+
+    def _ready(self, allocation: Allocation, phase: telemetry.SpanTrace) -> Flow[Allocation]:
+        """Poll ``allocation`` until it is ready, within the ready timeout."""
         polls = RetryPolicy(initial_backoff=0.05, max_backoff=2.0, jitter=False).backoff_delays()
         ready_by = _clock.monotonic() + self.ready_timeout
         while allocation.status is not AllocationStatus.READY:
@@ -258,9 +313,9 @@ class LeaseCore(Generic[DriverT, GateT]):
                     allocation_id=allocation.id,
                 )
             yield Sleep(wait)
-            allocation = yield from self._host.planner.plan(api.get_allocation(allocation.id))
+            poll = self._planned(api.get_allocation(allocation.id), self._host.planner)
+            allocation = yield from poll(phase)
             self.allocation = allocation
-        self._move_while_entering(LeaseState.ACTIVE)
         return allocation
 
     def _move_while_entering(self, to: LeaseState) -> None:
@@ -283,7 +338,7 @@ class LeaseCore(Generic[DriverT, GateT]):
                 return
             call = api.renew_allocation(self.allocation.id, self.ttl_seconds)
             try:
-                renewed = yield from self._release_planner.plan(call)
+                renewed = yield from self._in_phase("renew", self._planned(call))
             except (GoneError, NotFoundError) as exc:
                 self._lose(f"renewal answered {exc.status_code} {exc.code}", exc)
                 return
@@ -305,19 +360,28 @@ class LeaseCore(Generic[DriverT, GateT]):
             return
         self._move(LeaseState.RELEASING)
         try:
-            find = self._replay if self._create_sent else None
-            found = yield from release_flow(
-                self._release_planner, self._known_id(), find, answered=self._create_answered
-            )
+            found = yield from self._in_phase("release", self._releasing)
             if found is not None:
                 self.allocation = found
             self._move(LeaseState.RELEASED)
         except Exception as exc:  # whatever went wrong, the allocation must not go unrecorded
             raise self._orphaned(f"{type(exc).__name__}: {exc}") from exc
 
-    def _replay(self) -> Flow[Allocation]:
+    def _releasing(self, phase: telemetry.SpanTrace) -> Flow[Allocation | None]:
+        find = functools.partial(self._replay, phase) if self._create_sent else None
+        return (
+            yield from release_flow(
+                self._release_planner,
+                self._known_id(),
+                find,
+                phase,
+                answered=self._create_answered,
+            )
+        )
+
+    def _replay(self, phase: telemetry.SpanTrace) -> Flow[Allocation]:
         """The create again, with the same key: it answers with what the server made."""
-        return self._create(self._release_planner)
+        return self._create(self._release_planner, phase)
 
     def _interrupted(self, interrupt: BaseException) -> None:
         """The release itself was cut short: what it did not finish is an orphan."""
@@ -327,8 +391,13 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     def _orphaned(self, why: str) -> AllocationError:
         """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
-        self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
         allocation_id = self._known_id()
+        error = AllocationError(
+            f"could not release allocation {allocation_id}: {why}", allocation_id=allocation_id
+        )
+        if self.state is LeaseState.RELEASING:
+            self._trace.errored(error)
+        self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
         self._host.ledger.add(
             OrphanedAllocation(
                 allocation_id=allocation_id,
@@ -349,9 +418,7 @@ class LeaseCore(Generic[DriverT, GateT]):
             self.idempotency_key,
             why,
         )
-        return AllocationError(
-            f"could not release allocation {allocation_id}: {why}", allocation_id=allocation_id
-        )
+        return error
 
     @staticmethod
     def _finish_exit(exc: BaseException | None, release_error: AllocationError | None) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
+from .. import _telemetry as telemetry
 from .._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -103,11 +104,13 @@ def release_flow(
     planner: Planner,
     allocation_id: str | None,
     find: Callable[[], Flow[Allocation]] | None,
+    phase: telemetry.SpanTrace = telemetry.NO_SPAN,
     *,
     answered: bool = False,
 ) -> Flow[Allocation | None]:
     """Release ``allocation_id``; without one, ``find`` it first (replaying its create;
-    ``answered``: that create got an answer, so something was made).
+    ``answered``: that create got an answer, so something was made). The release call is
+    traced under ``phase``.
 
     Returns the allocation found by the replay (``None`` when the id was known, or when the
     replay proved that nothing was made).
@@ -123,7 +126,9 @@ def release_flow(
                 return None
             raise
         allocation_id = found.id
-    yield from planner.plan(api.release_allocation(allocation_id))
+    call = api.release_allocation(allocation_id)
+    call.parent = phase.context
+    yield from planner.plan(call)
     log.debug("released allocation %s", allocation_id)
     return found
 

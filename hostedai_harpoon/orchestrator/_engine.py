@@ -28,6 +28,9 @@ from .. import (
     InferenceResult,
     OrchestratorClosedError,
 )
+from .. import _telemetry as telemetry
+from .._telemetry import policy_name
+from .._telemetry._names import ATTEMPTS, ROUTE_POLICY, ROUTE_TARGET
 from ..routing import (
     CascadePolicy,
     RouteDecision,
@@ -145,6 +148,29 @@ class Engine:
         names: frozenset[str] | None,
         scopes: Sequence[InFlight],
     ) -> RoutedResult:
+        """``_infer`` inside the call's span, made current so that the route decision, a
+        new allocation and the inference nest under it."""
+        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(policy)})
+        with telemetry.current(span):
+            try:
+                routed = await self._infer(slots, policy, request, temperature, stop, names, scopes)
+            except BaseException as exc:
+                span.end(exc)
+                raise
+        span.annotate({ROUTE_TARGET: routed.decision.target.name, ATTEMPTS: len(routed.attempts)})
+        span.end()
+        return routed
+
+    async def _infer(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        temperature: float | None,
+        stop: str | list[str] | None,
+        names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
+    ) -> RoutedResult:
         """Route, infer with failover, and climb the cascade when the policy is one.
 
         The call counts as in flight in every scope of ``scopes`` (as with ``guarded``,
@@ -197,6 +223,29 @@ class Engine:
         names: frozenset[str] | None,
         attempts: list[Attempt],
     ) -> tuple[RouteDecision, OpenedStream]:
+        """``_stream`` inside the call's span (made current), up to the first chunk."""
+        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(policy)})
+        with telemetry.current(span):
+            try:
+                decision, opened = await self._stream(
+                    slots, policy, request, options, names, attempts
+                )
+            except BaseException as exc:
+                span.end(exc)
+                raise
+        span.annotate({ROUTE_TARGET: decision.target.name, ATTEMPTS: len(attempts)})
+        span.end()
+        return decision, opened
+
+    async def _stream(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        options: dict[str, Any],
+        names: frozenset[str] | None,
+        attempts: list[Attempt],
+    ) -> tuple[RouteDecision, OpenedStream]:
         """Route and open a stream, failing over until a first chunk arrives."""
         decision = await self.decide(policy, request, names)
 
@@ -238,6 +287,7 @@ class Engine:
         for index, target in enumerate(order):
             if index:
                 live.failed_over(order[index - 1].name)
+                telemetry.failed_over(order[index - 1].name, target.name, attempts[-1].error)
                 reason = "failover"
             name = target.name
             started = time.perf_counter()

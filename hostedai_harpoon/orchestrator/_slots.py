@@ -27,6 +27,7 @@ from .. import (
     LeaseState,
     OrchestratorClosedError,
 )
+from .. import _telemetry as telemetry
 from ..routing import Target
 from ._group import Group, Limits, Slot
 from ._inflight import settle
@@ -203,15 +204,16 @@ class Slots:
         target = group.target
         stack = AsyncExitStack()
         try:
-            lease = await stack.enter_async_context(
-                self._client.allocate(
-                    target.model,
-                    target.gpus,
-                    target.gpu_type,
-                    target.pool,
-                    **self._lease_options,
+            with telemetry.priced(target.cost_per_gpu_hour):
+                lease = await stack.enter_async_context(
+                    self._client.allocate(
+                        target.model,
+                        target.gpus,
+                        target.gpu_type,
+                        target.pool,
+                        **self._lease_options,
+                    )
                 )
-            )
         except BaseException as exc:
             group.leasing -= 1
             self._wake(group)

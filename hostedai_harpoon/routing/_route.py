@@ -33,6 +33,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from .. import _telemetry as telemetry
 from .._exceptions import ConfigurationError, NoRouteError
 from .._resilience import CircuitState
 from ._base import RouteDecision, RouteRequest, RoutingPolicy, Target, TargetState
@@ -250,6 +251,21 @@ def route(
     target), and ``ConfigurationError`` when the request pins an unknown target or the
     policy answers with something other than one of the candidates.
     """
+    trace = telemetry.start_route(policy)
+    try:
+        decision = _route(policy, request, states)
+    except BaseException as exc:
+        trace.end(exc)
+        raise
+    trace.decided(decision)
+    return decision
+
+
+def _route(
+    policy: RoutingPolicy,
+    request: RouteRequest,
+    states: Sequence[TargetState | Target],
+) -> RouteDecision:
     pin = request.target
     if pin is not None:
         state = _pinned(request, pin, states)

@@ -77,11 +77,35 @@ def check_streaming(lines: list[str]) -> None:
     assert any(line.startswith("  routed to qwen3-30b-a3b: complexity") for line in lines)
 
 
+def check_prometheus_metrics(lines: list[str]) -> None:
+    scrape = "\n".join(lines)
+    for family in (
+        "gen_ai_client_operation_duration_seconds",
+        "gen_ai_client_token_usage",
+        "gen_ai_client_operation_time_to_first_chunk_seconds",
+        "http_client_request_duration_seconds",
+        "hostedai_allocation_active",
+        "hostedai_allocation_duration_seconds",
+        "hostedai_allocation_wait_seconds",
+        "hostedai_allocation_gpu_seconds_total",
+        "hostedai_allocation_cost_total",
+        "hostedai_route_decisions_total",
+    ):
+        assert f"\n{family}" in scrape, family
+    assert 'hostedai_route_decisions_total{hostedai_route_policy="ComplexityPolicy"' in scrape
+    assert 'otel_scope_name="hostedai_harpoon"' in scrape
+    assert "_bucket{" not in scrape
+    assert "demo-key" not in scrape
+    assert "alloc_" not in scrape  # no allocation ids in metric attributes
+    assert lines[-1] == "scraped once from a server on 127.0.0.1, now stopped"
+
+
 CHECKS: dict[str, Callable[[list[str]], None]] = {
     "quickstart.py": check_quickstart,
     "sync_client.py": check_sync_client,
     "custom_policy.py": check_custom_policy,
     "streaming.py": check_streaming,
+    "prometheus_metrics.py": check_prometheus_metrics,
 }
 
 
