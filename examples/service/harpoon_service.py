@@ -1,20 +1,22 @@
 """The proof of concept's HTTP service, rebuilt on hostedai-harpoon with Starlette and uvicorn.
 
 Run ``python examples/service/harpoon_service.py [--host 127.0.0.1] [--port 8080]`` (needs
-the ``examples`` extra: ``pip install 'hostedai-harpoon[examples]'``). It serves the
+the ``service`` extra: ``pip install 'hostedai-harpoon[service]'``). It serves the
 embedded emulator's GPUs unless ``HOSTED_AI_BASE_URL`` (and ``HOSTED_AI_API_KEY``) name a
 real endpoint, and says which at startup.
 
 - ``POST /v2/process`` with ``{"text": "...", "deployment": "gemma-3-270m"}``: the text is
   routed by the Orchestrator, or pinned to the target named by ``deployment`` (optional;
   the proof of concept's ``"HostedAI"`` also means "route it"), and the answer comes back
-  with the decision and its reason. ``max_tokens`` is optional too.
+  with the decision and its reason. ``max_tokens`` is optional too; a request too large
+  for every target (``max_tokens`` or the prompt beyond every target's limits) is a 422.
 - ``GET /health``: the Orchestrator's health report; 503 when it is down.
 - ``GET /metrics``: Prometheus text, through OpenTelemetry's Prometheus exporter.
 
 Bad JSON or a missing or ill-typed field is a 400 with a JSON error; the SDK's errors map
-to an HTTP status (see ``STATUS_BY_ERROR``). Shutting the service down closes the
-Orchestrator, which releases every GPU it holds.
+to an HTTP status (see ``STATUS_BY_ERROR``); an unknown path (404) or method (405) gets the
+same JSON envelope. Shutting the service down closes the Orchestrator, which releases every
+GPU it holds.
 """
 
 from __future__ import annotations
@@ -25,25 +27,38 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
 
-import uvicorn
 from opentelemetry import metrics
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 
+try:
+    import uvicorn
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+except ModuleNotFoundError as missing:
+    _NEEDS_EXTRA = (
+        f"the service needs the 'service' extra ({missing.name} is not installed): "
+        "pip install 'hostedai-harpoon[service]'"
+    )
+    if __name__ == "__main__":
+        raise SystemExit(_NEEDS_EXTRA) from None
+    raise ModuleNotFoundError(_NEEDS_EXTRA, name=missing.name) from None
+
 # The proof of concept's clients send the name of the deployment they want: "HostedAI".
 ROUTE_FOR_ME = "hostedai"
 MAX_TOKENS = 256
+ENDPOINTS = "POST /v2/process, GET /health and GET /metrics"
 
 # First match wins: subclasses come before the classes they derive from.
 STATUS_BY_ERROR: tuple[tuple[type[harpoon.HostedAIError], int], ...] = (
@@ -74,6 +89,27 @@ def status_for(error: harpoon.HostedAIError) -> int:
 def error_response(status: int, kind: str, message: str) -> JSONResponse:
     """The service's error envelope."""
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+def too_large(text: str, max_tokens: int, targets: Iterable[harpoon.Target]) -> str | None:
+    """Why the request is too large for each of ``targets``; None when one could take it.
+
+    Decided on the targets' limits, whatever their health: a request no target could ever
+    take is the caller's mistake (422), not an outage (503).
+    """
+    needed = harpoon.RouteRequest(text, max_tokens).prompt_tokens + max_tokens
+    reasons = []
+    for target in targets:
+        if max_tokens > target.max_tokens:
+            reasons.append(f"{target.name} takes max_tokens up to {target.max_tokens}")
+        elif needed > target.context_tokens:
+            reasons.append(
+                f"{target.name}'s context window holds {target.context_tokens} tokens, the "
+                f"text and max_tokens need about {needed}"
+            )
+        else:
+            return None
+    return "; ".join(reasons) or None
 
 
 def parse_process(body: bytes) -> tuple[str, str | None, int]:
@@ -125,10 +161,21 @@ def routed_json(routed: harpoon.RoutedResult) -> dict[str, Any]:
 
 
 def default_client() -> tuple[harpoon.AsyncHostedAI, Emulator | None]:
-    """A client for ``HOSTED_AI_BASE_URL`` when it is set, else for an embedded emulator."""
-    if os.environ.get("HOSTED_AI_BASE_URL"):
-        print(f"serving {os.environ['HOSTED_AI_BASE_URL']} (from HOSTED_AI_BASE_URL)")
-        return harpoon.AsyncHostedAI(), None
+    """A client for ``HOSTED_AI_BASE_URL`` when it is set, else for an embedded emulator.
+
+    Raises ``ConfigurationError`` when ``HOSTED_AI_BASE_URL`` is set without a usable
+    ``HOSTED_AI_API_KEY``, or is not a URL the SDK accepts.
+    """
+    base_url = os.environ.get("HOSTED_AI_BASE_URL", "").strip()
+    if base_url:
+        if not os.environ.get("HOSTED_AI_API_KEY", "").strip():
+            raise harpoon.ConfigurationError(
+                "HOSTED_AI_BASE_URL is set but HOSTED_AI_API_KEY is not: set the endpoint's "
+                "API key too, or unset HOSTED_AI_BASE_URL to serve the embedded emulator"
+            )
+        client = harpoon.AsyncHostedAI()
+        print(f"serving {base_url} (from HOSTED_AI_BASE_URL)")
+        return client, None
     print("serving the embedded emulator (set HOSTED_AI_BASE_URL for a real endpoint)")
     emulator = Emulator(latency_scale=0.05)
     client = harpoon.AsyncHostedAI(
@@ -189,6 +236,17 @@ class Service:
         try:
             routed = await self.orchestrator.process(text, target=target, max_tokens=max_tokens)
         except harpoon.HostedAIError as exc:
+            # AllAttemptsFailedError, a NoRouteError too, means a target did take the request.
+            if type(exc) is harpoon.NoRouteError:
+                targets = self.orchestrator.targets
+                if target is not None:
+                    targets = tuple(t for t in targets if t.name == target)
+                why = too_large(text, max_tokens, targets)
+                if why is not None:
+                    which = "every deployment" if target is None else f"the deployment {target}"
+                    self.record(started, target or "none", 422)
+                    message = f"the request is too large for {which}: {why}"
+                    return error_response(422, "request_too_large", message)
             status = status_for(exc)
             self.record(started, target or "none", status)
             return error_response(status, type(exc).__name__, " ".join(str(exc).split()))
@@ -219,10 +277,29 @@ class Service:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (an unknown path, a method a path does not take) in the
+    service's JSON envelope."""
+    error = cast(HTTPException, exc)  # registered for HTTPException only
+    where = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        message = f"no such endpoint: {where}; the service serves {ENDPOINTS}"
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        message = f"{request.url.path} does not take {request.method}; it takes {allowed}"
+    else:
+        message = f"{where}: {error.detail}"
+    kind = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    response = error_response(error.status_code, kind, message)
+    response.headers.update(error.headers or {})
+    return response
+
+
 def create_app(
     client: harpoon.AsyncHostedAI | None = None, *, global_metrics: bool = False
 ) -> Starlette:
-    """The service as an ASGI app. ``client=None``: one from :func:`default_client`.
+    """The service as an ASGI app. ``client=None``: one from :func:`default_client`, made
+    now, so that a configuration mistake is a ``ConfigurationError`` here, not at startup.
 
     The Orchestrator and the metrics are set up when the app starts and shut down when it
     stops (its lifespan): stopping releases every GPU the Orchestrator holds.
@@ -231,10 +308,12 @@ def create_app(
     process are exported too (a process has one global provider: set it once).
     """
 
+    own_client = client is None
+    http, emulator = default_client() if client is None else (client, None)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        own_client = client is None
-        http, app.state.emulator = default_client() if client is None else (client, None)
+        app.state.emulator = emulator
         service = Service(http, CollectorRegistry())
         if global_metrics:
             metrics.set_meter_provider(service.meter_provider)
@@ -265,6 +344,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),
         ],
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
 
@@ -275,7 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="the port to listen on")
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(global_metrics=True), host=args.host, port=args.port)
+    try:
+        app = create_app(global_metrics=True)
+    except harpoon.ConfigurationError as exc:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+    uvicorn.run(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ```
 harpoon emulator [--port PORT] [--error-rate RATE ...]   serve the emulator on 127.0.0.1
-harpoon health | pools                                   what the service says
+harpoon health | pools [--pool POOL]                     what the service says
 harpoon allocations list [--all-states]                  what is holding GPUs
 harpoon allocations release ID... | --all                release GPUs nobody released
 harpoon infer TEXT [--target NAME] [--stream]            route a prompt through the Orchestrator
@@ -11,7 +11,9 @@ harpoon bench [NAME ...]                                 run the source tree's b
 
 The API commands read ``HOSTED_AI_BASE_URL``, ``HOSTED_AI_API_KEY`` and ``HOSTED_AI_POOL_ID``;
 ``--base-url`` and ``--pool`` override the first and the last. The key is only read from the
-environment, so that it never lands in a shell history or a process list.
+environment, so that it never lands in a shell history or a process list. Configuration
+errors are worded for the command line (``--base-url``, the variables), not the SDK's
+Python arguments.
 """
 
 from ._parser import main

@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 import hostedai_harpoon as harpoon
 
-from .._config import ENV_API_KEY, ENV_BASE_URL
+from .._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
 from ._common import (
     _FINISHED,
     _allocation_json,
     _allocation_row,
+    _Failure,
     _one_line,
     _pool_row,
     _print_json,
@@ -35,7 +36,42 @@ def _connect(args: argparse.Namespace, client_class: type[ClientT]) -> ClientT:
             f"no API key: set {ENV_API_KEY} (the key is not taken on the command line)"
         )
     options: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
-    return client_class(base_url=args.base_url, pool_id=args.pool, **options)
+    try:
+        return client_class(
+            base_url=args.base_url,
+            pool_id=args.pool,
+            allow_insecure_http=args.allow_insecure_http,
+            **options,
+        )
+    except harpoon.ConfigurationError as exc:
+        raise _UsageError(_command_line_advice(str(exc), args)) from None
+
+
+def _command_line_advice(message: str, args: argparse.Namespace) -> str:
+    """The SDK's ``message`` with its advice about Python arguments put in the command's terms."""
+    source = "--base-url" if args.base_url is not None else ENV_BASE_URL
+    for python, command_line in (
+        (f"(set {ENV_BASE_URL} or pass base_url=)", f"(from {source})"),
+        ("pass allow_insecure_http=True", "pass --allow-insecure-http"),
+        ("pass api_key= instead", f"set {ENV_API_KEY} instead"),
+    ):
+        message = message.replace(python, command_line)
+    return message
+
+
+def _pool_source(args: argparse.Namespace) -> str:
+    return "--pool" if args.pool is not None else ENV_POOL_ID
+
+
+def _existing_pool(client: harpoon.HostedAI, pool_id: str, source: str) -> harpoon.Pool:
+    """The pool ``pool_id`` (named by ``source``); a one-line failure when there is none."""
+    try:
+        return client.get_pool(pool_id)
+    except harpoon.NotFoundError:
+        known = ", ".join(pool.id for pool in client.list_pools()) or "none"
+        raise _Failure(
+            f"there is no pool {pool_id!r} (from {source}); the pools are: {known}"
+        ) from None
 
 
 def _with_client(
@@ -52,15 +88,32 @@ def _with_client(
 
 def _health(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     health = client.health()
+    # The health check itself takes no key, by design: one authenticated call checks it.
+    refused: str | None = None
+    try:
+        client.list_pools()
+    except (harpoon.AuthenticationError, harpoon.PermissionDeniedError) as exc:
+        refused = _one_line(exc)
     if args.json:
-        _print_json({"status": health.status, "version": health.version})
+        _print_json(
+            {
+                "status": health.status,
+                "version": health.version,
+                "key": "accepted" if refused is None else "refused",
+                "key_error": refused,
+            }
+        )
     else:
-        print(f"{health.status} (version {health.version})")
-    return 0 if health.status == "ok" else 1
+        key = "key accepted" if refused is None else f"key refused ({refused})"
+        print(f"{health.status} (version {health.version}), {key}")
+    return 0 if health.status == "ok" and refused is None else 1
 
 
 def _pools(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
-    pools = client.list_pools()
+    if args.pool is None:
+        pools = client.list_pools()
+    else:
+        pools = [_existing_pool(client, args.pool, "--pool")]
     if args.json:
         _print_json(
             [
@@ -89,7 +142,18 @@ def _where(client: harpoon.HostedAI) -> str:
     return "" if client.pool_id is None else f" in pool {client.pool_id}"
 
 
+def _check_pool(args: argparse.Namespace, client: harpoon.HostedAI) -> None:
+    """Fail when the pool the command is scoped to does not exist.
+
+    Listing an unknown pool's allocations answers an empty list, which would read as
+    "nothing holds GPUs there" instead of "there is no such pool".
+    """
+    if client.pool_id is not None:
+        _existing_pool(client, client.pool_id, _pool_source(args))
+
+
 def _list_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
+    _check_pool(args, client)
     allocations = client.list_allocations(client.pool_id)
     if not args.all_states:
         allocations = [a for a in allocations if a.status is not harpoon.AllocationStatus.RELEASING]
@@ -131,6 +195,7 @@ class _NoSuchAllocation(Exception):
 
 def _release_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     if args.all:
+        _check_pool(args, client)
         ids = [a.id for a in client.list_allocations(client.pool_id)]
         if not ids and not args.json:
             print(f"nothing to release: no allocations hold GPUs{_where(client)}")

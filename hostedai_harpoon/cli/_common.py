@@ -27,18 +27,29 @@ _FINISHED = frozenset(
 )
 _BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
+_EXIT_STATUS = """\
+Exit status: 0 on success, 1 when the command failed (the API answered an error, a
+benchmark failed, the service is degraded), 2 for bad usage or configuration, 130 when
+interrupted."""
+
 _EPILOG = f"""\
 The API commands read {ENV_BASE_URL}, {ENV_API_KEY} and {ENV_POOL_ID} from the
 environment; --base-url and --pool override the address and the pool. The API key is
 only taken from {ENV_API_KEY}.
 
-Exit status: 0 on success, 1 when the command failed (the API answered an error, a
-benchmark failed, the service is degraded), 2 for bad usage or configuration, 130 when
-interrupted."""
+{_EXIT_STATUS}"""
 
 
 class _UsageError(Exception):
     """A mistake in how the command was called: the message is shown, the exit status is 2."""
+
+
+class _Failure(Exception):
+    """The command could not do what it was asked: the message is shown, the exit status is 1."""
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 # Output ----------------------------------------------------------------------------------

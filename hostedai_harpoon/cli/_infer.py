@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import hostedai_harpoon as harpoon
 
 from ._api import _connect
-from ._common import _one_line, _print_json
+from ._common import _one_line, _plural, _print_json, _UsageError
 
 ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
 
@@ -34,12 +35,20 @@ async def _infer_async(args: argparse.Namespace) -> int:
         _connect(args, harpoon.AsyncHostedAI) as client,
         Orchestrator(client) as orchestrator,
     ):
-        if args.stream:
-            await _infer_streamed(args, orchestrator)
-            return 0
-        routed = await orchestrator.process(
-            args.text, target=args.target, max_tokens=args.max_tokens
-        )
+        try:
+            if args.stream:
+                await _infer_streamed(args, orchestrator)
+                return 0
+            routed = await orchestrator.process(
+                args.text, target=args.target, max_tokens=args.max_tokens
+            )
+        except harpoon.NoRouteError as exc:
+            if isinstance(exc, harpoon.AllAttemptsFailedError):
+                raise
+            too_large = _too_large(args, orchestrator.targets)
+            if too_large is None:
+                raise
+            raise _UsageError(too_large) from None
     if args.json:
         _print_json(_routed_json(routed))
         return 0
@@ -54,10 +63,37 @@ async def _infer_async(args: argparse.Namespace) -> int:
         print(f"failed over: {'; '.join(failures)}")
     usage = routed.result.usage
     print(
-        f"({usage.input_tokens} tokens in, {usage.output_tokens} out, {routed.latency:.2f}s, "
-        f"about ${routed.cost:.6f})"
+        f"({_plural(usage.input_tokens, 'token')} in, {usage.output_tokens} out, "
+        f"{routed.latency:.2f}s, about ${routed.cost:.6f})"
     )
     return 0
+
+
+def _too_large(args: argparse.Namespace, targets: Sequence[harpoon.Target]) -> str | None:
+    """Why the request is too large for every target it may go to; None when one could take it.
+
+    Decided on the targets' limits alone, whatever their health: a request no target could
+    ever take is the caller's mistake (exit status 2), not an outage.
+    """
+    request = harpoon.RouteRequest(args.text, args.max_tokens)
+    needed = request.prompt_tokens + args.max_tokens
+    reasons = []
+    for target in targets:
+        if args.target is not None and target.name != args.target:
+            continue
+        if args.max_tokens > target.max_tokens:
+            reasons.append(f"{target.name} takes --max-tokens up to {target.max_tokens}")
+        elif needed > target.context_tokens:
+            reasons.append(
+                f"{target.name}'s context window holds {target.context_tokens} tokens, the "
+                f"prompt and --max-tokens need about {needed}"
+            )
+        else:
+            return None
+    if not reasons:
+        return None
+    which = "every target" if args.target is None else f"the target {args.target}"
+    return f"the request is too large for {which}: {'; '.join(reasons)}"
 
 
 async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) -> None:
@@ -80,7 +116,7 @@ async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) 
     if not args.json:
         print()
         if usage is not None:
-            print(f"({usage.input_tokens} tokens in, {usage.output_tokens} out)")
+            print(f"({_plural(usage.input_tokens, 'token')} in, {usage.output_tokens} out)")
 
 
 def _print_decision(decision: harpoon.RouteDecision) -> None:

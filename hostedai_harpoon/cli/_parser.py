@@ -13,7 +13,16 @@ import hostedai_harpoon as harpoon
 from .._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
 from ._api import _health, _list_allocations, _pools, _release_allocations, _with_client
 from ._bench import _bench
-from ._common import _EPILOG, _INTERRUPTED, _PROG, _USAGE_ERROR, _one_line, _UsageError
+from ._common import (
+    _EPILOG,
+    _EXIT_STATUS,
+    _INTERRUPTED,
+    _PROG,
+    _USAGE_ERROR,
+    _Failure,
+    _one_line,
+    _UsageError,
+)
 from ._infer import _infer
 
 ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
@@ -67,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long each request may take (default: the SDK's)",
     )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="accept a plain http:// address that is not loopback (the API key then crosses "
+        "the network unencrypted)",
+    )
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -85,12 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         help: str,
         parents: Sequence[_Parser] = (),
         details: str = "",
+        epilog: str = _EPILOG,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
             help=help,
             description=f"{help[0].upper()}{help[1:]}. {details}".rstrip(),
-            epilog=_EPILOG,
+            epilog=epilog,
             formatter_class=_Formatter,
             parents=parents,
         )
@@ -106,9 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     emulator.set_defaults(run=None, prog=emulator.prog)
 
     api = [connection, output]
-    health = command("health", "the service's health; exit status 1 when degraded", api)
+    health = command(
+        "health",
+        "the service's health and whether it accepts the API key; exit status 1 when "
+        "degraded or when the key is refused",
+        api,
+        "The health check itself needs no key, so the command also makes one authenticated "
+        'call (it lists the pools): an answer of 401 or 403 is reported as "key refused".',
+    )
     health.set_defaults(run=_with_client(_health))
-    pools = command("pools", "the pools, their free GPUs and their models", api)
+    pools = command(
+        "pools",
+        "the pools, their free GPUs and their models",
+        api,
+        "Every pool, or only the one --pool names (an unknown pool is an error); "
+        f"${ENV_POOL_ID} does not narrow the list.",
+    )
     pools.set_defaults(run=_with_client(_pools))
 
     allocations = commands.add_parser(
@@ -123,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=api,
         help="the allocations holding GPUs (in --pool, else in every pool)",
         description="The allocations holding GPUs, in --pool (or $HOSTED_AI_POOL_ID), else "
-        "in every pool. The API lists only allocations that hold GPUs: released, expired "
-        "and failed ones are never listed.",
+        "in every pool; a pool that does not exist is an error. The API lists only "
+        "allocations that hold GPUs: released, expired and failed ones are never listed.",
         epilog=_EPILOG,
         formatter_class=_Formatter,
     )
@@ -140,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=api,
         help="release allocations by id, or every one with --all",
         description="Release allocations by id, or every allocation holding GPUs (in --pool, "
-        "else in every pool) with --all. An id that does not exist is an error; one "
-        "already released, expired or failed is reported as such.",
+        "else in every pool) with --all. An id or a pool that does not exist is an error; "
+        "an allocation already released, expired or failed is reported as such.",
         epilog=_EPILOG,
         formatter_class=_Formatter,
     )
@@ -185,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
         "Each figure is a ratio against a baseline measured in the same run (or an "
         "absolute figure with its unit, where there is no baseline); the table describes "
         "the machine.",
+        epilog=_EXIT_STATUS,
     )
     bench.add_argument("names", nargs="*", metavar="NAME", help="only these (e.g. routing)")
     bench.add_argument(
@@ -210,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is None:
             from ..testing.__main__ import main as serve_emulator
 
-            return serve_emulator(rest, prog=args.prog)
+            return serve_emulator(rest, prog=args.prog, one_line_errors=True)
         if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in rest):
             # Named without its value: a key typed on a command line is already one too many
             # places, and the error must not copy it into a CI log as well.
@@ -231,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, harpoon.ConfigurationError) as exc:
         print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return _USAGE_ERROR
-    except harpoon.HostedAIError as exc:
+    except (harpoon.HostedAIError, _Failure) as exc:
         print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

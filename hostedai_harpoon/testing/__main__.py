@@ -7,12 +7,21 @@ import errno
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ._emulator import Emulator
 from ._faults import FaultPlan
 from ._serve import UVICORN_MISSING, base_url, bind, make_server
 
 _PROG = "python -m hostedai_harpoon.testing"
+_FAULTS = (
+    ("error", "a 5xx error"),
+    ("rate-limit", "a 429 with Retry-After"),
+    ("latency", "a delayed answer"),
+    ("drop", "a dropped connection"),
+    ("malformed", "a body that is not JSON"),
+    ("truncate", "a JSON body cut short"),
+)
 
 
 def _pools(text: str) -> dict[str, int]:
@@ -41,46 +50,105 @@ def _ttl(text: str) -> int | None:
     return int(text)
 
 
-def parse_args(argv: Sequence[str] | None = None, *, prog: str = _PROG) -> argparse.Namespace:
-    """The command line options; ``prog`` is the command's name in help and errors."""
-    parser = argparse.ArgumentParser(
+class _OneLineErrors(argparse.ArgumentParser):
+    """Reports bad options in one line that points at the help, instead of the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, *, prog: str = _PROG, one_line_errors: bool = False
+) -> argparse.Namespace:
+    """The command line options; ``prog`` is the command's name in help and errors.
+
+    ``one_line_errors=True`` reports a bad option in one line instead of after the usage.
+    """
+    parser_class = _OneLineErrors if one_line_errors else argparse.ArgumentParser
+    parser = parser_class(
         prog=prog,
         description=(
             "Serve the HostedAI API emulator over HTTP. Needs uvicorn, which the 'emulator' "
             "extra installs: pip install 'hostedai-harpoon[emulator]'."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="port (0: any free port)")
-    parser.add_argument("--pools", type=_pools, help="pools as POOL=GPUS,... (first: default)")
-    parser.add_argument("--api-key", action="append", help="accept only this key (repeatable)")
-    parser.add_argument("--ready-delay", type=float, default=0.0, help="seconds until ready")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="port, 0 for any free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pools",
+        type=_pools,
+        metavar="POOL=GPUS,...",
+        help="the pools and their GPUs, the first the default (default: gpu-pool-1=8)",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="accept only this key; repeatable (default: accept any key)",
+    )
+    parser.add_argument(
+        "--ready-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long an allocation stays pending (default: %(default)s)",
+    )
     parser.add_argument(
         "--ttl",
         type=_ttl,
         default=600,
-        help="default allocation TTL: seconds from 1 to 86400, or 'none' (no expiry)",
+        help="default allocation TTL: seconds from 1 to 86400, or 'none' for no expiry "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--latency-scale", type=float, default=0.0, help="real share of latency")
-    parser.add_argument("--stream-chunk-delay", type=float, default=0.0, help="seconds per event")
-    parser.add_argument("--seed", type=int, default=0, help="seed for ids and faults")
-    for kind in ("error", "rate-limit", "latency", "drop", "malformed", "truncate"):
-        parser.add_argument(f"--{kind}-rate", type=float, default=0.0, help=f"{kind} fault rate")
+    parser.add_argument(
+        "--latency-scale",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the modelled latency really waited (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stream-chunk-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait between streamed events (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for ids and faults (default: %(default)s)"
+    )
+    for kind, fault in _FAULTS:
+        parser.add_argument(
+            f"--{kind}-rate",
+            type=float,
+            default=0.0,
+            metavar="RATE",
+            help=f"share of requests that get {fault}, from 0 to 1 (default: %(default)s)",
+        )
     return parser.parse_args(argv)
 
 
-def _fail(message: str, status: int) -> int:
-    print(message, file=sys.stderr)
-    return status
-
-
-def main(argv: Sequence[str] | None = None, *, prog: str = _PROG) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = _PROG, one_line_errors: bool = False
+) -> int:
     """Serve until SIGINT or SIGTERM; print the URL first.
 
     ``prog`` names the command in help and errors (``harpoon emulator`` runs this too).
+    ``one_line_errors=True`` reports every error as one ``PROG: error: ...`` line.
     Exit status 2 for bad options or a missing uvicorn, 1 when the address cannot be bound.
     """
-    args = parse_args(argv, prog=prog)
+
+    def _fail(message: str, status: int) -> int:
+        if one_line_errors and not message.startswith(f"{prog}: error: "):
+            message = f"{prog}: error: {message}"
+        print(message, file=sys.stderr)
+        return status
+
+    args = parse_args(argv, prog=prog, one_line_errors=one_line_errors)
     try:
         faults = FaultPlan(
             error_rate=args.error_rate,

@@ -65,9 +65,52 @@ def test_health_prints_the_status_and_version(
 ) -> None:
     status, out, err = run(capsys, "health")
     assert (status, err) == (0, "")
-    assert out == f"ok (version {harpoon.__version__}+emulator)\n"
+    assert out == f"ok (version {harpoon.__version__}+emulator), key accepted\n"
     status, out, _ = run(capsys, "health", "--json")
-    assert json.loads(out) == {"status": "ok", "version": f"{harpoon.__version__}+emulator"}
+    assert json.loads(out) == {
+        "status": "ok",
+        "version": f"{harpoon.__version__}+emulator",
+        "key": "accepted",
+        "key_error": None,
+    }
+
+
+@pytest.mark.hostedai_emulator(api_keys=["the-right-key"])
+def test_health_exits_1_when_the_key_is_refused(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    # The health check itself takes no key: without the second call this would exit 0.
+    status, out, err = run(capsys, "health")
+    assert (status, err) == (1, "")
+    assert out.startswith(f"ok (version {harpoon.__version__}+emulator), key refused (401 ")
+    assert "test-key" not in out
+    assert hostedai_emulator.requests_to("GET", "/v1/pools")
+
+    status, out, _ = run(capsys, "health", "--json")
+    assert status == 1
+    health = json.loads(out)
+    assert (health["status"], health["key"]) == ("ok", "refused")
+    assert health["key_error"].startswith("401 invalid_api_key")
+
+
+def test_health_reports_a_403_as_a_refused_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body: dict[str, object] = {"status": "ok", "version": "9"}
+        status = 200
+        if scope["path"] != "/v1/health":
+            body = {"error": {"code": "forbidden", "message": "This key may not list pools."}}
+            status = 403
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", b"req_1")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    monkeypatch.setenv("HOSTED_AI_API_KEY", "k")
+    with serve_in_thread(app, "127.0.0.1", 0) as url:
+        status, out, _ = run(capsys, "health", "--base-url", url)
+    assert status == 1
+    assert out.startswith("ok (version 9), key refused (403 ")
 
 
 def test_health_exits_1_when_the_service_is_degraded(
@@ -77,6 +120,7 @@ def test_health_exits_1_when_the_service_is_degraded(
     status, out, _ = run(capsys, "health")
     assert status == 1
     assert out.startswith("degraded (version ")
+    assert out.endswith(", key accepted\n")
 
 
 @pytest.mark.hostedai_emulator(pools={"small": 2, "big": 16})
@@ -101,6 +145,56 @@ def test_pools_lists_each_pool_with_its_free_gpus(
     ]
     assert pools[0]["models"] == ["gemma-3-270m", "qwen3-30b-a3b"]
     hostedai_emulator.expire_allocation(allocation_id)
+
+
+@pytest.mark.hostedai_emulator(pools={"small": 2, "big": 16})
+def test_pools_with_pool_shows_that_pool_only(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, _ = run(capsys, "pools", "--pool", "big")
+    assert status == 0
+    _, big = out.splitlines()
+    assert big.split()[:4] == ["big", "nvidia-h100-80gb", "16", "16"]
+    status, out, _ = run(capsys, "pools", "--pool", "small", "--json")
+    assert [pool["id"] for pool in json.loads(out)] == ["small"]
+
+
+@pytest.mark.hostedai_emulator(pools={"small": 2, "big": 16})
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pools", "--pool", "nope"],
+        ["allocations", "list", "--pool", "nope"],
+        ["allocations", "release", "--all", "--pool", "nope"],
+    ],
+)
+def test_an_unknown_pool_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    hostedai_emulator: Emulator,
+    argv: list[str],
+) -> None:
+    held = allocate(hostedai_emulator)
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (1, "")
+    prog = " ".join(["harpoon", *(arg for arg in argv[:-2] if not arg.startswith("--"))])
+    assert_one_error_line(
+        err,
+        f"{prog}: error: there is no pool 'nope' (from --pool); the pools are: small, big",
+    )
+    assert [a.id for a in hostedai_emulator.live_allocations()] == [held]
+    hostedai_emulator.reset()
+
+
+def test_an_unknown_pool_in_the_environment_is_named_as_such(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOSTED_AI_POOL_ID", "nope")
+    status, _, err = run(capsys, "allocations", "list")
+    assert status == 1
+    assert_one_error_line(
+        err, "harpoon allocations list: error: there is no pool 'nope' (from HOSTED_AI_POOL_ID)"
+    )
 
 
 # allocations list ------------------------------------------------------------------------
@@ -325,6 +419,52 @@ def test_a_configuration_error_is_one_line(
     assert "sk-secret-value" not in err
 
 
+@pytest.mark.parametrize(
+    ("option", "env", "advice"),
+    [
+        ("ftp://x", None, "must be an absolute http:// or https:// URL (from --base-url)"),
+        (None, "ftp://x", "must be an absolute http:// or https:// URL (from HOSTED_AI_BASE_URL)"),
+        ("http://api.example.com", None, "Use https://, or pass --allow-insecure-http if you "),
+        ("http://user:pw@127.0.0.1:9", None, "set HOSTED_AI_API_KEY instead"),
+    ],
+)
+def test_configuration_errors_give_the_commands_advice_not_the_pythons(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_env: None,
+    option: str | None,
+    env: str | None,
+    advice: str,
+) -> None:
+    monkeypatch.setenv("HOSTED_AI_API_KEY", "k")
+    if env is not None:
+        monkeypatch.setenv("HOSTED_AI_BASE_URL", env)
+    status, _, err = run(capsys, "health", *(["--base-url", option] if option else []))
+    assert status == 2
+    assert_one_error_line(err, "harpoon health: error: ")
+    assert advice in err
+    for python in ("base_url=", "api_key=", "allow_insecure_http"):
+        assert python not in err
+
+
+def test_the_sdks_own_configuration_errors_still_name_its_arguments() -> None:
+    with pytest.raises(harpoon.ConfigurationError, match=r"pass allow_insecure_http=True"):
+        harpoon.HostedAI(base_url="http://api.example.com", api_key="k")
+    with pytest.raises(harpoon.ConfigurationError, match=r"pass base_url=\)"):
+        harpoon.HostedAI(base_url="ftp://x", api_key="k")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="0.0.0.0 reaches the local host on Linux")
+def test_allow_insecure_http_lets_a_plain_http_address_through(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    # 0.0.0.0 is not a loopback address to the SDK's check, yet it reaches the local server.
+    url = hostedai_env.replace("127.0.0.1", "0.0.0.0")
+    assert run(capsys, "health", "--base-url", url)[0] == 2
+    status, out, _ = run(capsys, "health", "--base-url", url, "--allow-insecure-http")
+    assert (status, out.split()[0]) == (0, "ok")
+
+
 @pytest.mark.hostedai_emulator(api_keys=["the-right-key"])
 def test_an_api_error_is_one_line_and_never_shows_the_key(
     capsys: pytest.CaptureFixture[str], hostedai_env: str
@@ -396,7 +536,7 @@ def test_ctrl_c_exits_130_without_a_traceback(
 
 COMMANDS = {
     (): ["emulator", "health", "pools", "allocations", "infer", "bench", "--version"],
-    ("health",): ["--base-url", "--pool", "--timeout", "--json", "degraded"],
+    ("health",): ["--base-url", "--pool", "--timeout", "--json", "degraded", "key refused"],
     ("pools",): ["--base-url", "--pool", "--timeout", "--json"],
     ("allocations",): ["list", "release"],
     ("allocations", "list"): ["--all-states", "--json", "--pool", "releasing"],
@@ -411,7 +551,17 @@ COMMANDS = {
         "--pool",
         "Orchestrator",
     ],
-    ("emulator",): ["--port", "--host", "--pools", "--error-rate", "--drop-rate", "--seed"],
+    ("emulator",): [
+        "--port",
+        "--host",
+        "--pools",
+        "--error-rate",
+        "--drop-rate",
+        "--seed",
+        "(default: 8080)",
+        "(default: 127.0.0.1)",
+        "(default: 600)",
+    ],
 }
 
 
@@ -426,6 +576,9 @@ def test_each_command_has_help_naming_its_options(
         assert word in out
     if command and command[0] not in ("bench", "emulator", "allocations"):
         assert "HOSTED_AI_API_KEY" in out
+    if command == ("bench",):
+        assert "HOSTED_AI_" not in out  # bench calls no API
+        assert out.rstrip().endswith("130 when interrupted.")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -438,6 +591,7 @@ def test_the_help_options_are_the_ones_the_parser_takes(
     # Every option a command's help lists is accepted by that command.
     for argv in (
         ["health", "--json", "--timeout", "5", "--pool", "gpu-pool-1", "--base-url", hostedai_env],
+        ["health", "--allow-insecure-http"],
         ["pools", "--json", "--timeout", "5", "--pool", "gpu-pool-1", "--base-url", hostedai_env],
         ["allocations", "list", "--all-states", "--json", "--timeout", "5"],
         ["allocations", "release", "--all", "--json", "--timeout", "5"],
@@ -453,16 +607,33 @@ def test_the_help_options_are_the_ones_the_parser_takes(
     ("argv", "message"),
     [
         (["--port", "http"], "harpoon emulator: error: argument --port: expected a port"),
+        (["--pools", "x"], "harpoon emulator: error: argument --pools: expected POOL=GPUS"),
         (["--ready-delay", "-1"], "harpoon emulator: error: ready_delay"),
+        (["--error-rate", "2"], "harpoon emulator: error: error_rate must be between 0 and 1"),
         (["--error-rate", "0.8", "--drop-rate", "0.8"], "harpoon emulator: error: the fault "),
     ],
 )
-def test_emulator_rejects_bad_options_under_its_name(
+def test_emulator_rejects_bad_options_in_one_line_under_its_name(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    status, _, err = run(capsys, "emulator", *argv)
-    assert status == 2
-    assert err.splitlines()[-1].startswith(message)
+    status, out, err = run(capsys, "emulator", "--port", "0", *argv)
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, message)
+
+
+def test_emulator_on_a_busy_port_is_one_line_under_its_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, out, err = run(capsys, "emulator", "--port", str(port))
+    assert (status, out) == (1, "")
+    assert err == (
+        f"harpoon emulator: error: cannot serve the emulator on 127.0.0.1:{port}: "
+        "the port is already in use\n"
+    )
 
 
 # bench -----------------------------------------------------------------------------------
@@ -683,7 +854,7 @@ def test_infer_streams_the_answer_after_the_decision(
     assert (target, blank) == ("target: gemma-3-270m", "")
     assert reason.startswith("reason: ")
     assert len(text.split()) == 5
-    assert usage == "(1 tokens in, 5 out)"
+    assert usage == "(1 token in, 5 out)"
     assert hostedai_emulator.streams_completed == 1
 
     status, out, _ = run(capsys, "infer", "Hi", "--stream", "--max-tokens", "3", "--json")
@@ -711,6 +882,78 @@ def test_infer_when_every_attempt_fails_is_one_line(
     assert (status, out) == (1, "")
     assert_one_error_line(err, "harpoon infer: error: ")
     assert hostedai_emulator.live_allocations() == []
+
+
+def test_infer_says_one_token_in_the_singular(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, _ = run(capsys, "infer", "Hi", "--max-tokens", "2")
+    assert status == 0
+    assert out.splitlines()[-1].startswith("(1 token in, 2 out, ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["Hi", "--max-tokens", "99999"],
+            "the request is too large for every target: gemma-3-270m takes --max-tokens up "
+            "to 8192; qwen3-30b-a3b takes --max-tokens up to 16384",
+        ),
+        (
+            ["Hi", "--max-tokens", "9000", "--target", "gemma-3-270m"],
+            "the request is too large for the target gemma-3-270m: gemma-3-270m takes "
+            "--max-tokens up to 8192",
+        ),
+        (
+            ["word " * 30_000, "--max-tokens", "10"],
+            "the request is too large for every target: gemma-3-270m's context window holds "
+            "32768 tokens, the prompt and --max-tokens need about 37511; qwen3-30b-a3b's",
+        ),
+    ],
+)
+def test_infer_too_large_for_every_target_is_bad_usage_not_an_outage(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    hostedai_emulator: Emulator,
+    argv: list[str],
+    message: str,
+) -> None:
+    status, out, err = run(capsys, "infer", *argv)
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, f"harpoon infer: error: {message}")
+    assert hostedai_emulator.allocations() == []
+
+
+def test_infer_too_large_for_one_target_only_goes_to_the_other(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, _ = run(capsys, "infer", "Hi", "--max-tokens", "9000")
+    assert status == 0
+    assert out.splitlines()[0] == "target: qwen3-30b-a3b"
+
+
+@pytest.mark.parametrize(("max_tokens", "expected"), [("256", 1), ("99999", 2)])
+def test_infer_with_no_healthy_target_is_an_outage_unless_no_target_could_take_it(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    max_tokens: str,
+    expected: int,
+) -> None:
+    from hostedai_harpoon.orchestrator import Orchestrator
+
+    async def down(self: Orchestrator, text: str, **options: Any) -> None:
+        raise harpoon.NoRouteError(
+            "no healthy target can take the request (gemma-3-270m: unhealthy; ...)",
+            reasons={"gemma-3-270m": "unhealthy", "qwen3-30b-a3b": "unhealthy"},
+        )
+
+    monkeypatch.setattr(Orchestrator, "process", down)
+    status, _, err = run(capsys, "infer", "Hi", "--max-tokens", max_tokens)
+    assert status == expected
+    assert_one_error_line(err, "harpoon infer: error: ")
+    assert ("too large" in err) is (expected == 2)
 
 
 def test_infer_rejects_an_unknown_target(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,8 @@
 Each runs in a subprocess, once against its embedded emulator (no ``HOSTED_AI_*``
 variables) and once "against a real endpoint": an emulator served on 127.0.0.1 by this
 test, named by ``HOSTED_AI_BASE_URL``, which then shows whether the example left anything
-allocated.
+allocated. ``demo.py`` is the exception: it always uses its embedded emulator, as
+docs/examples.md says.
 """
 
 from __future__ import annotations
@@ -132,6 +133,15 @@ def test_the_example_runs_against_the_endpoint_in_hosted_ai_base_url(name: str) 
 def test_the_readme_demo_runs_and_leaves_nothing_behind() -> None:
     lines = run_example("demo.py")
     assert lines[-1] == "Done. Allocations left on the emulator: 0, orphans: 0"
+
+
+def test_the_readme_demo_keeps_to_its_embedded_emulator_whatever_the_environment() -> None:
+    emulator = Emulator()
+    with emulator.serve() as base_url:
+        lines = run_example("demo.py", {"HOSTED_AI_BASE_URL": base_url, "HOSTED_AI_API_KEY": "k"})
+    assert lines[0].endswith(": the Orchestrator on the embedded emulator")
+    assert lines[-1] == "Done. Allocations left on the emulator: 0, orphans: 0"
+    assert not emulator.exchanges
 
 
 def test_every_example_script_is_run_by_a_test() -> None:

@@ -3,11 +3,16 @@ and called over HTTP, its GPUs from an emulator that the tests watch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +22,7 @@ from harpoon_service import STATUS_BY_ERROR, create_app, status_for
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
 
+SERVICE = Path(__file__).resolve().parent.parent.parent / "examples" / "service"
 FAST_RETRIES = harpoon.RetryPolicy(max_retries=1, initial_backoff=0.001, max_backoff=0.002)
 
 
@@ -147,6 +153,124 @@ def test_an_unknown_deployment_is_a_400_naming_the_known_ones(
     assert "gpt-9" in error["message"]
     assert "gemma-3-270m" in error["message"]
     assert emulator.allocations() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"text": "hi", "max_tokens": 100_000},
+            "the request is too large for every deployment: gemma-3-270m takes max_tokens up "
+            "to 8192; qwen3-30b-a3b takes max_tokens up to 16384",
+        ),
+        (
+            {"text": "hi", "max_tokens": 9000, "deployment": "gemma-3-270m"},
+            "the request is too large for the deployment gemma-3-270m: gemma-3-270m takes "
+            "max_tokens up to 8192",
+        ),
+        (
+            {"text": "word " * 30_000, "max_tokens": 10},
+            "the request is too large for every deployment: gemma-3-270m's context window "
+            "holds 32768 tokens, the text and max_tokens need about 37511; qwen3-30b-a3b's",
+        ),
+    ],
+)
+def test_a_request_too_large_for_every_deployment_is_a_422(
+    service: httpx.Client, emulator: Emulator, body: dict[str, Any], message: str
+) -> None:
+    response = service.post("/v2/process", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "request_too_large"
+    assert error["message"].startswith(message)
+    assert emulator.allocations() == []
+
+
+def test_a_request_too_large_for_one_deployment_goes_to_the_other(service: httpx.Client) -> None:
+    response = service.post("/v2/process", json={"text": "hi", "max_tokens": 9000})
+    assert response.status_code == 200
+    assert response.json()["deployment"] == "qwen3-30b-a3b"
+
+
+@pytest.mark.parametrize(("max_tokens", "status"), [(256, 503), (100_000, 422)])
+def test_no_healthy_deployment_is_a_503_unless_none_could_take_the_request(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, max_tokens: int, status: int
+) -> None:
+    async def down(self: harpoon.Orchestrator, text: str, **options: Any) -> None:
+        raise harpoon.NoRouteError(
+            "no healthy target can take the request",
+            reasons={"gemma-3-270m": "unhealthy", "qwen3-30b-a3b": "circuit breaker open"},
+        )
+
+    monkeypatch.setattr(harpoon.Orchestrator, "process", down)
+    with served(emulator) as (http, _):
+        response = http.post("/v2/process", json={"text": "hi", "max_tokens": max_tokens})
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == (
+        "NoRouteError" if status == 503 else "request_too_large"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind", "message"),
+    [
+        ("GET", "/nope", 404, "not_found", "no such endpoint: GET /nope; the service serves "),
+        ("GET", "/v2/process", 405, "method_not_allowed", "/v2/process does not take GET"),
+        ("POST", "/health", 405, "method_not_allowed", "/health does not take POST"),
+    ],
+)
+def test_an_unknown_path_or_method_is_a_json_error(
+    service: httpx.Client, method: str, path: str, status: int, kind: str, message: str
+) -> None:
+    response = service.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert error["message"].startswith(message)
+    if status == 405:
+        assert "POST" in response.headers["allow"] or "GET" in response.headers["allow"]
+
+
+def run_service(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` in the service's directory, without the caller's ``HOSTED_AI_*``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOSTED_AI_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=SERVICE,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**clean, **env},
+    )
+
+
+RUN_SERVICE = (
+    "import runpy, sys\n"
+    "sys.argv = ['harpoon_service.py', '--port', '0']\n"
+    "runpy.run_path('harpoon_service.py', run_name='__main__')\n"
+)
+
+
+def test_a_base_url_without_a_key_is_one_line_at_startup() -> None:
+    done = run_service(RUN_SERVICE, {"HOSTED_AI_BASE_URL": "http://127.0.0.1:9"})
+    assert done.returncode == 2
+    assert done.stderr == (
+        "harpoon_service.py: error: HOSTED_AI_BASE_URL is set but HOSTED_AI_API_KEY is not: "
+        "set the endpoint's API key too, or unset HOSTED_AI_BASE_URL to serve the embedded "
+        "emulator\n"
+    )
+    assert "serving" not in done.stdout
+
+
+@pytest.mark.parametrize("hidden", ["uvicorn", "starlette"])
+def test_without_the_service_extra_it_says_which_extra_to_install(hidden: str) -> None:
+    # As if the package were not installed: an import of it raises ModuleNotFoundError.
+    done = run_service(f"import sys\nsys.modules[{hidden!r}] = None\n{RUN_SERVICE}", {})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"the service needs the 'service' extra ({hidden}")
+    assert done.stderr.endswith(" is not installed): pip install 'hostedai-harpoon[service]'\n")
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_an_upstream_that_keeps_failing_is_a_503(emulator: Emulator) -> None:
