@@ -43,6 +43,8 @@ log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 
+_URLS_KEPT = 64
+
 
 def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
     def clip(value: float | None) -> float:
@@ -78,6 +80,8 @@ class Planner:
         repr=False,
         eq=False,
     )
+    # Each path's URL, parsed once: parsing a URL is a good part of building a request.
+    _urls: dict[str, httpx.URL] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
     def build(self, call: Call[Any], timeout: httpx.Timeout) -> httpx.Request:
         """The request of one attempt. The key joins its headers only inside the request,
@@ -88,20 +92,25 @@ class Planner:
                 content = json.dumps(call.json, separators=(",", ":"), allow_nan=False).encode()
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"cannot send this request body as JSON: {exc}") from None
+        headers: Mapping[str, str]
         if call.headers:
             headers = {**self.headers, **call.headers}
             if content is not None:
                 headers["content-type"] = "application/json"
-            headers["authorization"] = self.secret.bearer()
-        else:  # one merge: the client's headers (with the JSON type, for a body) and the key
-            base = self.headers if content is None else self._json_headers
-            headers = {**base, "authorization": self.secret.bearer()}
+        else:  # the client's headers, with the JSON type for a body: merged once, not here
+            headers = self.headers if content is None else self._json_headers
+        url = self._urls.get(call.path)
+        if url is None:
+            if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
+                self._urls.clear()
+            url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
         request: httpx.Request = self.build_request(
             call.method,
-            self.prefix + call.path,
+            url,
             content=content,
             params=call.params,
-            headers=headers,
+            # Built in the call: no local of this frame ever holds the key.
+            headers={**headers, "authorization": self.secret.bearer()},
             timeout=timeout,
         )
         return request
