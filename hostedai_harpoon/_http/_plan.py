@@ -44,6 +44,8 @@ log = logging.getLogger("hostedai_harpoon")
 T = TypeVar("T")
 
 _URLS_KEPT = 64
+# One encoder for every body: ``json.dumps`` with options makes a new one on each call.
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
@@ -89,7 +91,7 @@ class Planner:
         content: bytes | None = None
         if call.json is not None:
             try:
-                content = json.dumps(call.json, separators=(",", ":"), allow_nan=False).encode()
+                content = _to_json(call.json).encode()
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"cannot send this request body as JSON: {exc}") from None
         headers: Mapping[str, str]

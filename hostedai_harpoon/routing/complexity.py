@@ -247,6 +247,10 @@ def _describe(
     feature: int, found: frozenset[bytes], prompt: str, max_tokens: int, questions: int
 ) -> str:
     """A feature as a reader wants it in a reason: its name and what raised it."""
+    if feature == _LENGTH:  # no cue words: spare the set operation
+        return f"length {len(prompt)} chars"
+    if feature == _QUESTIONS:
+        return f"{questions} questions"
     words = found & _CUES_OF[feature]
     if words:
         described = _WORDS_DESCRIBED.get(words)
@@ -256,10 +260,6 @@ def _describe(
             described = f"{_FEATURES[feature]}: {b', '.join(sorted(words)).decode()}"
             _WORDS_DESCRIBED[words] = described
         return described
-    if feature == _LENGTH:
-        return f"length {len(prompt)} chars"
-    if feature == _QUESTIONS:
-        return f"{questions} questions"
     return f"max_tokens {max_tokens}" if feature == _OUTPUT else _FEATURES[feature]
 
 
