@@ -7,6 +7,7 @@ raises ``ConfigurationError``; none of them echoes a secret.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Final
 from urllib.parse import quote
@@ -43,6 +44,8 @@ def _kind(value: object) -> str:
 
 def _sendable(value: str) -> bool:
     """Whether the text survives UTF-8 encoding (a lone surrogate does not)."""
+    if value.isascii():  # a flag CPython keeps on the string: no copy made to find out
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -66,11 +69,17 @@ def check_optional_text(value: object, name: str) -> str | None:
     return None if value is None else check_text(value, name)
 
 
+# The characters ``quote(..., safe="")`` never encodes (RFC 3986's unreserved ones).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
+
+
 def check_id(value: object, name: str) -> str:
     """An id fit to stand as one path segment, returned percent-encoded."""
     text = check_text(value, name)
     if text in (".", ".."):
         raise ConfigurationError(f"{name} must not be {text!r}")
+    if _UNRESERVED(text) is not None:  # what ``quote`` leaves as it is, told apart faster
+        return text
     return quote(text, safe="")
 
 

@@ -138,6 +138,8 @@ class CircuitState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+_CLOSED = CircuitState.CLOSED
+
 _TRANSITIONS: dict[CircuitState, frozenset[CircuitState]] = {
     CircuitState.CLOSED: frozenset({CircuitState.OPEN}),
     CircuitState.OPEN: frozenset({CircuitState.HALF_OPEN}),
@@ -234,6 +236,10 @@ class CircuitBreaker:
         Raises ``CircuitOpenError`` when the breaker is open, or half-open with all its
         probes already out.
         """
+        if self._state is _CLOSED:
+            # Read without the lock: one attribute read is atomic, and a call that saw the
+            # breaker closed is let through as it would have been just before it moved.
+            return False
         with self._lock:
             now = self._clock()
             self._advance(now)

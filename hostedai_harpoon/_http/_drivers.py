@@ -216,6 +216,7 @@ class AsyncDriver:
         """Run ``flow`` to its end and return its value."""
         outcome: Outcome = None
         failure: HostedAIError | None = None
+        http = self.http
         try:
             while True:
                 step = flow.send(outcome) if failure is None else flow.throw(failure)
@@ -225,7 +226,10 @@ class AsyncDriver:
                     continue
                 assert type(step) is Send
                 try:
-                    outcome = await self.send(step)
+                    if step.deadline_at is None and not http.is_closed:
+                        outcome = await self._exchange(step)  # ``send``, a layer less
+                    else:
+                        outcome = await self.send(step)
                 except HostedAIError as exc:  # the flow decides what each failure means
                     failure = exc
         except StopIteration as done:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -43,6 +43,10 @@ log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 
+_URLS_KEPT = 64
+# One encoder for every body: ``json.dumps`` with options makes a new one on each call.
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 
 def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
     def clip(value: float | None) -> float:
@@ -69,152 +73,174 @@ class Planner:
     deadline: float | None
     retry: RetryPolicy
     breaker: CircuitBreaker | None
+    # The headers of a call with a JSON body, merged once rather than on every call.
+    _json_headers: Mapping[str, str] = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: {**self.headers, "content-type": "application/json"}, takes_self=True
+        ),
+        repr=False,
+        eq=False,
+    )
+    # Each path's URL, parsed once: parsing a URL is a good part of building a request.
+    _urls: dict[str, httpx.URL] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
     def build(self, call: Call[Any], timeout: httpx.Timeout) -> httpx.Request:
         """The request of one attempt. The key joins its headers only inside the request,
         whose repr does not show them; the plan blanks it once the attempt is over."""
-        headers = self.headers
-        if call.headers:
-            headers = {**headers, **call.headers}
         content: bytes | None = None
         if call.json is not None:
             try:
-                content = json.dumps(call.json, separators=(",", ":"), allow_nan=False).encode()
+                content = _to_json(call.json).encode()
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"cannot send this request body as JSON: {exc}") from None
-            headers = {**headers, "content-type": "application/json"}
+        headers: Mapping[str, str]
+        if call.headers:
+            headers = {**self.headers, **call.headers}
+            if content is not None:
+                headers["content-type"] = "application/json"
+        else:  # the client's headers, with the JSON type for a body: merged once, not here
+            headers = self.headers if content is None else self._json_headers
+        url = self._urls.get(call.path)
+        if url is None:
+            if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
+                self._urls.clear()
+            url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
         request: httpx.Request = self.build_request(
             call.method,
-            self.prefix + call.path,
+            url,
             content=content,
             params=call.params,
+            # Built in the call: no local of this frame ever holds the key.
             headers={**headers, "authorization": self.secret.bearer()},
             timeout=timeout,
         )
         return request
 
     def plan(self, call: Call[T]) -> Plan[T]:
-        """Carry one call through its attempts: the single place retries are decided."""
+        """Carry one call through its attempts: the single place retries are decided.
+        (The attempts are this generator's own loop: no nested generator on every call.)"""
         trace = telemetry.start_call(
             call.operation, call.json, model=call.model, parent=call.parent
         )
         try:
-            result = yield from self._attempts(call, trace)
+            breaker = self.breaker
+            policy = self.retry
+            delays: Iterator[float] | None = None  # made at the first retry that needs it
+            deadline_at = None if self.deadline is None else _clock.monotonic() + self.deadline
+            attempt = 0
+            failed: HostedAIError | None = None  # the last attempt's error, once there is one
+            sent = False  # whether an attempt may have reached the server
+            while True:
+                timeout = self.timeout if call.timeout is None else call.timeout
+                if deadline_at is not None:
+                    remaining = deadline_at - _clock.monotonic()
+                    if remaining <= 0:
+                        late = APITimeoutError(
+                            f"the call's deadline of {self.deadline}s ran out after "
+                            f"{attempt} attempt(s) made"
+                        )
+                        late._unsent = not sent
+                        raise late
+                    timeout = _clip(timeout, remaining)
+                request = self.build(call, timeout)
+                try:
+                    probe = breaker.acquire() if breaker is not None else False
+                except CircuitOpenError as refused:
+                    redact(request)
+                    if failed is None:
+                        raise
+                    # A refused retry is a retry not made: the call failed as its last attempt
+                    # did (which may have reached the server), not "refused before sending".
+                    failed.add_note(f"hostedai-harpoon: not retried: {refused}")
+                    raise failed from failed.__cause__
+                trace.attempt_started(attempt, request)
+                try:
+                    outcome = yield Send(request, call.stream, deadline_at)
+                except BaseException:  # closed, cancelled, or the driver failed reading
+                    if breaker is not None:
+                        breaker.abandon(probe)
+                    raise
+                finally:
+                    redact(request)
+                if isinstance(outcome, Reply):
+                    sent = True
+                    response = outcome.response
+                    status = response.status_code
+                    trace.attempt_ended(status)
+                    if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
+                        log.debug(
+                            "%s %s -> %d (attempt %d, request_id=%s)",
+                            call.method,
+                            call.path,
+                            status,
+                            attempt + 1,
+                            request_id(response),
+                        )
+                    if status < 300 or status in call.absent_ok:
+                        if breaker is not None:
+                            breaker.record(probe, True)
+                        result = parse_reply(call, outcome)
+                        break
+                    error: HostedAIError = status_error(response, outcome.body)
+                    if breaker is not None:
+                        # A full pool is an answer about capacity, not about the host's health.
+                        breaker.record(probe, status < 500 or isinstance(error, CapacityError))
+                    retryable = is_retryable_status(status, idempotent=call.idempotent) and (
+                        call.retry_capacity or not isinstance(error, CapacityError)
+                    )
+                    wait = error.retry_after if isinstance(error, APIStatusError) else None
+                else:
+                    assert isinstance(outcome, httpx.TransportError)
+                    trace.attempt_ended(outcome)
+                    if breaker is not None:
+                        if isinstance(outcome, httpx.PoolTimeout):
+                            # No free connection in our own pool: the host never saw the request.
+                            breaker.abandon(probe)
+                        else:
+                            breaker.record(probe, False)
+                    log.debug(
+                        "%s %s -> %s (attempt %d)",
+                        call.method,
+                        call.path,
+                        type(outcome).__name__,
+                        attempt + 1,
+                    )
+                    if (
+                        deadline_at is not None
+                        and isinstance(outcome, httpx.TimeoutException)
+                        and _clock.monotonic() >= deadline_at
+                    ):
+                        error = APITimeoutError(
+                            f"the call's deadline of {self.deadline}s ran out after "
+                            f"{attempt + 1} attempt(s) made"
+                        )
+                    else:
+                        error = transport_error(outcome)
+                    error.__cause__ = outcome
+                    sent = sent or not never_sent(outcome)
+                    error._unsent = not sent
+                    retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
+                    wait = None
+                if not retryable or attempt >= policy.max_retries:
+                    raise error
+                if wait is not None and wait > policy.max_retry_after:
+                    raise error
+                if wait is None:
+                    if delays is None:
+                        delays = policy.backoff_delays()
+                    wait = next(delays)
+                if deadline_at is not None and _clock.monotonic() + wait >= deadline_at:
+                    raise error
+                attempt += 1
+                failed = error
+                log.debug(
+                    "retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt
+                )
+                trace.retrying(wait, error)
+                yield Sleep(wait)
         except BaseException as exc:  # failed, cancelled or closed: the span says which
             trace.failed(exc)
             raise
         trace.succeeded(result)
         return result
-
-    def _attempts(self, call: Call[T], trace: telemetry.CallTrace) -> Plan[T]:
-        """The attempts of ``call``, each told to ``trace`` as it goes."""
-        breaker = self.breaker
-        policy = self.retry
-        delays = policy.backoff_delays()
-        deadline_at = None if self.deadline is None else _clock.monotonic() + self.deadline
-        attempt = 0
-        failed: HostedAIError | None = None  # the last attempt's error, once there is one
-        sent = False  # whether an attempt may have reached the server
-        while True:
-            timeout = self.timeout if call.timeout is None else call.timeout
-            if deadline_at is not None:
-                remaining = deadline_at - _clock.monotonic()
-                if remaining <= 0:
-                    late = APITimeoutError(
-                        f"the call's deadline of {self.deadline}s ran out after "
-                        f"{attempt} attempt(s) made"
-                    )
-                    late._unsent = not sent
-                    raise late
-                timeout = _clip(timeout, remaining)
-            request = self.build(call, timeout)
-            try:
-                probe = breaker.acquire() if breaker is not None else False
-            except CircuitOpenError as refused:
-                redact(request)
-                if failed is None:
-                    raise
-                # A refused retry is a retry not made: the call failed as its last attempt
-                # did (which may have reached the server), not "refused before sending".
-                failed.add_note(f"hostedai-harpoon: not retried: {refused}")
-                raise failed from failed.__cause__
-            trace.attempt_started(attempt, request)
-            try:
-                outcome = yield Send(request, call.stream, deadline_at)
-            except BaseException:  # closed, cancelled, or the driver failed reading
-                if breaker is not None:
-                    breaker.abandon(probe)
-                raise
-            finally:
-                redact(request)
-            if isinstance(outcome, Reply):
-                sent = True
-                response = outcome.response
-                status = response.status_code
-                trace.attempt_ended(status)
-                if log.isEnabledFor(logging.DEBUG):  # spare the header lookup on the hot path
-                    log.debug(
-                        "%s %s -> %d (attempt %d, request_id=%s)",
-                        call.method,
-                        call.path,
-                        status,
-                        attempt + 1,
-                        request_id(response),
-                    )
-                if status < 300 or status in call.absent_ok:
-                    if breaker is not None:
-                        breaker.record(probe, True)
-                    return parse_reply(call, outcome)
-                error: HostedAIError = status_error(response, outcome.body)
-                if breaker is not None:
-                    # A full pool is an answer about capacity, not about the host's health.
-                    breaker.record(probe, status < 500 or isinstance(error, CapacityError))
-                retryable = is_retryable_status(status, idempotent=call.idempotent) and (
-                    call.retry_capacity or not isinstance(error, CapacityError)
-                )
-                wait = error.retry_after if isinstance(error, APIStatusError) else None
-            else:
-                assert isinstance(outcome, httpx.TransportError)
-                trace.attempt_ended(outcome)
-                if breaker is not None:
-                    if isinstance(outcome, httpx.PoolTimeout):
-                        # No free connection in our own pool: the host never saw the request.
-                        breaker.abandon(probe)
-                    else:
-                        breaker.record(probe, False)
-                log.debug(
-                    "%s %s -> %s (attempt %d)",
-                    call.method,
-                    call.path,
-                    type(outcome).__name__,
-                    attempt + 1,
-                )
-                if (
-                    deadline_at is not None
-                    and isinstance(outcome, httpx.TimeoutException)
-                    and _clock.monotonic() >= deadline_at
-                ):
-                    error = APITimeoutError(
-                        f"the call's deadline of {self.deadline}s ran out after "
-                        f"{attempt + 1} attempt(s) made"
-                    )
-                else:
-                    error = transport_error(outcome)
-                error.__cause__ = outcome
-                sent = sent or not never_sent(outcome)
-                error._unsent = not sent
-                retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)
-                wait = None
-            if not retryable or attempt >= policy.max_retries:
-                raise error
-            if wait is not None and wait > policy.max_retry_after:
-                raise error
-            if wait is None:
-                wait = next(delays)
-            if deadline_at is not None and _clock.monotonic() + wait >= deadline_at:
-                raise error
-            attempt += 1
-            failed = error
-            log.debug("retrying %s %s in %.3fs (retry %d)", call.method, call.path, wait, attempt)
-            trace.retrying(wait, error)
-            yield Sleep(wait)

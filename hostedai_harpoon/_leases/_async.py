@@ -16,7 +16,7 @@ from .._http import _api as api
 from .._http._drivers import AsyncDriver, SyncDriver
 from .._http._sse import AsyncInferenceStream
 from .._models import Allocation, InferenceResult
-from ._core import LeaseCore
+from ._core import GONE, LeaseCore
 from ._release import open_leases, run_to_the_end
 from ._state import LeaseState
 
@@ -174,7 +174,11 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
     ) -> InferenceResult:
         """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options)."""
         call = api.infer(self._check_usable(), prompt, model, max_tokens, temperature, stop)
-        return await self._host.driver.run(self._work(call))
+        host = self._host
+        try:  # ``_work``, without its generator's layer: this runs on every inference
+            return await host.driver.run(host.planner.plan(self._prepared(call)))
+        except GONE as exc:
+            raise self._gone(exc) from exc
 
     def stream(
         self,

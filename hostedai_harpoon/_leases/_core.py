@@ -43,13 +43,16 @@ from ._host import Gate, LeaseHost
 from ._release import OrphanedAllocation, for_release, nothing_was_made, release_flow
 from ._state import DEFAULT_LEASE_TTL, MIN_RENEW_INTERVAL, TRANSITIONS, LeaseState
 
-__all__ = ["LeaseCore"]
+__all__ = ["GONE", "LeaseCore"]
 
 log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 DriverT = TypeVar("DriverT")
 GateT = TypeVar("GateT", bound=Gate)
+
+GONE = (GoneError, NotFoundError)
+"""What an answer saying the allocation is gone raises: the lease is then lost."""
 
 # How often a garbled answer to a create is asked again before giving up.
 _GARBLED_ANSWER_TRIES = 3
@@ -185,16 +188,25 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     # Work on the allocation
 
-    def _work(self, call: Call[T]) -> Flow[T]:
-        """One call on the allocation; an answer saying it is gone marks the lease lost.
+    def _prepared(self, call: Call[T]) -> Call[T]:
+        """``call`` made to run on the allocation: traced under it, naming its model.
         (Build ``call`` with ``_check_usable()``: a lease that can take no work sends none.)"""
         call.parent = self._trace.work_context()
         if call.model is None:
             call.model = self.model
+        return call
+
+    def _gone(self, exc: GoneError | NotFoundError) -> AllocationError:
+        """An answer saying the allocation is gone: the lease is lost."""
+        return self._lose(f"the server answered {exc.status_code} {exc.code}", exc)
+
+    def _work(self, call: Call[T]) -> Flow[T]:
+        """One call on the allocation; an answer saying it is gone marks the lease lost.
+        (``infer`` does the same without this generator's layer, on its hot path.)"""
         try:
-            return (yield from self._host.planner.plan(call))
-        except (GoneError, NotFoundError) as exc:
-            raise self._lose(f"the server answered {exc.status_code} {exc.code}", exc) from exc
+            return (yield from self._host.planner.plan(self._prepared(call)))
+        except GONE as exc:
+            raise self._gone(exc) from exc
 
     def _renew_call(self, ttl: float | timedelta | None) -> Call[Allocation]:
         return api.renew_allocation(self._check_usable(), ttl)

@@ -13,7 +13,7 @@ from .._http import _api as api
 from .._http._drivers import SyncDriver
 from .._http._sse import InferenceStream
 from .._models import Allocation, InferenceResult
-from ._core import LeaseCore
+from ._core import GONE, LeaseCore
 from ._release import open_leases, sigint_deferred
 
 __all__ = ["Lease"]
@@ -115,7 +115,11 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
     ) -> InferenceResult:
         """Run one inference on the allocation (see ``HostedAI.infer`` for the options)."""
         call = api.infer(self._check_usable(), prompt, model, max_tokens, temperature, stop)
-        return self._host.driver.run(self._work(call))
+        host = self._host
+        try:  # ``_work``, without its generator's layer: this runs on every inference
+            return host.driver.run(host.planner.plan(self._prepared(call)))
+        except GONE as exc:
+            raise self._gone(exc) from exc
 
     def stream(
         self,

@@ -57,6 +57,7 @@ __all__ = [
     "failed_over",
     "policy_name",
     "priced",
+    "recording",
     "redact",
     "remember_secret",
     "start_allocation",
@@ -65,6 +66,12 @@ __all__ = [
     "start_span",
     "stream_trace",
 ]
+
+
+def recording() -> bool:
+    """Whether anything records (an SDK is configured): a hot path with spans of its own
+    to open skips them, and what only they would read, when nothing would."""
+    return recorder() is not None
 
 
 def start_call(

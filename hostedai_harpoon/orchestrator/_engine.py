@@ -138,7 +138,25 @@ class Engine:
 
     # Calls
 
-    async def infer(
+    def infer(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        temperature: float | None,
+        stop: str | list[str] | None,
+        names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
+    ) -> Awaitable[RoutedResult]:
+        """The routed call, to await: ``_infer``, inside the call's span when telemetry
+        records (made current, so that the route decision, a new allocation and the
+        inference nest under it). With nothing recording, ``_infer`` itself: no span to
+        open and no coroutine layer around it."""
+        if not telemetry.recording():
+            return self._infer(slots, policy, request, temperature, stop, names, scopes)
+        return self._traced_infer(slots, policy, request, temperature, stop, names, scopes)
+
+    async def _traced_infer(
         self,
         slots: Slots,
         policy: RoutingPolicy,
@@ -148,8 +166,6 @@ class Engine:
         names: frozenset[str] | None,
         scopes: Sequence[InFlight],
     ) -> RoutedResult:
-        """``_infer`` inside the call's span, made current so that the route decision, a
-        new allocation and the inference nest under it."""
         span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(policy)})
         with telemetry.current(span):
             try:

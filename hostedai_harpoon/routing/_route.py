@@ -251,6 +251,8 @@ def route(
     target), and ``ConfigurationError`` when the request pins an unknown target or the
     policy answers with something other than one of the candidates.
     """
+    if not telemetry.recording():  # nothing would record the decision's span
+        return _route(policy, request, states)
     trace = telemetry.start_route(policy)
     try:
         decision = _route(policy, request, states)

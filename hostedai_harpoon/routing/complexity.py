@@ -117,6 +117,7 @@ _CUE_STRENGTH.update(
     for word in words.split()
 )
 _CUES = frozenset(_CUE_STRENGTH)
+_STRENGTH_OF = _CUE_STRENGTH.__getitem__
 _STEPS_SHIFT, _CODE_SHIFT, _MATH_SHIFT, _OUTPUT_SHIFT = map(_shift, (_STEPS, _CODE, _MATH, _OUTPUT))
 _CUES_OF: tuple[frozenset[bytes], ...] = tuple(
     frozenset(
@@ -184,17 +185,24 @@ def _analyse(prompt: str, max_tokens: int) -> tuple[tuple[float, ...], frozenset
     symbols = data.translate(_SYMBOLS_TABLE, _NOT_SYMBOLS)
     words = data.translate(_WORDS_TABLE)
     found = _CUES.intersection(words.split())
-    strength = sum(map(_CUE_STRENGTH.__getitem__, found))
-    for first in found.intersection(_PHRASES):
-        for phrase, points in _PHRASES[first]:
-            if phrase in words:
-                strength += points
-    questions = symbols.count(_QUESTION)
-    lines = symbols.count(_NEWLINE)
+    strength = 0
+    if found:  # most prompts carry a cue or two; plain ones spare the lookups
+        strength = sum(map(_STRENGTH_OF, found))
+        for first in found.intersection(_PHRASES):
+            for phrase, points in _PHRASES[first]:
+                if phrase in words:
+                    strength += points
+    if symbols:  # likewise prose without a '?', a line break, a bracket or an operator
+        questions = symbols.count(_QUESTION)
+        lines = symbols.count(_NEWLINE)
+        brackets = symbols.count(_BRACKET)
+        operators = symbols.count(_OPERATOR)
+    else:
+        questions = lines = brackets = operators = 0
     reasoning = strength & _MASK
     steps = (strength >> _STEPS_SHIFT & _MASK) + (lines - 1 if lines else 0)
-    code = (strength >> _CODE_SHIFT & _MASK) + symbols.count(_BRACKET)
-    maths = (strength >> _MATH_SHIFT & _MASK) + symbols.count(_OPERATOR)
+    code = (strength >> _CODE_SHIFT & _MASK) + brackets
+    maths = (strength >> _MATH_SHIFT & _MASK) + operators
     asked = strength >> _OUTPUT_SHIFT & _MASK
     output = _OUTPUT_CURVE[asked if asked < _CAP else _CAP]
     if max_tokens > _DEFAULT_MAX_TOKENS:
@@ -247,6 +255,10 @@ def _describe(
     feature: int, found: frozenset[bytes], prompt: str, max_tokens: int, questions: int
 ) -> str:
     """A feature as a reader wants it in a reason: its name and what raised it."""
+    if feature == _LENGTH:  # no cue words: spare the set operation
+        return f"length {len(prompt)} chars"
+    if feature == _QUESTIONS:
+        return f"{questions} questions"
     words = found & _CUES_OF[feature]
     if words:
         described = _WORDS_DESCRIBED.get(words)
@@ -256,10 +268,6 @@ def _describe(
             described = f"{_FEATURES[feature]}: {b', '.join(sorted(words)).decode()}"
             _WORDS_DESCRIBED[words] = described
         return described
-    if feature == _LENGTH:
-        return f"length {len(prompt)} chars"
-    if feature == _QUESTIONS:
-        return f"{questions} questions"
     return f"max_tokens {max_tokens}" if feature == _OUTPUT else _FEATURES[feature]
 
 
