@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hostedai_harpoon.testing import Emulator
+from tests.client._support import Flavor
 from tests.conformance import check_exchanges
 
 EmulatorFactory = Callable[..., Emulator]
@@ -32,3 +33,10 @@ def make_emulator() -> Iterator[EmulatorFactory]:
 def emulator(make_emulator: EmulatorFactory) -> Emulator:
     """A default emulator: one pool ``gpu-pool-1`` of 8 GPUs serving both default models."""
     return make_emulator()
+
+
+@pytest.fixture(params=["sync", "async"])
+def flavor(request: pytest.FixtureRequest) -> Flavor:
+    """Which client the scenario runs on."""
+    value: Flavor = request.param
+    return value

@@ -189,10 +189,6 @@ def _resolve(ref: Target | str, candidates: Sequence[TargetState]) -> TargetStat
     raise _unknown(name, [*(state.target.name for state in candidates), *excluded])
 
 
-def _policy_name(policy: object) -> str:
-    return getattr(policy, "__qualname__", None) or type(policy).__qualname__
-
-
 def _is_candidate(target: object, candidates: Sequence[TargetState]) -> bool:
     for state in candidates:
         if state.target is target:
@@ -204,7 +200,8 @@ def _checked(decision: object, candidates: Sequence[TargetState], policy: object
     """``decision`` once it is known to name candidates, with the left-out targets noted."""
     if type(decision) is not RouteDecision and not isinstance(decision, RouteDecision):
         raise ConfigurationError(
-            f"routing policy {_policy_name(policy)} returned {decision!r}, not a RouteDecision"
+            f"routing policy {telemetry.policy_name(policy)} returned {decision!r}, "
+            "not a RouteDecision"
         )
     chosen = decision.target
     for state in candidates:  # ``_is_candidate``, for the common case: the very object
@@ -213,13 +210,13 @@ def _checked(decision: object, candidates: Sequence[TargetState], policy: object
     else:
         if not _is_candidate(chosen, candidates):
             raise ConfigurationError(
-                f"routing policy {_policy_name(policy)} chose {_describe(chosen)}, "
+                f"routing policy {telemetry.policy_name(policy)} chose {_describe(chosen)}, "
                 f"which is not one of the healthy candidates {_names(candidates)}"
             )
     for fallback in decision.fallbacks:
         if not _is_candidate(fallback, candidates) or fallback.name == chosen.name:
             raise ConfigurationError(
-                f"routing policy {_policy_name(policy)} listed {_describe(fallback)} as a "
+                f"routing policy {telemetry.policy_name(policy)} listed {_describe(fallback)} as a "
                 f"fallback; fallbacks must be healthy candidates other than the chosen one "
                 f"{_names(candidates)}"
             )

@@ -16,13 +16,6 @@ from hostedai_harpoon.testing import Emulator
 from tests.client._support import API_KEY, BASE_URL, AnyClient, ClientFactory, Flavor, Waits, close
 
 
-@pytest.fixture(params=["sync", "async"])
-def flavor(request: pytest.FixtureRequest) -> Flavor:
-    """Which client the scenario runs on."""
-    value: Flavor = request.param
-    return value
-
-
 @pytest.fixture
 async def make_client(flavor: Flavor) -> AsyncIterator[ClientFactory]:
     """Build clients of the test's flavor over an emulator's in-process transport."""

@@ -67,12 +67,6 @@ JSON = {"content-type": "application/json"}
 SSE = {"content-type": "text/event-stream"}
 
 
-@pytest.fixture(params=["sync", "async"])
-def flavor(request: pytest.FixtureRequest) -> Flavor:
-    value: Flavor = request.param
-    return value
-
-
 @pytest.mark.parametrize(
     ("encoding", "body"),
     [

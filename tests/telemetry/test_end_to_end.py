@@ -21,13 +21,6 @@ MODEL = "gemma-3-270m"
 FAST = harpoon.RetryPolicy(max_retries=2, initial_backoff=0.001, max_backoff=0.001, jitter=False)
 
 
-@pytest.fixture(params=["sync", "async"])
-def flavor(request: pytest.FixtureRequest) -> Flavor:
-    """Which client the scenario runs on."""
-    value: Flavor = request.param
-    return value
-
-
 @pytest.fixture
 async def clients(flavor: Flavor) -> AsyncIterator[Any]:
     """Build a client of the test's flavor over an emulator's in-process transport."""
