@@ -1,10 +1,7 @@
 """One routed call: route over the live state, take a slot, infer, fail over, escalate.
 
-Which failures move a call to the next target (``fails_over``) is decided here, once, for
-sessions and one-shot calls alike: a failure that says nothing about the request (the
-connection, a timeout, a 5xx or 429 after the client's retries, a full pool, an open
-breaker, an allocation lost, gone or never ready) fails over; a request error (400, 401,
-403, 404, 422, or anything else the client cannot fix by going elsewhere) is raised at once.
+Which failures move a call to the next target is decided once, in ``_failover.py``, for
+sessions and one-shot calls alike.
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ from typing import Any, TypeVar
 
 from .. import (
     AllAttemptsFailedError,
-    AllocationError,
-    APIError,
-    APIStatusError,
+    APITimeoutError,
     AsyncHostedAI,
-    CapacityError,
     CircuitOpenError,
     HostedAIError,
     InferenceChunk,
@@ -40,6 +34,7 @@ from ..routing import (
     TargetState,
     route,
 )
+from ._failover import fails_over, judge, pool_full
 from ._group import Slot
 from ._inflight import InFlight, closed_instead
 from ._live import LiveState
@@ -52,41 +47,51 @@ log = logging.getLogger("hostedai_harpoon")
 
 T = TypeVar("T")
 
-# Statuses that fault the request, not the target: going elsewhere would not help.
-_REQUEST_STATUSES = frozenset({400, 401, 403, 404, 422})
-_TARGET_STATUSES = frozenset({408, 409, 410, 429})
-
-
-def fails_over(error: HostedAIError) -> bool:
-    """Whether a call that failed with ``error`` should move to another target."""
-    if isinstance(error, APIStatusError):
-        status = error.status_code
-        return status not in _REQUEST_STATUSES and (status >= 500 or status in _TARGET_STATUSES)
-    return isinstance(error, APIError | CircuitOpenError | AllocationError)
-
-
-def _pool_full(error: HostedAIError) -> bool:
-    return isinstance(error, CapacityError) or isinstance(error.__cause__, CapacityError)
-
 
 class OpenedStream:
-    """A stream whose first chunk arrived: the slot and breaker ticket it still holds."""
+    """A stream whose first chunk arrived: the slot, its cost share and the breaker ticket
+    it still holds."""
 
     def __init__(
         self,
         slot: Slot,
-        ticket: bool,
-        started: float,
+        share: float,
         first: InferenceChunk,
         rest: AsyncIterator[InferenceChunk],
         close: Callable[[], Awaitable[None]],
     ) -> None:
         self.slot = slot
-        self.ticket = ticket
-        self.started = started
+        self.share = share
+        self.ticket = False
+        self.started = 0.0
         self.first = first
         self.rest = rest
         self.close = close
+
+
+class Routed:
+    """One routed call's request and where it runs: the scope's slots, the policy, the
+    targets it may use (``names``; None: all), the scopes it counts in, its deadline."""
+
+    __slots__ = ("deadline", "names", "options", "policy", "request", "scopes", "slots")
+
+    def __init__(
+        self,
+        slots: Slots,
+        policy: RoutingPolicy,
+        request: RouteRequest,
+        options: dict[str, Any],
+        names: frozenset[str] | None,
+        scopes: Sequence[InFlight],
+        deadline: float | None,
+    ) -> None:
+        self.slots = slots
+        self.policy = policy
+        self.request = request
+        self.options = options
+        self.names = names
+        self.scopes = scopes
+        self.deadline = deadline
 
 
 class Engine:
@@ -100,13 +105,18 @@ class Engine:
 
     # Routing
 
-    async def decide(
-        self, policy: RoutingPolicy, request: RouteRequest, names: frozenset[str] | None
-    ) -> RouteDecision:
-        """Route ``request`` over the live state of the targets named (None: all)."""
-        if self.live.pools_due():
-            await self.read_pools()
-        return route(policy, request, self.states(names))
+    async def decide(self, call: Routed) -> RouteDecision:
+        """Route ``call`` over the live state of the targets it may use. The pools' free
+        GPUs are read again in the background when due, so that calls keep the order they
+        came in; only when they are unknown (a pool just turned out full) does a call wait
+        for the read."""
+        live = self.live
+        if live.pools_due():
+            reading = self.refresh_pools()
+            if live.pools_unknown():
+                await asyncio.shield(reading)
+        states = live.states() if call.names is None else self.states(call.names)
+        return route(call.policy, call.request, states)
 
     def states(self, names: frozenset[str] | None) -> Sequence[TargetState]:
         """The live states of the targets named (None: all)."""
@@ -115,12 +125,16 @@ class Engine:
             return states
         return [state for state in states if state.target.name in names]
 
-    async def read_pools(self) -> None:
-        """Read the pools' free GPUs, once for every caller that asks meanwhile."""
+    def refresh_pools(self) -> asyncio.Task[None]:
+        """Start reading the pools' free GPUs, unless a read is under way."""
         reading = self._pools_read
         if reading is None or reading.done():
             reading = self._pools_read = asyncio.get_running_loop().create_task(self._read())
-        await asyncio.shield(reading)
+        return reading
+
+    async def read_pools(self) -> None:
+        """Read the pools' free GPUs, once for every caller that asks meanwhile."""
+        await asyncio.shield(self.refresh_pools())
 
     async def _read(self) -> None:
         try:
@@ -138,38 +152,20 @@ class Engine:
 
     # Calls
 
-    def infer(
-        self,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        temperature: float | None,
-        stop: str | list[str] | None,
-        names: frozenset[str] | None,
-        scopes: Sequence[InFlight],
-    ) -> Awaitable[RoutedResult]:
+    def infer(self, call: Routed) -> Awaitable[RoutedResult]:
         """The routed call, to await: ``_infer``, inside the call's span when telemetry
         records (made current, so that the route decision, a new allocation and the
         inference nest under it). With nothing recording, ``_infer`` itself: no span to
         open and no coroutine layer around it."""
         if not telemetry.recording():
-            return self._infer(slots, policy, request, temperature, stop, names, scopes)
-        return self._traced_infer(slots, policy, request, temperature, stop, names, scopes)
+            return self._infer(call)
+        return self._traced_infer(call)
 
-    async def _traced_infer(
-        self,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        temperature: float | None,
-        stop: str | list[str] | None,
-        names: frozenset[str] | None,
-        scopes: Sequence[InFlight],
-    ) -> RoutedResult:
-        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(policy)})
+    async def _traced_infer(self, call: Routed) -> RoutedResult:
+        span = telemetry.start_span("orchestrator.infer", {ROUTE_POLICY: policy_name(call.policy)})
         with telemetry.current(span):
             try:
-                routed = await self._infer(slots, policy, request, temperature, stop, names, scopes)
+                routed = await self._infer(call)
             except BaseException as exc:
                 span.end(exc)
                 raise
@@ -177,50 +173,30 @@ class Engine:
         span.end()
         return routed
 
-    async def _infer(
-        self,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        temperature: float | None,
-        stop: str | list[str] | None,
-        names: frozenset[str] | None,
-        scopes: Sequence[InFlight],
-    ) -> RoutedResult:
-        """Route, infer with failover, and climb the cascade when the policy is one.
+    async def _infer(self, call: Routed) -> RoutedResult:
+        """Route, infer with failover, and climb the cascade when the policy is one, all
+        within the call's deadline.
 
-        The call counts as in flight in every scope of ``scopes`` (as with ``guarded``,
-        done here to spare every call a layer): a cancellation that only closing scopes
-        caused becomes ``OrchestratorClosedError``.
+        The call counts as in flight in every scope of ``call.scopes`` (as with
+        ``guarded``, done here to spare every call a layer): a cancellation that only
+        closing scopes caused becomes ``OrchestratorClosedError``.
         """
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
             raise RuntimeError("the orchestrator must be called from an asyncio task")
+        scopes = call.scopes
         for scope in scopes:
             scope.enter(task)
+        attempts: list[Attempt] = []
         try:
-            started = time.perf_counter()
-            live = self.live
-            if live.pools_due():
-                await self.read_pools()
-            states = live.states() if names is None else self.states(names)
-            decision = route(policy, request, states)
-            prompt, max_tokens = request.prompt, request.max_tokens
-
-            def work(slot: Slot) -> Awaitable[InferenceResult]:
-                return slot.lease.infer(
-                    prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
-                )
-
-            attempts: list[Attempt] = []
-            decision, result = await self._chain(slots, decision, "routed", work, attempts)
-            if isinstance(policy, CascadePolicy):
-                while (
-                    step := policy.escalate(request, decision, result, self.states(names))
-                ) is not None:
-                    why = step.reason
-                    decision, result = await self._chain(slots, step, why, work, attempts)
-            return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+            if call.deadline is None:
+                return await self._run(call, attempts)
+            async with asyncio.timeout(call.deadline) as within:
+                return await self._run(call, attempts)
+        except TimeoutError:
+            if call.deadline is None or not within.expired():
+                raise
+            raise _late(call.deadline, attempts) from None
         except asyncio.CancelledError:
             closed = closed_instead(task, *scopes)
             if closed is None:
@@ -230,22 +206,52 @@ class Engine:
             for scope in scopes:
                 scope.leave(task)
 
+    async def _run(self, call: Routed, attempts: list[Attempt]) -> RoutedResult:
+        started = time.perf_counter()
+        live = self.live
+        if live.pools_due():  # ``decide``, spelt out: this runs on every call
+            reading = self.refresh_pools()
+            if live.pools_unknown():
+                await asyncio.shield(reading)
+        names = call.names
+        decision = route(
+            call.policy, call.request, live.states() if names is None else self.states(names)
+        )
+        request, options = call.request, call.options
+        prompt, max_tokens = request.prompt, request.max_tokens
+
+        def work(slot: Slot) -> Awaitable[InferenceResult]:
+            return slot.lease.infer(prompt, max_tokens=max_tokens, **options)
+
+        slots = call.slots
+        decision, result = await self._chain(slots, decision, "routed", work, attempts)
+        policy = call.policy
+        if isinstance(policy, CascadePolicy):
+            while (
+                step := policy.escalate(request, decision, result, self.states(call.names))
+            ) is not None:
+                why = step.reason
+                decision, result = await self._chain(slots, step, why, work, attempts)
+        return RoutedResult(decision, result, tuple(attempts), time.perf_counter() - started)
+
     async def stream(
-        self,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        options: dict[str, Any],
-        names: frozenset[str] | None,
-        attempts: list[Attempt],
+        self, call: Routed, attempts: list[Attempt]
     ) -> tuple[RouteDecision, OpenedStream]:
-        """``_stream`` inside the call's span (made current), up to the first chunk."""
-        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(policy)})
+        """``_stream`` inside the call's span (made current), up to the first chunk, within
+        the call's deadline."""
+        span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(call.policy)})
         with telemetry.current(span):
             try:
-                decision, opened = await self._stream(
-                    slots, policy, request, options, names, attempts
-                )
+                if call.deadline is None:
+                    decision, opened = await self._stream(call, attempts)
+                else:
+                    try:
+                        async with asyncio.timeout(call.deadline) as within:
+                            decision, opened = await self._stream(call, attempts)
+                    except TimeoutError:
+                        if not within.expired():
+                            raise
+                        raise _late(call.deadline, attempts) from None
             except BaseException as exc:
                 span.end(exc)
                 raise
@@ -254,18 +260,14 @@ class Engine:
         return decision, opened
 
     async def _stream(
-        self,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        options: dict[str, Any],
-        names: frozenset[str] | None,
-        attempts: list[Attempt],
+        self, call: Routed, attempts: list[Attempt]
     ) -> tuple[RouteDecision, OpenedStream]:
         """Route and open a stream, failing over until a first chunk arrives."""
-        decision = await self.decide(policy, request, names)
+        decision = await self.decide(call)
+        request, options = call.request, call.options
 
         async def work(slot: Slot) -> OpenedStream:
+            share = slot.share
             chunks = await slot.lease.stream(
                 request.prompt, max_tokens=request.max_tokens, **options
             )
@@ -275,9 +277,9 @@ class Engine:
             except BaseException:
                 await chunks.aclose()
                 raise
-            return OpenedStream(slot, False, 0.0, first, rest, chunks.aclose)
+            return OpenedStream(slot, share, first, rest, chunks.aclose)
 
-        return await self._chain(slots, decision, "routed", work, attempts)
+        return await self._chain(call.slots, decision, "routed", work, attempts)
 
     async def _chain(
         self,
@@ -312,48 +314,51 @@ class Engine:
             except CircuitOpenError as exc:
                 attempts.append(Attempt(target, reason, None, exc, 0.0))
                 continue
-            slot: Slot | None = None
+            slot = slots.take(target)
+            share = 0.0
             try:
-                slot = slots.take(target) or await slots.acquire(target)
+                if slot is None:
+                    slot, share = await slots.acquire(target)
+                else:
+                    share = slot.share
                 result = await work(slot)
-            except OrchestratorClosedError:
-                live.abandoned(name, ticket)
-                _give_back(slots, slot, False)
-                raise
             except HostedAIError as exc:
                 seconds = time.perf_counter() - started
-                moves_on = fails_over(exc)
-                live.finished(name, ticket, "failed" if moves_on else "refused", seconds, None)
-                held = None if slot is None else slot.allocation_id
-                attempts.append(Attempt(target, reason, held, exc, seconds))
-                _give_back(slots, slot, moves_on)
-                if not moves_on:
+                verdict = "refused" if isinstance(exc, OrchestratorClosedError) else judge(exc)
+                if verdict == "refused" and isinstance(exc, OrchestratorClosedError):
+                    live.abandoned(name, ticket)
+                else:
+                    live.finished(name, ticket, verdict, seconds, None)
+                cost = 0.0
+                held = None
+                if slot is not None:
+                    held = slot.allocation_id
+                    cost = slots.release(slot, share, broken=verdict == "failed")
+                attempts.append(Attempt(target, reason, held, exc, seconds, cost))
+                if verdict == "refused":
                     raise
-                if _pool_full(exc):
+                if pool_full(exc):  # read the pools again now, in the background
                     live.pools_stale()
+                    self.refresh_pools()
                 continue
             except BaseException:
                 live.abandoned(name, ticket)
-                _give_back(slots, slot, False)
+                if slot is not None:
+                    slots.release(slot, share)
                 raise
             if isinstance(result, OpenedStream):
                 result.ticket, result.started = ticket, started
-                seconds = 0.0
+                attempts.append(Attempt(target, reason, slot.allocation_id, None, 0.0))
             else:
                 seconds = time.perf_counter() - started
-                slots.release(slot)
+                cost = slots.release(slot, share, seconds=seconds)
                 usage = result.usage if isinstance(result, InferenceResult) else None
                 live.finished(name, ticket, "ok", seconds, usage)
-            attempts.append(Attempt(target, reason, slot.allocation_id, None, seconds))
+                attempts.append(Attempt(target, reason, slot.allocation_id, None, seconds, cost))
             if index:
                 decision = _moved(decision, target, order[index + 1 :], attempts)
             return decision, result
         raise _exhausted(attempts)
-
-
-def _give_back(slots: Slots, slot: Slot | None, broken: bool) -> None:
-    if slot is not None:
-        slots.release(slot, broken=broken)
 
 
 def _moved(
@@ -380,4 +385,16 @@ def _exhausted(attempts: list[Attempt]) -> AllAttemptsFailedError:
     detail = "; ".join(f"{name}: {why}" for name, why in reasons.items())
     return AllAttemptsFailedError(
         f"every attempt failed ({detail})", attempts=tuple(attempts), reasons=reasons
+    )
+
+
+def _late(deadline: float, attempts: list[Attempt]) -> APITimeoutError:
+    """The error of a call whose deadline passed (the attempts so far in its message)."""
+    tried = "; ".join(
+        f"{attempt.target.name}: {type(attempt.error).__name__}" if attempt.error else ""
+        for attempt in attempts
+    ).strip("; ")
+    return APITimeoutError(
+        f"the call's deadline of {deadline:g}s passed"
+        + (f" after {len(attempts)} attempt(s) ({tried})" if attempts else "")
     )

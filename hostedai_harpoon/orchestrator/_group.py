@@ -15,31 +15,67 @@ __all__ = ["Group", "Limits", "Slot"]
 Limits = int | Mapping[str, int] | None
 """Allocations per target: one cap for all, a cap per target name, or ``None``: no cap."""
 
+# Until a scope has timed them, the seconds a call, a lease and a release are taken to last
+# (budgets reserve money by these).
+_FIRST_CALL_SECONDS = 2.0
+_FIRST_LEASE_SECONDS = 2.0
+_FIRST_RELEASE_SECONDS = 1.0
+_EWMA_WEIGHT = 0.2
+
 
 class Slot:
-    """One allocation of a target and how many calls it serves now."""
+    """One allocation of a target, how many calls it serves now, and what it has cost.
+
+    Cost is shared out as it accrues: each stretch of time between two changes of
+    ``in_use`` costs the allocation's price for that stretch, split evenly among the calls
+    in flight on it then (``share`` is the running sum of one call's part); a stretch with
+    no call is idle cost. A call's cost is ``share`` when it ends minus ``share`` when it
+    began, so the calls' costs and the idle cost add up to what the allocation cost.
+    """
 
     __slots__ = (
         "allocation_id",
+        "closed_at",
         "dead",
+        "idle_cost",
         "in_use",
         "last_used",
         "lease",
+        "marked",
         "opened_at",
+        "price",
+        "share",
         "stack",
         "target",
     )
 
-    def __init__(self, target: Target, lease: AsyncLease, stack: AsyncExitStack, now: float):
+    def __init__(
+        self,
+        target: Target,
+        lease: AsyncLease,
+        stack: AsyncExitStack | None,
+        now: float,
+        *,
+        leased_at: float | None = None,
+    ):
         self.target = target
         self.lease = lease
         self.allocation_id = lease.id
         """The allocation's id."""
         self.stack = stack
+        """The lease's exit; ``None`` once its release began."""
         self.in_use = 0
-        self.opened_at = now
+        self.opened_at = now if leased_at is None else leased_at
+        """When leasing it began: it costs from then on."""
+        self.closed_at: float | None = None
+        """When its release ended (confirmed, or handed to the orphan ledger)."""
         self.last_used = now
         self.dead = False
+        self.price = target.cost_per_hour / 3600.0
+        self.share = 0.0
+        # The time spent making it is idle cost: no call ran on it yet.
+        self.idle_cost = (now - self.opened_at) * self.price
+        self.marked = now
 
     def usable(self) -> bool:
         """Whether another call may run on it now."""
@@ -49,19 +85,54 @@ class Slot:
             and self.lease.state is LeaseState.ACTIVE
         )
 
+    def account(self, now: float) -> None:
+        """Share out the cost of the stretch since the last change among its calls."""
+        seconds = now - self.marked
+        if seconds > 0.0:
+            if self.in_use:
+                self.share += seconds * self.price / self.in_use
+            else:
+                self.idle_cost += seconds * self.price
+        self.marked = now
+
+    def cost(self, now: float) -> float:
+        """What the allocation has cost so far, in dollars."""
+        end = now if self.closed_at is None else self.closed_at
+        return (end - self.opened_at) * self.price
+
 
 class Group:
     """One target's slots, the leases being made for it, and the callers waiting."""
 
-    __slots__ = ("leasing", "limit", "slots", "target", "waiters")
+    __slots__ = (
+        "call_seconds",
+        "for_queue",
+        "last_error",
+        "lease_seconds",
+        "leasing",
+        "limit",
+        "release_seconds",
+        "releasing",
+        "slots",
+        "target",
+        "waiters",
+        "waiting",
+    )
 
     def __init__(self, target: Target, limit: int | None) -> None:
         self.target = target
         self.limit = limit
         self.slots: list[Slot] = []
         self.leasing = 0
-        # A waiter's future gets a slot (one use already counted for it) or None: lease one.
-        self.waiters: deque[asyncio.Future[Slot | None]] = deque()
+        self.for_queue: set[asyncio.Task[Slot | None]] = set()  # leases the queue asked for
+        self.releasing = 0
+        # A waiter's future gets a slot with one use already counted for it.
+        self.waiters: deque[asyncio.Future[Slot]] = deque()
+        self.waiting = 0  # the waiters not yet granted, refused or gone
+        self.last_error: BaseException | None = None
+        self.call_seconds = _FIRST_CALL_SECONDS
+        self.lease_seconds = _FIRST_LEASE_SECONDS
+        self.release_seconds = _FIRST_RELEASE_SECONDS
 
     def free_slot(self) -> Slot | None:
         for slot in self.slots:
@@ -69,12 +140,22 @@ class Group:
                 return slot
         return None
 
-    def may_lease(self) -> bool:
-        return self.limit is None or len(self.slots) + self.leasing < self.limit
+    def count(self) -> int:
+        """Allocations held, being made or being released: all count against the cap."""
+        return len(self.slots) + self.leasing + self.releasing
 
-    def next_waiter(self) -> asyncio.Future[Slot | None] | None:
+    def may_lease(self) -> bool:
+        return self.limit is None or self.count() < self.limit
+
+    def next_waiter(self) -> asyncio.Future[Slot] | None:
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
+                self.waiting -= 1
                 return waiter
         return None
+
+
+def timed(average: float, seconds: float) -> float:
+    """``average`` moved towards one more observation of ``seconds``."""
+    return average + _EWMA_WEIGHT * (seconds - average)

@@ -17,9 +17,10 @@ from ._results import Snapshot, TargetHealth, TargetStats, judged, percentile, t
 
 __all__ = ["LiveState", "LocalLiveState", "Outcome"]
 
-Outcome = Literal["ok", "failed", "refused"]
+Outcome = Literal["ok", "failed", "busy", "refused"]
 """How a call ended for its target: answered, failed for the target's sake (counts against
-it), or refused for the request's sake (says nothing about the target)."""
+it), busy (no room there now: says nothing about its health), or refused for the request's
+sake (says nothing about the target)."""
 
 _LATENCY_WINDOW = 128
 _EWMA_WEIGHT = 0.2
@@ -59,8 +60,20 @@ class LiveState(Protocol):
         """An allocation ``key`` of the target became ready (``True``) or was let go."""
         ...
 
+    def idled(self, name: str, dollars: float) -> None:
+        """An allocation of the target was released after ``dollars`` of idle time."""
+        ...
+
     def pools_due(self) -> bool:
         """Whether the pools' free GPUs should be read again."""
+        ...
+
+    def pool_free(self, target: Target) -> int | None:
+        """The free GPUs of the target's pool at the last read (None: not known)."""
+        ...
+
+    def pools_unknown(self) -> bool:
+        """Whether the pools were never read, or turned out full since the last read."""
         ...
 
     def pools_seen(self, pools: Iterable[Pool] | None) -> None:
@@ -111,6 +124,7 @@ class _Target:
         self.errors_in_window = 0
         self.held_since: dict[str, float] = {}
         self.released_seconds = 0.0
+        self.idle_cost = 0.0
 
     def percentile(self, share: float) -> float | None:
         ordered = self.sorted_latencies
@@ -171,7 +185,7 @@ class LocalLiveState:
     ) -> None:
         live = self._targets[name]
         live.in_flight -= 1
-        if outcome == "refused":
+        if outcome == "refused" or outcome == "busy":
             live.errors += 1
             live.breaker.abandon(ticket)
             return
@@ -235,9 +249,15 @@ class LocalLiveState:
         if since is not None:
             live.released_seconds += now - since
 
+    def idled(self, name: str, dollars: float) -> None:
+        self._targets[name].idle_cost += dollars
+
     def pools_due(self) -> bool:
         read_at = self._pools_read_at
         return read_at is None or self._clock() - read_at >= self._refresh
+
+    def pools_unknown(self) -> bool:
+        return self._pools_read_at is None
 
     def pools_seen(self, pools: Iterable[Pool] | None) -> None:
         self._pools_read_at = self._clock()
@@ -253,6 +273,9 @@ class LocalLiveState:
 
     def pools_stale(self) -> None:
         self._pools_read_at = None
+
+    def pool_free(self, target: Target) -> int | None:
+        return self._pool_free(target)
 
     def _pool_free(self, target: Target) -> int | None:
         pool = target.pool if target.pool is not None else self._pool_id
@@ -310,6 +333,7 @@ class LocalLiveState:
                 tokens_out=live.tokens_out,
                 gpu_seconds=live.gpu_seconds(now),
                 cost=live.gpu_seconds(now) * live.target.cost_per_gpu_hour / 3600.0,
+                idle_cost=live.idle_cost,
                 latency_p50=live.percentile(0.5),
                 latency_p95=live.percentile(0.95),
             )

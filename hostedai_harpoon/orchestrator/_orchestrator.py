@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
+import attrs
+
 from .. import (
     AsyncHostedAI,
     CircuitBreakerConfig,
@@ -18,13 +20,15 @@ from .. import (
 )
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
 from ._checks import check_seconds, checked_limits, checked_targets, target_names
-from ._engine import Engine
+from ._engine import Engine, Routed
+from ._fleet import Fleet
 from ._group import Limits
 from ._inflight import InFlight, settle
 from ._live import LocalLiveState
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
-from ._session import Session
+from ._session import Session, check_deadline, inference_options
 from ._slots import Slots
+from ._stream import RoutedStream
 
 __all__ = ["Orchestrator"]
 
@@ -43,12 +47,16 @@ class Orchestrator:
     ``client`` is an ``AsyncHostedAI`` (``None``: one made from the environment, and closed
     with the orchestrator; a client passed in is never closed). ``policy=None`` means
     ``ComplexityPolicy()``; a ``CascadePolicy`` is escalated by the orchestrator itself.
-    A call tries up to ``max_attempts`` targets. ``max_allocations`` caps the allocations
-    per target (one number, or per target name; ``None``: no cap), ``min_warm`` keeps that
-    many allocations per target name leased at all times, and ``idle_release`` lets go of
-    the others once unused that many seconds. A caller finding every allocation busy at
-    the cap waits its turn up to ``queue_timeout`` seconds. Closing lets calls in flight
-    finish within ``drain_timeout`` seconds, then cancels them.
+    A call tries up to ``max_attempts`` targets, within ``deadline`` seconds (``None``: no
+    bound; each call may give its own). ``max_allocations`` caps the allocations per
+    target held by the whole orchestrator, its warm pool and every session together (one
+    number, or per target name; ``None``: no cap); an allocation counts from the start of
+    its lease to the end of its release. ``min_warm`` keeps that many allocations per
+    target name leased at all times, and ``idle_release`` lets go of the others once
+    unused that many seconds. A caller finding every allocation busy waits its turn, first
+    come first served, up to ``queue_timeout`` seconds; a new allocation is leased only
+    when the callers waiting outnumber the places on those being leased. Closing lets
+    calls in flight finish within ``drain_timeout`` seconds, then cancels them.
 
     ``breaker`` configures each target's own circuit breaker, ``error_window`` the seconds
     over which error rates are counted, ``pool_refresh`` the most seconds between two
@@ -76,6 +84,7 @@ class Orchestrator:
         lease_ttl: float = 120.0,
         ready_timeout: float = 300.0,
         capacity_timeout: float = 0.0,
+        deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -122,8 +131,10 @@ class Orchestrator:
             refresh=pool_refresh,
             pool_id=self._client.pool_id,
         )
+        self._deadline = check_deadline(deadline)
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
-        self._warm = self._slots(self._max_allocations)
+        self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
+        self._warm = self._slots(None)
         self._calls = InFlight()
         self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
@@ -145,20 +156,23 @@ class Orchestrator:
         """The targets routed over."""
         return self._targets
 
-    def _slots(self, limits: Limits) -> Slots:
+    def _slots(self, limits: Limits, budget: float | None = None) -> Slots:
         return Slots(
             self._client,
             self._live,
+            self._fleet,
             limits=limits,
             queue_timeout=self._queue_timeout,
             clock=self._clock,
             lease_options=self._lease_options,
+            budget=budget,
         )
 
     # Lifecycle
 
     async def __aenter__(self) -> Orchestrator:
         self._check_open()
+        await self._engine.read_pools()  # routing knows the pools from the first call on
         return self
 
     async def __aexit__(
@@ -177,7 +191,8 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
-        cancel the rest, and release every allocation held. Idempotent."""
+        cancel the rest, and release every allocation held. Idempotent; ``close()`` is the
+        same."""
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close())
         await settle([self._closing])
@@ -194,11 +209,14 @@ class Orchestrator:
                 await session.aclose()
         finally:
             self._engine.stop()
+            self._fleet.stop()
             await self._warm.aclose()
             if self._upkeep is not None:
                 await asyncio.gather(self._upkeep, return_exceptions=True)
             if self._owns_client:
                 await self._client.close()
+
+    close = aclose
 
     async def _keep_up(self) -> None:
         """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
@@ -216,6 +234,32 @@ class Orchestrator:
 
     # Calls
 
+    async def infer(
+        self,
+        prompt: str,
+        *,
+        target: Target | str | None = None,
+        tier: Tier | str | None = None,
+        max_tokens: int = 256,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+        deadline: float | None = None,
+    ) -> RoutedResult:
+        """One-shot: route ``prompt`` (or honour ``target=``), run it on a warm allocation
+        or a newly leased one that then stays warm, and fail over when the target fails.
+
+        ``deadline`` (seconds; default: the orchestrator's) bounds the whole call, every
+        target and lease included. Raises ``AllAttemptsFailedError`` (carrying every
+        attempt) when no attempt succeeded, ``APITimeoutError`` when the deadline passed,
+        the request's own error (400, 401, 403, 404, 422) at once, and
+        ``OrchestratorClosedError`` once the orchestrator is closing.
+        """
+        if self._closing is not None or self._upkeep is None:
+            self._check_open()
+        return await self._engine.infer(
+            self._routed(prompt, target, tier, max_tokens, temperature, stop, deadline)
+        )
+
     async def process(
         self,
         text: str,
@@ -225,19 +269,54 @@ class Orchestrator:
         max_tokens: int = 256,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
+        deadline: float | None = None,
     ) -> RoutedResult:
-        """One-shot: route ``text`` (or honour ``target=``), run it on a warm allocation or
-        a newly leased one that then stays warm, and fail over when the target fails.
+        """``infer()`` under the proof of concept's name for it (the same call)."""
+        return await self.infer(
+            text,
+            target=target,
+            tier=tier,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            deadline=deadline,
+        )
 
-        Raises ``AllAttemptsFailedError`` (carrying every attempt) when no attempt
-        succeeded, the request's own error (400, 401, 403, 404, 422) at once, and
-        ``OrchestratorClosedError`` once the orchestrator is closing.
-        """
-        if self._closing is not None or self._upkeep is None:
-            self._check_open()
-        request = RouteRequest(text, max_tokens, target=target, tier=tier)
-        return await self._engine.infer(
-            self._warm, self._policy, request, temperature, stop, None, self._scopes
+    def stream(
+        self,
+        prompt: str,
+        *,
+        target: Target | str | None = None,
+        tier: Tier | str | None = None,
+        max_tokens: int = 256,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+        deadline: float | None = None,
+    ) -> RoutedStream:
+        """One-shot routed stream on the warm pool: ``async with orchestrator.stream(...)
+        as chunks``. It fails over only before its first chunk; ``deadline`` bounds the
+        time to it."""
+        call = self._routed(prompt, target, tier, max_tokens, temperature, stop, deadline)
+        return RoutedStream(self._engine, call, self._check_open)
+
+    def _routed(
+        self,
+        prompt: str,
+        target: Target | str | None,
+        tier: Tier | str | None,
+        max_tokens: int,
+        temperature: float | None,
+        stop: str | list[str] | None,
+        deadline: float | None,
+    ) -> Routed:
+        return Routed(
+            self._warm,
+            self._policy,
+            RouteRequest(prompt, max_tokens, target=target, tier=tier),
+            inference_options(temperature, stop),
+            None,
+            self._scopes,
+            self._deadline if deadline is None else check_deadline(deadline),
         )
 
     def allocate(
@@ -248,23 +327,30 @@ class Orchestrator:
         prewarm: Iterable[Target | str] = (),
         max_allocations: Limits = None,
         budget: float | None = None,
+        require_prewarm: bool = False,
     ) -> Session:
         """A scope of GPU use: ``async with orchestrator.allocate(...) as session``.
 
         ``targets`` narrows the targets the session routes over (names accepted),
         ``policy`` replaces the orchestrator's for the session, ``prewarm`` names targets
-        to lease on entering, ``max_allocations`` caps the session's allocations per
-        target (``None``: the orchestrator's cap) and ``budget`` the dollars it may spend.
+        to lease on entering (what cannot be leased is in ``session.prewarm_errors``;
+        with ``require_prewarm=True`` the session does not open and an
+        ``AllocationError`` names each target and why), ``max_allocations`` caps the
+        session's own allocations per target (within the orchestrator's cap, which
+        counts every scope) and ``budget`` the dollars it may spend.
         """
+        if type(require_prewarm) is not bool:
+            raise ConfigurationError(
+                f"require_prewarm must be True or False, got {require_prewarm!r}"
+            )
         self._check_open()
         known = {target.name: target for target in self._targets}
         names = None if targets is None else frozenset(target_names(targets, known))
         if budget is not None:
             check_seconds("budget", budget)
-        limits = self._max_allocations if max_allocations is None else max_allocations
         session = Session(
             self._engine,
-            self._slots(checked_limits("max_allocations", limits, set(known))),
+            self._slots(checked_limits("max_allocations", max_allocations, set(known)), budget),
             self._policy if policy is None else policy,
             names,
             [known[name] for name in target_names(prewarm, known)],
@@ -272,6 +358,8 @@ class Orchestrator:
             self._calls,
             self._check_open,
             self._sessions.discard,
+            self._deadline,
+            require_prewarm,
         )
         self._sessions.add(session)
         return session
@@ -280,8 +368,21 @@ class Orchestrator:
 
     def snapshot(self) -> Snapshot:
         """Counters per target and in total: requests, errors, failovers, in flight, warm
-        allocations, tokens, GPU-seconds held, estimated cost, latency p50/p95."""
-        return self._live.snapshot()
+        allocations, tokens, GPU-seconds held, estimated cost and idle cost, latency
+        p50/p95."""
+        snapshot = self._live.snapshot()
+        idle: dict[str, float] = {}
+        for slots in (self._warm, *(session._slots for session in self._sessions)):
+            for name, dollars in slots.idle_by_target().items():
+                idle[name] = idle.get(name, 0.0) + dollars
+        if not idle:
+            return snapshot
+        targets = {
+            name: attrs.evolve(stats, idle_cost=stats.idle_cost + idle.get(name, 0.0))
+            for name, stats in snapshot.targets.items()
+        }
+        total = attrs.evolve(snapshot.total, idle_cost=sum(t.idle_cost for t in targets.values()))
+        return Snapshot(targets, total)
 
     async def health(self) -> HealthReport:
         """The API's health, each target's live state with a verdict, and an overall one."""

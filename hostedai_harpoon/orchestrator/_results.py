@@ -33,7 +33,10 @@ class Attempt:
     ``reason`` says why this target was tried (``"routed"``, ``"failover"`` or the cascade's
     escalation reason); ``allocation_id`` is the allocation the call ran on (``None`` when
     none was reached); ``error`` is what made the attempt fail, ``None`` when it answered;
-    ``seconds`` is its wall time.
+    ``seconds`` is its wall time; ``cost`` its share, in dollars, of the allocation it ran
+    on: each stretch of the allocation's time split evenly among the calls on it then (two
+    calls at once each pay half), so that the calls' costs and the idle cost add up to
+    what the allocation cost.
     """
 
     target: Target
@@ -41,11 +44,7 @@ class Attempt:
     allocation_id: str | None
     error: HostedAIError | None
     seconds: float
-
-    @property
-    def cost(self) -> float:
-        """The attempt's estimated cost: its wall time at the target's hourly price."""
-        return self.seconds * self.target.cost_per_hour / 3600.0
+    cost: float = 0.0
 
 
 @attrs.frozen
@@ -54,8 +53,7 @@ class RoutedResult:
 
     ``decision`` is the route that produced ``result`` (after any failover or escalation),
     ``attempts`` every try in order, ``latency`` the call's wall time in seconds and
-    ``cost`` its estimated cost in dollars (the attempts' wall time at each target's
-    hourly price).
+    ``cost`` its share of the allocations' cost in dollars (the attempts' ``cost``).
     """
 
     decision: RouteDecision
@@ -70,7 +68,7 @@ class RoutedResult:
 
     @property
     def cost(self) -> float:
-        """The estimated cost of every attempt, in dollars."""
+        """The call's share of the cost of the allocations it ran on, in dollars."""
         return sum(attempt.cost for attempt in self.attempts)
 
 
@@ -79,8 +77,9 @@ class TargetStats:
     """Counters for one target (or all of them) since the orchestrator started.
 
     ``gpu_seconds`` is GPU time held (allocations times GPUs times seconds, warm or in
-    use) and ``cost`` its price in dollars; latencies are of completed calls, in seconds,
-    ``None`` until one completed.
+    use) and ``cost`` its price in dollars; ``idle_cost`` is the part of what the
+    allocations cost with no call on them (being made, kept warm, being released);
+    latencies are of completed calls, in seconds, ``None`` until one completed.
     """
 
     requests: int = 0
@@ -92,6 +91,7 @@ class TargetStats:
     tokens_out: int = 0
     gpu_seconds: float = 0.0
     cost: float = 0.0
+    idle_cost: float = 0.0
     latency_p50: float | None = None
     latency_p95: float | None = None
 
@@ -106,6 +106,7 @@ _SUMMED = (
     "tokens_out",
     "gpu_seconds",
     "cost",
+    "idle_cost",
 )
 
 

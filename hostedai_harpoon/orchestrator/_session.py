@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from .. import BudgetExceededError, HostedAIError, OrchestratorClosedError
+from .. import (
+    AllocationError,
+    BudgetExceededError,
+    ConfigurationError,
+    HostedAIError,
+    OrchestratorClosedError,
+)
 from ..routing import RouteRequest, RoutingPolicy, Target, Tier
-from ._engine import Engine
+from ._engine import Engine, Routed
 from ._inflight import InFlight, guarded, settle
 from ._results import RoutedResult
 from ._slots import Slots
 from ._stream import RoutedStream
+
+log = logging.getLogger("hostedai_harpoon")
 
 __all__ = ["Session", "inference_options"]
 
@@ -26,6 +35,19 @@ def inference_options(temperature: float | None, stop: str | list[str] | None) -
     return {"temperature": temperature, "stop": stop}
 
 
+def check_deadline(deadline: object) -> float | None:
+    """A call's ``deadline=``: seconds > 0, or None."""
+    if deadline is None:
+        return None
+    if (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, int | float)
+        or not 0 < deadline < float("inf")
+    ):
+        raise ConfigurationError(f"deadline must be a number of seconds > 0, got {deadline!r}")
+    return float(deadline)
+
+
 class Session:
     """A scope of GPU use: calls routed per request on allocations leased for the scope.
 
@@ -36,6 +58,12 @@ class Session:
     wait their turn. Leaving the block cancels the calls still in flight (they raise
     ``OrchestratorClosedError``) and releases every allocation the session leased, however
     the block is left. Safe to use from many tasks at once.
+
+    With a ``budget``, a call is admitted, and an allocation leased, only while what is
+    spent plus what is already committed (the busy allocations' calls, the leases being
+    made, every release) fits; once no further call would fit, idle allocations are
+    released at once (docs/orchestrator.md gives the worst-case overshoot).
+    ``prewarm_errors`` names each prewarm target that could not be leased, and why.
     """
 
     def __init__(
@@ -49,6 +77,8 @@ class Session:
         outer: InFlight,
         check_open: Callable[[], None],
         on_close: Callable[[Session], None],
+        deadline: float | None = None,
+        require_prewarm: bool = False,
     ) -> None:
         self._engine = engine
         self._slots = slots
@@ -60,8 +90,12 @@ class Session:
         self._scopes = (outer, self._calls)
         self._check_open = check_open
         self._on_close = on_close
+        self._deadline = deadline
+        self._require_prewarm = require_prewarm
         self._entered = False
         self._closed = False
+        self.prewarm_errors: Mapping[str, HostedAIError] = {}
+        """Each prewarm target that could not be leased on entering, with the error."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -71,6 +105,12 @@ class Session:
     def spent(self) -> float:
         """Estimated dollars spent: the GPU-seconds the session held, at each target's price."""
         return self._slots.spent()
+
+    @property
+    def idle_cost(self) -> float:
+        """Of ``spent``, the dollars of allocation time with no call on it (being made,
+        kept warm, being released): the calls' ``cost`` plus this adds up to ``spent``."""
+        return self._slots.idle_cost()
 
     @property
     def budget(self) -> float | None:
@@ -91,14 +131,34 @@ class Session:
         return self
 
     async def _lease_prewarm(self) -> None:
+        """Lease one allocation of each prewarm target. What could not be leased is in
+        ``prewarm_errors`` (logged), or, with ``require_prewarm``, an ``AllocationError``
+        naming each target and why."""
         leasing = [asyncio.ensure_future(self._slots.open(t)) for t in self._prewarm]
         try:
-            await asyncio.gather(*leasing)
+            outcomes = await asyncio.gather(*leasing, return_exceptions=True)
         except BaseException:
             for task in leasing:
                 task.cancel()
             await settle(leasing)
             raise
+        errors: dict[str, HostedAIError] = {}
+        for target, outcome in zip(self._prewarm, outcomes, strict=True):
+            if isinstance(outcome, HostedAIError):
+                errors[target.name] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        self.prewarm_errors = errors
+        if not errors:
+            return
+        detail = "; ".join(f"{name}: {type(e).__name__}: {e}" for name, e in errors.items())
+        if self._require_prewarm:
+            raise AllocationError(
+                f"could not prewarm {detail} (a full pool: raise capacity_timeout= on the "
+                "Orchestrator to wait for room; or pass require_prewarm=False to open the "
+                "session without them)"
+            )
+        log.warning("could not prewarm %s; the session opens without them", detail)
 
     async def __aexit__(
         self,
@@ -109,7 +169,8 @@ class Session:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel the calls in flight and release every allocation. Idempotent."""
+        """Cancel the calls in flight and release every allocation. Idempotent; ``close()``
+        is the same."""
         if self._closed:
             await self._slots.aclose()  # another closer may still be at it: wait for it too
             return
@@ -123,6 +184,8 @@ class Session:
             finally:
                 self._on_close(self)  # only now: closing the orchestrator waits for this
 
+    close = aclose
+
     def _check(self) -> None:
         if self._closed or not self._entered:
             raise OrchestratorClosedError(
@@ -130,11 +193,13 @@ class Session:
             )
         self._check_open()
         if self._budget is not None:
-            spent = self._slots.spent()
-            if spent >= self._budget:
+            committed = self._slots.committed()
+            if committed >= self._budget:
+                spent = self._slots.spent()
                 raise BudgetExceededError(
-                    f"the session's budget of ${self._budget:.7g} is spent "
-                    f"(${spent:.7g} so far); the call was not sent",
+                    f"the session's budget of ${self._budget:.7g} is spent or committed "
+                    f"(${spent:.7g} spent, ${committed:.7g} with what is bound to be); "
+                    "the call was not sent",
                     budget=self._budget,
                     spent=spent,
                 )
@@ -148,18 +213,41 @@ class Session:
         stop: str | list[str] | None = None,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
+        deadline: float | None = None,
     ) -> RoutedResult:
         """Route ``prompt`` and run it on one of the session's allocations (leasing one when
         needed), failing over and escalating as the orchestrator does.
 
-        ``target`` pins the call to a target, ``tier`` narrows it to a tier. Raises
+        ``target`` pins the call to a target, ``tier`` narrows it to a tier; ``deadline``
+        (seconds; default: the orchestrator's) bounds the whole call, every target and
+        lease included, and raises ``APITimeoutError`` when it passes. Raises
         ``BudgetExceededError`` before sending anything once the budget is spent, and
         ``AllAttemptsFailedError`` (carrying every attempt) when no attempt succeeded.
         """
         self._check()
-        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
         return await self._engine.infer(
-            self._slots, self._policy, request, temperature, stop, self._names, self._scopes
+            self._routed(prompt, max_tokens, temperature, stop, target, tier, deadline)
+        )
+
+    def _routed(
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float | None,
+        stop: str | list[str] | None,
+        target: Target | str | None,
+        tier: Tier | str | None,
+        deadline: float | None,
+    ) -> Routed:
+        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
+        return Routed(
+            self._slots,
+            self._policy,
+            request,
+            inference_options(temperature, stop),
+            self._names,
+            self._scopes,
+            self._deadline if deadline is None else check_deadline(deadline),
         )
 
     def stream(
@@ -171,19 +259,13 @@ class Session:
         stop: str | list[str] | None = None,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
+        deadline: float | None = None,
     ) -> RoutedStream:
         """A routed, streamed inference: ``async with session.stream(...) as chunks``.
 
         It fails over only before its first chunk; a stream is never escalated.
+        ``deadline`` bounds the time to the first chunk. Entering checks the budget
+        exactly as ``infer`` does, before anything is sent.
         """
-        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
-        return RoutedStream(
-            self._engine,
-            self._slots,
-            self._policy,
-            request,
-            inference_options(temperature, stop),
-            self._names,
-            self._scopes,
-            self._check,
-        )
+        call = self._routed(prompt, max_tokens, temperature, stop, target, tier, deadline)
+        return RoutedStream(self._engine, call, self._check)

@@ -1,9 +1,13 @@
 """Allocation slots: the leases one scope holds per target, shared by concurrent calls.
 
 A ``Slot`` is one ``AsyncLease`` serving up to its target's ``max_concurrency`` calls at
-once. ``Slots`` hands them out: a free place on a held allocation first, else a new lease
-while the target is under its ``max_allocations``, else a place in a FIFO queue, granted
-as soon as a call ends or an allocation is let go. Everything here runs on the event loop
+once. ``Slots`` hands them out: a free place on a held allocation first, else a place in
+the target's FIFO queue. Leasing is single flight: a new allocation is leased only while
+the callers waiting outnumber the places on the allocations being made, within the
+scope's cap, the orchestrator's cap and back-off (``Fleet``) and the session's budget.
+A lease runs as a task of its own and serves whoever is first in the queue when it is
+ready; a queue with nothing held or coming for it (a refused lease, a budget reached) is
+refused at once, so that its callers fail over. Everything here runs on the event loop
 without locks: the bookkeeping between two awaits is never interrupted, and no await
 happens while a decision is half made.
 
@@ -23,13 +27,16 @@ from typing import Any
 from .. import (
     AllocationError,
     AsyncHostedAI,
-    CapacityError,
+    BudgetExceededError,
+    HostedAIError,
     LeaseState,
     OrchestratorClosedError,
 )
 from .. import _telemetry as telemetry
 from ..routing import Target
-from ._group import Group, Limits, Slot
+from ._failover import fails_over
+from ._fleet import Fleet
+from ._group import Group, Limits, Slot, timed
 from ._inflight import settle
 from ._live import LiveState
 
@@ -45,23 +52,31 @@ class Slots:
         self,
         client: AsyncHostedAI,
         live: LiveState,
+        fleet: Fleet,
         *,
         limits: Limits,
         queue_timeout: float,
         clock: Callable[[], float],
         lease_options: Mapping[str, Any],
+        budget: float | None = None,
     ) -> None:
         self._client = client
         self._live = live
+        self._fleet = fleet
         self._limits = limits
         self._queue_timeout = queue_timeout
         self._clock = clock
         self._lease_options = lease_options
+        self._budget = budget
         self._groups: dict[str, Group] = {}
-        self._held: set[Slot] = set()  # every allocation not yet being released
+        self._held: set[Slot] = set()  # every allocation leased and not yet released
+        self._making: dict[asyncio.Task[Slot | None], tuple[float, Target]] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._spent = 0.0
+        self._watch: asyncio.TimerHandle | None = None
+        self._spent = 0.0  # allocations released, and leases that made none
+        self._idle = 0.0  # of that, the time no call ran
         self.closed = False
+        fleet.join(self)
 
     def _group(self, target: Target) -> Group:
         group = self._groups.get(target.name)
@@ -76,65 +91,177 @@ class Slots:
         group = self._group(target)
         return len(group.slots) + group.leasing
 
+    # Money
+
     def spent(self) -> float:
-        """Dollars spent so far: every allocation's seconds held at its hourly price."""
+        """Dollars spent so far: every allocation's seconds from the start of its lease to
+        the end of its release, at its hourly price."""
         now = self._clock()
-        held = sum(
-            (now - slot.opened_at) * slot.target.cost_per_hour
-            for group in self._groups.values()
-            for slot in group.slots
+        total = self._spent + sum(slot.cost(now) for slot in self._held)
+        return total + sum(
+            (now - since) * target.cost_per_hour / 3600.0 for since, target in self._making.values()
         )
-        return self._spent + held / 3600.0
+
+    def idle_cost(self) -> float:
+        """Of ``spent()``, the dollars of time with no call on the allocation: making it,
+        keeping it warm, releasing it."""
+        now = self._clock()
+        total = self._idle
+        for slot in self._held:
+            total += slot.idle_cost
+            if not slot.in_use:
+                total += (now - slot.marked) * slot.price
+        return total + sum(
+            (now - since) * target.cost_per_hour / 3600.0 for since, target in self._making.values()
+        )
+
+    def idle_by_target(self) -> dict[str, float]:
+        """The idle cost of the allocations held now, per target name."""
+        now = self._clock()
+        idle: dict[str, float] = {}
+        for slot in self._held:
+            cost = slot.idle_cost + (0.0 if slot.in_use else (now - slot.marked) * slot.price)
+            idle[slot.target.name] = idle.get(slot.target.name, 0.0) + cost
+        return idle
+
+    def committed(self) -> float:
+        """What is spent plus what is already bound to be: each busy allocation's calls,
+        each lease's remaining making and first call, and every release."""
+        total = self.spent()
+        for group in self._groups.values():
+            price = group.target.cost_per_hour / 3600.0
+            busy = sum(1 for slot in group.slots if slot.in_use)
+            total += price * busy * group.call_seconds
+            total += price * group.leasing * (group.lease_seconds + group.call_seconds)
+            live = len(group.slots) + group.leasing + group.releasing
+            total += price * live * group.release_seconds
+        return total
+
+    def _new_allocation_cost(self, group: Group) -> float:
+        """What one more allocation of ``group`` costs at least: leased, one call, released."""
+        price = group.target.cost_per_hour / 3600.0
+        return price * (group.lease_seconds + group.call_seconds + group.release_seconds)
+
+    def _mind_budget(self) -> None:
+        """With a budget: release idle allocations once no further call could fit, and look
+        again when, at the current rate, that will be so."""
+        budget = self._budget
+        if budget is None or self.closed:
+            return
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        idle = [(g, s) for g in self._groups.values() for s in g.slots if not s.in_use]
+        if not idle:
+            return
+        headroom = budget - self.committed()
+        cheapest = min(slot.price * group.call_seconds for group, slot in idle)
+        if headroom < cheapest:
+            for group, slot in idle:
+                log.info("budget reached: releasing idle allocation %s", slot.allocation_id)
+                self._drop(group, slot)
+                self._close_later(slot)
+            return
+        rate = sum(slot.price for slot in self._held)
+        if rate > 0.0:
+            wait = (headroom - cheapest) / rate
+            self._watch = asyncio.get_running_loop().call_later(wait, self._mind_budget)
 
     # Taking and giving back
 
     def take(self, target: Target) -> Slot | None:
         """A place on a held allocation of ``target`` when one is free now and nobody waits
-        (give it back with ``release``); else None: ``acquire`` it instead."""
+        (give it back with ``release``, with the slot's ``share`` read right after); else
+        None: ``acquire`` it instead."""
         group = self._groups.get(target.name)
-        if group is None or group.waiters or self.closed:
+        if group is None or group.waiting or self.closed:
             return None
-        active, room = LeaseState.ACTIVE, target.max_concurrency
-        for slot in group.slots:  # ``slot.usable()``, spelt out: this runs on every call
-            if not slot.dead and slot.in_use < room and slot.lease.state is active:
-                slot.in_use += 1
-                return slot
-        return None
+        slot = group.free_slot()
+        if slot is None:
+            return None
+        slot.account(self._clock())
+        slot.in_use += 1
+        return slot
 
-    async def acquire(self, target: Target) -> Slot:
-        """A place on an allocation of ``target``; give it back with ``release``."""
+    async def acquire(self, target: Target) -> tuple[Slot, float]:
+        """A place on an allocation of ``target``, waiting in line up to ``queue_timeout``
+        seconds, and the slot's ``share`` when it was granted; give it back with
+        ``release``."""
         if self.closed:
             raise OrchestratorClosedError("the allocations of this scope were released")
         group = self._group(target)
-        if not group.waiters:
+        if not group.waiting:
             slot = group.free_slot()
             if slot is not None:
+                slot.account(self._clock())
                 slot.in_use += 1
-                return slot
-            if group.may_lease():
-                group.leasing += 1
-                return await self._lease(group, uses=1)
-        return await self._wait(group)
+                return slot, slot.share
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        group.waiters.append(waiter)
+        group.waiting += 1
+        self._pump(group)
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                slot = await waiter
+        except BaseException as exc:
+            if not waiter.done() or waiter.cancelled():  # gave up (cancelling our wait)
+                waiter.cancel()
+                group.waiting -= 1
+                if not group.waiting and group.for_queue:
+                    # Nobody left to serve: stop the leases made for them, and see them
+                    # released before giving up (as if this call had leased them itself).
+                    stopping = list(group.for_queue)
+                    for task in stopping:
+                        task.cancel()
+                    await settle(stopping)
+            elif not waiter.cancelled() and waiter.exception() is None:
+                granted = waiter.result()  # granted just as we gave up: give it back
+                self.release(granted, granted.share)
+            if isinstance(exc, TimeoutError):
+                raise AllocationError(
+                    f"no room on an allocation of {group.target.name} within "
+                    f"{self._queue_timeout}s (queue_timeout): {len(group.slots)} held and "
+                    f"{group.leasing} being leased (max_allocations: {group.limit}, "
+                    f"{self._fleet.live(group.target.name)} counted in the orchestrator), "
+                    f"{group.waiting} callers waiting"
+                ) from None
+            raise
+        return slot, slot.share
 
     async def open(self, target: Target) -> Slot | None:
-        """Lease one more allocation of ``target`` to keep warm (None: at its limit)."""
+        """Lease one more allocation of ``target`` to keep warm (None: at a cap)."""
         group = self._group(target)
-        if not group.may_lease():
+        why = self._why_not(group)
+        if why == "cap":
             return None
-        group.leasing += 1
-        return await self._lease(group, uses=0)
+        if why is not None:
+            raise self._refusal(group, why)
+        slot = await asyncio.shield(self._start_lease(group))
+        if slot is None:
+            raise self._refusal(group, "failed")
+        return slot
 
-    def release(self, slot: Slot, *, broken: bool = False) -> None:
-        """Give back one place on ``slot``; ``broken`` lets the allocation go."""
+    def release(
+        self, slot: Slot, start: float, *, broken: bool = False, seconds: float | None = None
+    ) -> float:
+        """Give back one place on ``slot`` (``start``: its ``share`` when taken); ``broken``
+        lets the allocation go. Returns the call's share of the allocation's cost."""
+        now = self._clock()
+        slot.account(now)
         slot.in_use -= 1
-        slot.last_used = self._clock()
+        slot.last_used = now
         group = self._groups[slot.target.name]
+        if seconds is not None:
+            group.call_seconds = timed(group.call_seconds, seconds)
         if broken or slot.lease.state is not LeaseState.ACTIVE:
             self._drop(group, slot)
-        elif group.waiters and not slot.dead:
+        elif group.waiting and not slot.dead:
             self._hand_out(group, slot)
         if slot.dead and slot.in_use == 0:
             self._close_later(slot)
+        if self._budget is not None:
+            self._mind_budget()
+        return slot.share - start
 
     def release_idle(self, idle_for: float, keep: Mapping[str, int]) -> None:
         """Let go of allocations lost meanwhile, and of those unused for ``idle_for``
@@ -154,54 +281,116 @@ class Slots:
                     self._close_later(slot)
                     spare -= 1
 
-    async def _wait(self, group: Group) -> Slot:
-        waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
-        group.waiters.append(waiter)
-        try:
-            async with asyncio.timeout(self._queue_timeout):
-                granted = await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                granted = waiter.result()  # granted just as we gave up: give it back
-                if granted is not None:
-                    self.release(granted)
-                else:
-                    group.leasing -= 1
-                    self._wake(group)
-            waiter.cancel()
-            if isinstance(exc, TimeoutError):
-                raise AllocationError(
-                    f"no room on an allocation of {group.target.name} within "
-                    f"{self._queue_timeout}s: all {len(group.slots)} busy and "
-                    f"max_allocations reached"
-                ) from None
-            raise
-        if granted is None:
-            return await self._lease(group, uses=1)
-        return granted
+    # The queue
+
+    def pump(self, name: str) -> None:
+        """Serve the callers waiting for ``name`` as far as can be now (the fleet calls
+        this when a cap or a back-off of ``name`` lets up)."""
+        group = self._groups.get(name)
+        if group is not None and group.waiting:
+            self._pump(group)
+
+    def _pump(self, group: Group) -> None:
+        if self.closed:
+            return
+        if group.waiting:
+            for slot in group.slots:
+                self._hand_out(group, slot)
+                if not group.waiting:
+                    return
+        room = group.target.max_concurrency
+        why = None
+        while group.waiting > group.leasing * room:
+            why = self._why_not(group)
+            if why is not None:
+                break
+            group.for_queue.add(self._start_lease(group))
+        if why is None or why == "cap" or group.slots or group.leasing or group.releasing:
+            return  # served, or what is held, coming or being let go will serve them
+        while (waiter := group.next_waiter()) is not None:
+            waiter.set_exception(self._refusal(group, why))
+
+    def _why_not(self, group: Group) -> str | None:
+        """Why no lease of ``group`` may start now (None: it may)."""
+        if self.closed:
+            return "closed"
+        if not group.may_lease():
+            return "cap"
+        target = group.target
+        fleet = self._fleet
+        why = fleet.blocked(target.name)
+        if why is not None:
+            return why
+        free = self._live.pool_free(target)  # no more leases at once than the pool has room
+        if free is not None and fleet.leasing(target.name) >= max(1, free // target.gpus):
+            return "cap"
+        budget = self._budget
+        if budget is not None and self.committed() + self._new_allocation_cost(group) > budget:
+            return "budget"
+        return None
+
+    def _refusal(self, group: Group, why: str) -> HostedAIError:
+        """The error for callers no allocation of ``group`` can serve now."""
+        name = group.target.name
+        if why == "closed":
+            return OrchestratorClosedError("the allocations of this scope were released")
+        if why == "budget":
+            budget = self._budget or 0.0
+            spent = self.spent()
+            return BudgetExceededError(
+                f"another allocation of {name} (at least "
+                f"${self._new_allocation_cost(group):.7g}) would not fit in the session's "
+                f"budget of ${budget:.7g} (${self.committed():.7g} spent or committed); "
+                "the call was not sent",
+                budget=budget,
+                spent=spent,
+            )
+        last = group.last_error
+        if isinstance(last, HostedAIError) and (why == "failed" or not fails_over(last)):
+            return last  # the request's own error (a wrong key, say): no use going elsewhere
+        error = AllocationError(
+            f"could not lease {name}: {last or 'a lease was refused'}; trying again in "
+            f"{self._fleet.retry_in(name):.2f}s, at most one lease at a time meanwhile"
+        )
+        error.__cause__ = _root(last)
+        return error
 
     def _hand_out(self, group: Group, slot: Slot) -> None:
         """Give the room on ``slot`` to the callers waiting, first come first served."""
-        while group.waiters and slot.usable():
+        while group.waiting and slot.usable():
             waiter = group.next_waiter()
             if waiter is None:
                 return
+            slot.account(self._clock())
             slot.in_use += 1
             waiter.set_result(slot)
 
-    def _wake(self, group: Group) -> None:
-        """Room for another allocation: the first caller waiting may lease it."""
-        if group.may_lease():
-            waiter = group.next_waiter()
-            if waiter is not None:
-                group.leasing += 1
-                waiter.set_result(None)
-
     # Allocations
 
-    async def _lease(self, group: Group, *, uses: int) -> Slot:
-        """Lease an allocation for ``group`` (its ``leasing`` already counts this one)."""
+    def _start_lease(self, group: Group) -> asyncio.Task[Slot | None]:
+        group.leasing += 1
+        self._fleet.started(group.target.name)
+        task = asyncio.get_running_loop().create_task(self._lease(group))
+        self._making[task] = (self._clock(), group.target)
+        task.add_done_callback(self._made)
+        return task
+
+    def _made(self, task: asyncio.Task[Slot | None]) -> None:
+        for group in self._groups.values():
+            group.for_queue.discard(task)
+        entry = self._making.pop(task, None)
+        if entry is not None:  # a lease that made nothing (a slot's cost is its own)
+            since, target = entry
+            cost = (self._clock() - since) * target.cost_per_hour / 3600.0
+            self._spent += cost
+            self._idle += cost
+            self._live.idled(target.name, cost)
+
+    async def _lease(self, group: Group) -> Slot | None:
+        """Lease an allocation for ``group`` (its ``leasing`` already counts this one) and
+        hand it to the callers waiting; None when it failed (``group.last_error`` says why)."""
         target = group.target
+        started = self._clock()
         stack = AsyncExitStack()
         try:
             with telemetry.priced(target.cost_per_gpu_hour):
@@ -214,59 +403,94 @@ class Slots:
                         **self._lease_options,
                     )
                 )
-        except BaseException as exc:
+        except Exception as exc:
             group.leasing -= 1
-            self._wake(group)
-            if uses and group.slots and isinstance(exc.__cause__, CapacityError):
-                return await self._wait(group)  # the pool is full: wait for what is held
+            group.last_error = exc
+            self._fleet.failed(target.name, exc)
+            self._pump(group)
+            return None
+        except BaseException:
+            group.leasing -= 1
+            self._fleet.failed(target.name, None)
             raise
         group.leasing -= 1
-        slot = Slot(target, lease, stack, self._clock())
-        slot.in_use = uses
+        self._fleet.succeeded(target.name)
+        now = self._clock()
+        group.lease_seconds = timed(group.lease_seconds, now - started)
+        slot = Slot(target, lease, stack, now, leased_at=started)
+        self._making.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         group.slots.append(slot)
         self._held.add(slot)
         self._live.held(target.name, slot.allocation_id, True)
         if self.closed:
             self._drop(group, slot)
             self._close_later(slot)
-            raise OrchestratorClosedError("the allocations of this scope were released")
-        self._hand_out(group, slot)
+            return None
+        self._pump(group)
+        if self._budget is not None:
+            self._mind_budget()
         return slot
 
     def _drop(self, group: Group, slot: Slot) -> None:
-        """Take ``slot`` out of service; it is closed once its last call gives it back."""
+        """Take ``slot`` out of service; it is closed once its last call gives it back.
+        It counts against the caps until its release has ended."""
         if slot.dead:
             return
         slot.dead = True
         group.slots.remove(slot)
+        group.releasing += 1
         self._live.held(slot.target.name, slot.allocation_id, False)
-        self._spent += (self._clock() - slot.opened_at) * slot.target.cost_per_hour / 3600.0
-        self._wake(group)
 
     def _close_later(self, slot: Slot) -> None:
-        if slot not in self._held:
+        stack, slot.stack = slot.stack, None
+        if stack is None:
             return  # already being closed
-        self._held.discard(slot)
-        task = asyncio.get_running_loop().create_task(_close(slot))
+        task = asyncio.get_running_loop().create_task(self._close(slot, stack))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _close(self, slot: Slot, stack: AsyncExitStack) -> None:
+        started = self._clock()
+        try:
+            await stack.aclose()
+        except AllocationError as exc:  # already logged, and kept in client.orphans()
+            log.debug("allocation %s was not released: %s", slot.allocation_id, exc)
+        finally:
+            now = self._clock()
+            slot.account(now)
+            slot.closed_at = now
+            self._held.discard(slot)
+            self._spent += slot.cost(now)
+            self._idle += slot.idle_cost
+            self._live.idled(slot.target.name, slot.idle_cost)
+            group = self._groups[slot.target.name]
+            group.releasing -= 1
+            group.release_seconds = timed(group.release_seconds, now - started)
+            self._fleet.released(slot.target.name)
 
     async def aclose(self) -> None:
         """Release every allocation and refuse the callers still waiting. Calls in flight
         should be cancelled first: their allocations are released under them."""
         self.closed = True
+        self._fleet.leave(self)
+        if self._watch is not None:
+            self._watch.cancel()
+        for task in self._making:
+            task.cancel()
         for group in self._groups.values():
             while (waiter := group.next_waiter()) is not None:
                 waiter.set_exception(OrchestratorClosedError("the allocations were released"))
             for slot in list(group.slots):
                 self._drop(group, slot)
+        await settle(list(self._making))
         for slot in list(self._held):  # those dropped with calls still on them too
-            self._close_later(slot)
+            if slot.dead:
+                self._close_later(slot)
         await settle(self._closing)
 
 
-async def _close(slot: Slot) -> None:
-    try:
-        await slot.stack.aclose()
-    except AllocationError as exc:  # already logged, and kept in client.orphans()
-        log.debug("allocation %s was not released: %s", slot.allocation_id, exc)
+def _root(error: BaseException | None) -> BaseException | None:
+    """The deepest cause of ``error`` (a full pool's ``CapacityError``, for instance)."""
+    while error is not None and error.__cause__ is not None:
+        error = error.__cause__
+    return error

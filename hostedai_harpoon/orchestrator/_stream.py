@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+
+import attrs
 
 from .. import HostedAIError, InferenceChunk, Usage
-from ..routing import RouteDecision, RouteRequest, RoutingPolicy
-from ._engine import Engine, OpenedStream, fails_over
-from ._inflight import InFlight, closed_instead, current_task
+from ..routing import RouteDecision
+from ._engine import Engine, OpenedStream, Routed
+from ._failover import judge
+from ._inflight import closed_instead, current_task
 from ._results import Attempt
-from ._slots import Slots
 
 __all__ = ["RoutedStream"]
 
@@ -27,24 +28,11 @@ class RoutedStream:
     Leaving the block closes the stream, however it is left.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        slots: Slots,
-        policy: RoutingPolicy,
-        request: RouteRequest,
-        options: dict[str, Any],
-        names: frozenset[str] | None,
-        scopes: Sequence[InFlight],
-        check: Callable[[], None],
-    ) -> None:
+    def __init__(self, engine: Engine, call: Routed, check: Callable[[], None]) -> None:
         self._engine = engine
-        self._slots = slots
-        self._policy = policy
-        self._request = request
-        self._options = options
-        self._names = names
-        self._scopes = scopes
+        self._call = call
+        self._slots = call.slots
+        self._scopes = call.scopes
         self._check = check
         self._task: asyncio.Task[object] | None = None
         self._opened: OpenedStream | None = None
@@ -68,9 +56,7 @@ class RoutedStream:
         for scope in self._scopes:
             scope.enter(task)
         try:
-            self._decision, self._opened = await self._engine.stream(
-                self._slots, self._policy, self._request, self._options, self._names, self.attempts
-            )
+            self._decision, self._opened = await self._engine.stream(self._call, self.attempts)
         except BaseException as exc:
             self._finish_tracking(exc)
             raise
@@ -104,15 +90,21 @@ class RoutedStream:
         try:
             await opened.close()
         finally:
+            seconds = time.perf_counter() - opened.started
             if exc is None:
-                seconds = time.perf_counter() - opened.started
                 live.finished(name, opened.ticket, "ok", seconds, self._usage)
             elif isinstance(exc, HostedAIError):
-                broken = fails_over(exc)
-                live.finished(name, opened.ticket, "failed" if broken else "refused", 0.0, None)
+                verdict = judge(exc)
+                broken = verdict == "failed"
+                live.finished(name, opened.ticket, verdict, 0.0, None)
             else:
                 live.abandoned(name, opened.ticket)
-            self._slots.release(opened.slot, broken=broken)
+            cost = self._slots.release(
+                opened.slot, opened.share, broken=broken, seconds=None if exc else seconds
+            )
+            if self.attempts:  # the stream's own attempt, now that its time and cost are known
+                last = self.attempts[-1]
+                self.attempts[-1] = attrs.evolve(last, seconds=seconds, cost=cost)
             self._finish_tracking(exc)
 
     def _finish_tracking(self, exc: BaseException | None) -> None:

@@ -69,6 +69,8 @@ async def test_a_target_whose_pool_is_empty_is_failed_over_then_avoided_then_pro
         for squatter in squatters:
             await orch.client.release_allocation(squatter.id)
         clock.advance(5.0)  # the pools are due for another read
+        await orch.process("Hi!")  # starts it, in the background: calls keep their order
+        await orch._engine.refresh_pools()  # (the read, done)
         probed = await orch.process(COMPLEX)
         assert probed.target.name == "qwen3-30b-a3b"
         assert [a.error for a in probed.attempts] == [None]

@@ -97,18 +97,20 @@ async def test_a_spent_budget_refuses_the_next_call_before_anything_is_sent(
         orch.allocate(prewarm=[QWEN], budget=0.01) as session,  # $0.01 at $2.50/h: 14.4 s
     ):
         await session.infer("Hi!", target=QWEN)
-        clock.advance(14.0)
-        await session.infer("Hi!", target=QWEN)
+        clock.advance(13.0)
+        await session.infer("Hi!", target=QWEN)  # fits; after it, no further call would
+        await until(lambda: not session._slots._held)  # so the idle GPU is let go
         clock.advance(1.0)
         sent = len(emulator.requests_to("POST", "/v1/inference"))
         with pytest.raises(harpoon.BudgetExceededError) as caught:
             await session.infer("Hi!", target=QWEN)
         assert len(emulator.requests_to("POST", "/v1/inference")) == sent
+        assert len(emulator.requests_to("POST", "/v1/allocate")) == 1
+        assert emulator.live_allocations() == []
     assert caught.value.budget == 0.01
-    assert caught.value.spent == pytest.approx(15.0 * 2.5 / 3600)
-    assert session.spent == pytest.approx(15.0 * 2.5 / 3600)
-    assert orch.snapshot().targets[QWEN].cost == pytest.approx(15.0 * 2.5 / 3600)
-    assert live_ids(emulator) == []
+    assert caught.value.spent == pytest.approx(13.0 * 2.5 / 3600)
+    assert session.spent == pytest.approx(13.0 * 2.5 / 3600)
+    assert session.spent <= 0.01
 
 
 async def test_callers_beyond_max_allocations_wait_in_fifo_order(
@@ -162,11 +164,29 @@ async def test_a_prewarm_that_fails_releases_what_it_did_lease(
     emu = make_emulator(ready_delay=0.05)
     emu.fail_next_allocations(1)  # one of the two never becomes ready
     async with harpoon.Orchestrator(connect(emu)) as orch:
-        with pytest.raises(harpoon.AllocationError, match="failed"):
-            async with orch.allocate(prewarm=[QWEN, GEMMA]):
+        with pytest.raises(harpoon.AllocationError, match="failed") as caught:
+            async with orch.allocate(prewarm=[QWEN, GEMMA], require_prewarm=True):
                 pytest.fail("the block must not run")  # pragma: no cover
+        assert QWEN in str(caught.value)
+        assert "capacity_timeout" in str(caught.value)  # the setting to raise for a full pool
         assert live_ids(emu) == []
         assert len(emu.requests_to("POST", "/v1/allocate")) == 2
+
+
+async def test_by_default_a_prewarm_that_fails_opens_the_session_with_what_it_could_lease(
+    make_emulator: EmulatorFactory, connect: Connect
+) -> None:
+    emu = make_emulator(ready_delay=0.05)
+    emu.fail_next_allocations(1)  # one of the two never becomes ready
+    async with harpoon.Orchestrator(connect(emu)) as orch:
+        async with orch.allocate(prewarm=[QWEN, GEMMA]) as session:
+            assert list(session.prewarm_errors) == [QWEN]
+            assert isinstance(session.prewarm_errors[QWEN], harpoon.AllocationError)
+            (held,) = emu.live_allocations()
+            assert held.model == GEMMA
+            routed = await session.infer("Hi!", target=GEMMA)
+            assert routed.result.allocation_id == held.id
+        assert live_ids(emu) == []
 
 
 @pytest.mark.timeout(20)
