@@ -8,6 +8,9 @@ request header, as JSON), ``text`` (a plain-text body repeating them), ``header`
 (``www-authenticate`` and ``x-request-id`` repeat the key, the body is a plain envelope).
 With ``status`` 200 the body breaks the contract: ``message`` and ``body`` put the key
 where the health check expects its status, ``text`` is not JSON at all.
+
+``/valid/200/...`` answers within the contract, with the key as the service's version
+(``/v1/health``) and as a pool's id (every other path).
 """
 
 from __future__ import annotations
@@ -36,7 +39,13 @@ class _Handler(BaseHTTPRequestHandler):
         sent = {name.lower(): value for name, value in self.headers.items()}
         headers = {"content-type": "application/json", "x-request-id": "req_echo"}
         body: object
-        if where == "message":
+        if where == "valid":
+            pool = {"id": credential, "gpu_type": "H100", "gpus_total": 8, "gpus_free": 8}
+            pool |= {"models": ["gemma-3-270m"], "default": True}
+            body = {"status": "ok", "version": credential}
+            if not self.path.endswith("/v1/health"):
+                body = {"data": [pool]}
+        elif where == "message":
             message = f"key rejected: {credential}"
             body = {"status": message} if status == 200 else _envelope(message, code=key)
         elif where == "body":

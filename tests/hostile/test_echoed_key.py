@@ -140,6 +140,22 @@ def test_harpoon_shows_no_key_from_an_echoing_server(
     assert_hidden(out + err)
 
 
+@pytest.mark.parametrize("command", [["health"], ["health", "--json"], ["pools"]])
+def test_harpoon_masks_the_key_in_a_valid_answer_that_repeats_it(
+    server: str,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HOSTED_AI_BASE_URL", f"{server}/valid/200")
+    monkeypatch.setenv("HOSTED_AI_API_KEY", KEY)
+    monkeypatch.delenv("HOSTED_AI_POOL_ID", raising=False)
+    assert main(command) == 0
+    out, err = capsys.readouterr()
+    assert "Bearer ***" in out
+    assert_hidden(out + err)
+
+
 # A 500 makes every target fail (after the create's replay): AllAttemptsFailedError.
 @pytest.mark.parametrize(("where", "status"), [("header", 500), ("message", 401)])
 def test_harpoon_infer_shows_no_key_from_an_echoing_server(
