@@ -153,6 +153,18 @@ def test_a_streamed_response_shows_the_key_in_no_repr(emulator: Emulator) -> Non
         assert list(stream)
 
 
+@pytest.mark.parametrize("client_class", [harpoon.HostedAI, harpoon.AsyncHostedAI])
+@pytest.mark.parametrize("header", ["X-Api-Key", "X-Forwarded-Key"])
+def test_a_key_in_default_headers_is_in_no_frame_of_a_failed_construction(
+    client_class: type, header: str
+) -> None:
+    with pytest.raises(harpoon.ConfigurationError) as raised:
+        client_class(BASE_URL, API_KEY, default_headers={header: API_KEY}, max_response_bytes=0)
+    frames = [frame for frame, _ in traceback.walk_tb(raised.value.__traceback__)]
+    assert len(frames) >= 2
+    assert all(API_KEY not in repr(value) for f in frames for value in f.f_locals.values())
+
+
 def test_a_bad_base_url_leaves_the_key_in_no_frame_of_the_settings() -> None:
     with pytest.raises(harpoon.ConfigurationError) as raised:
         harpoon.HostedAI("ftp://nowhere", API_KEY)

@@ -5,11 +5,15 @@ DEBUG, no line of ``harpoon`` output, no ``AllAttemptsFailedError`` of the Orche
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
@@ -107,16 +111,11 @@ def test_a_credential_in_default_headers_is_kept_as_a_secret(server: str, where:
 
 
 def test_a_request_seen_by_the_callers_transport_keeps_its_headers(server: str) -> None:
-    import httpx
-
     seen: list[httpx.Request] = []
     http = httpx.Client(event_hooks={"request": [seen.append]})
-    with harpoon.HostedAI(
-        f"{server}/message/401", api_key=KEY, max_retries=0, http_client=http
-    ) as client:
-        with pytest.raises(harpoon.AuthenticationError) as raised:
-            client.list_pools()
-    http.close()
+    client = harpoon.HostedAI(f"{server}/message/401", api_key=KEY, max_retries=0, http_client=http)
+    with http, pytest.raises(harpoon.AuthenticationError) as raised:
+        client.list_pools()
     assert [request.headers["authorization"] for request in seen] == [f"Bearer {KEY}"]
     assert_hidden(everything_about(raised.value))
 
@@ -196,3 +195,22 @@ async def _close(client: Any) -> None:
         await client.close()
     else:
         client.close()
+
+
+def test_hosted_ai_log_debug_leaves_httpcore_quiet(server: str) -> None:
+    script = (
+        "import hostedai_harpoon as harpoon\n"
+        f"client = harpoon.HostedAI({server + '/header/401'!r}, api_key={KEY!r}, max_retries=0)\n"
+        "try:\n"
+        "    client.list_pools()\n"
+        "except harpoon.AuthenticationError:\n"
+        "    pass\n"
+    )
+    env = {**os.environ, "HOSTED_AI_LOG": "debug", "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hostedai_harpoon: GET /v1/pools -> 401" in done.stderr
+    assert "httpcore" not in done.stderr
+    assert_hidden(done.stdout + done.stderr)
