@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -75,28 +75,34 @@ def _request_of(response: httpx.Response) -> httpx.Request | None:
 
 
 def scrub(value: T, secrets: tuple[str, ...]) -> T:
-    """``value`` (a text, or decoded JSON) with each of ``secrets`` masked wherever it appears."""
+    """``value`` (a text, or decoded JSON) with each of ``secrets`` masked wherever it appears;
+    a structure nested too deep to go through is not kept (``MASK`` stands for it)."""
     if not secrets:
         return value
+    try:
+        scrubbed: T = _scrub(value, secrets)
+    except RecursionError:
+        return MASK  # type: ignore[return-value]
+    return scrubbed
+
+
+def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
-                value = value.replace(secret, MASK)  # type: ignore[assignment]
+                value = value.replace(secret, MASK)
         return value
     if isinstance(value, dict):
-        return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}  # type: ignore[return-value]
+        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(item, secrets) for item in value]  # type: ignore[return-value]
+        return [_scrub(item, secrets) for item in value]
     return value
 
 
-def invalid_answer(
-    reason: str, response: httpx.Response, body: object, secrets: tuple[str, ...] | None = None
-) -> ResponseValidationError:
+def invalid_answer(reason: str, response: httpx.Response, body: object) -> ResponseValidationError:
     """The error for an answer that breaks the contract: what the server said is kept with
     the request's secrets masked."""
-    if secrets is None:
-        secrets = secrets_of(_request_of(response))
+    secrets = secrets_of(_request_of(response))
     return models.validation_error(
         scrub(reason, secrets),
         status_code=response.status_code,

@@ -214,3 +214,17 @@ def test_hosted_ai_log_debug_leaves_httpcore_quiet(server: str) -> None:
     assert "hostedai_harpoon: GET /v1/pools -> 401" in done.stderr
     assert "httpcore" not in done.stderr
     assert_hidden(done.stdout + done.stderr)
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_an_error_body_nested_too_deep_to_scrub_is_still_a_typed_error(depth: int) -> None:
+    body = b'{"error": ' + b"[" * depth + b"]" * depth + b', "echo": "' + KEY.encode() + b'"}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=body)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = harpoon.HostedAI("http://127.0.0.1:9", api_key=KEY, max_retries=0, http_client=http)
+    with http, pytest.raises(harpoon.InternalServerError) as raised:
+        client.health()
+    assert_hidden(everything_about(raised.value))
