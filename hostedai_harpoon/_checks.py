@@ -16,6 +16,7 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "MAX_SECONDS",
+    "check_flag",
     "check_gpus",
     "check_id",
     "check_idempotency_key",
@@ -51,6 +52,14 @@ def _sendable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``True`` or ``False``, nothing else: a string such as ``"false"`` is a mistake, not
+    a true value."""
+    if type(value) is not bool:
+        raise ConfigurationError(f"{name} must be True or False, got {_kind(value)} {value!r}")
+    return value
 
 
 def check_text(value: object, name: str) -> str:

@@ -7,11 +7,13 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Final
 
 import attrs
 import httpx
 
+from ._checks import check_flag
 from ._exceptions import ConfigurationError
 from ._telemetry import remember_secret
 
@@ -22,6 +24,8 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "NOT_GIVEN",
+    "SECRET_HEADERS",
+    "DefaultHeaders",
     "NotGiven",
     "Secret",
     "Settings",
@@ -37,6 +41,9 @@ DEFAULT_MAX_RETRIES: Final = 2
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 # Every path of the API starts with it; a base URL may end with it too.
 API_PREFIX: Final = "/v1"
+# Headers whose values are credentials, whoever set them: never shown, masked in what a
+# server says back.
+SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 
 
 class NotGiven:
@@ -99,6 +106,57 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled")
+
+
+@attrs.frozen(repr=False)
+class DefaultHeaders:
+    """The ``default_headers`` of a client, checked; their values never show (one of them
+    may carry a key)."""
+
+    _items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, headers: object) -> DefaultHeaders:
+        """``headers`` (a mapping of printable ASCII strings, or ``None``) checked and kept."""
+        if headers is None:
+            return cls()
+        if not isinstance(headers, Mapping):
+            kind = type(headers).__name__
+            del headers  # no frame that raises may hold a key
+            raise ConfigurationError(f"default_headers must be a mapping, got {kind}")
+        items = tuple(headers.items())
+        del headers
+        if not all(
+            isinstance(name, str)
+            and isinstance(value, str)
+            and (name + value).isascii()
+            and (name + value).isprintable()
+            for name, value in items
+        ):
+            del items
+            raise ConfigurationError("default_headers must map strings to printable ASCII strings")
+        return cls(tuple((name.lower(), value) for name, value in items))
+
+    def split(self, key: Secret) -> tuple[dict[str, str], dict[str, Secret]]:
+        """The headers to send as they are, and those to keep as secrets: a credential
+        header's, and any whose value is the key. The ``Authorization`` header is left out:
+        it carries the key, set on each request as it is built."""
+        plain: dict[str, str] = {}
+        secret: dict[str, Secret] = {}
+        for name, value in self._items:
+            if name == "authorization":
+                continue
+            if name in SECRET_HEADERS or value in (key.reveal(), key.bearer()):
+                secret[name] = Secret(value)
+            else:
+                plain[name] = value
+        return plain, secret
+
+    def __repr__(self) -> str:
+        return f"DefaultHeaders({', '.join(name for name, _ in self._items)})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("default headers cannot be pickled: one of them may be a key")
 
 
 @attrs.frozen
@@ -174,6 +232,7 @@ def resolve_settings(
     Raises ``ConfigurationError`` naming the variable when the base URL or the key is missing,
     and for a URL that is not absolute http(s) or that would send the key in clear text.
     """
+    check_flag(allow_insecure_http, "allow_insecure_http")
     url = _from_env(base_url, ENV_BASE_URL)
     if url is None:
         raise ConfigurationError(

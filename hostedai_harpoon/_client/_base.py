@@ -3,7 +3,6 @@ the planner every call goes through, and the host side of leases. The twins add 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Generic, Self, TypeVar
 
@@ -14,6 +13,7 @@ from .._checks import check_optional_text, check_seconds
 from .._config import (
     DEFAULT_MAX_RETRIES,
     NOT_GIVEN,
+    DefaultHeaders,
     NotGiven,
     Secret,
     Settings,
@@ -75,28 +75,14 @@ def _check_deadline(deadline: float | None) -> float | None:
     return deadline
 
 
-def _check_headers(default_headers: Mapping[str, str] | None) -> dict[str, str]:
-    if default_headers is not None and not isinstance(default_headers, Mapping):
-        raise ConfigurationError(
-            f"default_headers must be a mapping, got {type(default_headers).__name__}"
-        )
-    if default_headers is not None and not all(
-        isinstance(name, str)
-        and isinstance(value, str)
-        and (name + value).isascii()
-        and (name + value).isprintable()
-        for name, value in default_headers.items()
-    ):
-        raise ConfigurationError("default_headers must map strings to printable ASCII strings")
-    # Without the key: the planner sets it on each request as it is built, so no dict that
-    # a frame holds while something can fail ever carries it.
-    headers = {
-        "accept": "application/json",
-        "user-agent": USER_AGENT,
-        **{k.lower(): v for k, v in (default_headers or {}).items()},
-    }
-    headers.pop("authorization", None)
-    return headers
+def _split_headers(
+    default_headers: DefaultHeaders, key: Secret
+) -> tuple[dict[str, str], dict[str, Secret]]:
+    """The headers of every request: the SDK's own and the user's to send as they are, and
+    the user's secret ones. The key itself is in neither: the planner sets it on each
+    request as it is built, so no dict a frame holds while something can fail carries it."""
+    plain, secret = default_headers.split(key)
+    return {"accept": "application/json", "user-agent": USER_AGENT, **plain}, secret
 
 
 def _positive_int(value: object, name: str, *, optional: bool = False) -> Any:
@@ -128,7 +114,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         retry: RetryPolicy | None,
         circuit_breaker: CircuitBreakerConfig | NotGiven | None,
         allow_insecure_http: bool,
-        default_headers: Mapping[str, str] | None,
+        default_headers: DefaultHeaders,
         max_response_bytes: int,
         max_allocations_per_pool: int | None,
     ) -> None:
@@ -150,11 +136,13 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         self._max_allocations_per_pool: int | None = _positive_int(
             max_allocations_per_pool, "max_allocations_per_pool", optional=True
         )
+        headers, secret_headers = _split_headers(default_headers, settings.api_key)
         self._planner = Planner(
             build_request=None,  # the twin's http client, once it has one (_attach)
             prefix=settings.base_url,
-            headers=_check_headers(default_headers),
+            headers=headers,
             secret=settings.api_key,
+            secret_headers=secret_headers,
             timeout=pick_timeout(timeout),
             deadline=_check_deadline(deadline),
             retry=_resolve_retry(retry, max_retries),

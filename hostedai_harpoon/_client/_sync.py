@@ -16,6 +16,7 @@ from .._config import (
     DEFAULT_TIMEOUT,
     ENV_API_KEY,
     NOT_GIVEN,
+    DefaultHeaders,
     NotGiven,
     Secret,
 )
@@ -71,6 +72,8 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
     ) -> None:
         key = Secret.of(api_key, ENV_API_KEY)
         del api_key  # only in the Secret from here on: no frame that can raise holds it
+        headers = DefaultHeaders.of(default_headers)
+        del default_headers  # the same: one of them may carry a key
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigurationError("http_client must be an httpx.Client for HostedAI")
         super().__init__(
@@ -83,7 +86,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
             retry=retry,
             circuit_breaker=circuit_breaker,
             allow_insecure_http=allow_insecure_http,
-            default_headers=default_headers,
+            default_headers=headers,
             max_response_bytes=max_response_bytes,
             max_allocations_per_pool=max_allocations_per_pool,
         )

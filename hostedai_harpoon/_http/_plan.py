@@ -34,7 +34,7 @@ from .._resilience import (
     never_sent,
 )
 from . import _clock
-from ._errors import parse_reply, redact, request_id, status_error, transport_error
+from ._errors import parse_reply, request_id, stand_in, status_error, transport_error
 from ._steps import Call, Plan, Reply, Send, Sleep
 
 __all__ = ["Planner"]
@@ -73,6 +73,8 @@ class Planner:
     deadline: float | None
     retry: RetryPolicy
     breaker: CircuitBreaker | None
+    # default_headers that carry a credential: sent, never shown.
+    secret_headers: Mapping[str, Secret] = attrs.field(factory=dict)
     # The headers of a call with a JSON body, merged once rather than on every call.
     _json_headers: Mapping[str, str] = attrs.field(
         init=False,
@@ -87,7 +89,8 @@ class Planner:
 
     def build(self, call: Call[Any], timeout: httpx.Timeout) -> httpx.Request:
         """The request of one attempt. The key joins its headers only inside the request,
-        whose repr does not show them; the plan blanks it once the attempt is over."""
+        whose repr does not show them. The request is not changed afterwards (the caller's
+        transport may keep it): errors keep a stand-in of it instead (``_errors.stand_in``)."""
         content: bytes | None = None
         if call.json is not None:
             try:
@@ -112,10 +115,19 @@ class Planner:
             content=content,
             params=call.params,
             # Built in the call: no local of this frame ever holds the key.
-            headers={**headers, "authorization": self.secret.bearer()},
+            headers=self._with_secrets(headers),
             timeout=timeout,
         )
         return request
+
+    def _with_secrets(self, headers: Mapping[str, str]) -> dict[str, str]:
+        if self.secret_headers:
+            return {
+                **headers,
+                **{name: value.reveal() for name, value in self.secret_headers.items()},
+                "authorization": self.secret.bearer(),
+            }
+        return {**headers, "authorization": self.secret.bearer()}
 
     def plan(self, call: Call[T]) -> Plan[T]:
         """Carry one call through its attempts: the single place retries are decided.
@@ -147,7 +159,6 @@ class Planner:
                 try:
                     probe = breaker.acquire() if breaker is not None else False
                 except CircuitOpenError as refused:
-                    redact(request)
                     if failed is None:
                         raise
                     # A refused retry is a retry not made: the call failed as its last attempt
@@ -161,8 +172,6 @@ class Planner:
                     if breaker is not None:
                         breaker.abandon(probe)
                     raise
-                finally:
-                    redact(request)
                 if isinstance(outcome, Reply):
                     sent = True
                     response = outcome.response
@@ -215,9 +224,9 @@ class Planner:
                             f"the call's deadline of {self.deadline}s ran out after "
                             f"{attempt + 1} attempt(s) made"
                         )
+                        error.__cause__ = stand_in(outcome)
                     else:
                         error = transport_error(outcome)
-                    error.__cause__ = outcome
                     sent = sent or not never_sent(outcome)
                     error._unsent = not sent
                     retryable = is_retryable_transport_error(outcome, idempotent=call.idempotent)

@@ -20,7 +20,14 @@ from .._config import DEFAULT_MAX_RESPONSE_BYTES
 from .._exceptions import APITimeoutError, HostedAIError, UsageError
 from .._models import InferenceChunk
 from ._body import Decoding
-from ._errors import decode_json, request_id, too_large_error, transport_error, undecodable
+from ._errors import (
+    decode_json,
+    invalid_answer,
+    request_id,
+    too_large_error,
+    transport_error,
+    undecodable,
+)
 
 __all__ = ["AsyncInferenceStream", "EventDecoder", "InferenceStream", "check_stream_type"]
 
@@ -95,21 +102,14 @@ class EventDecoder:
         try:
             return models.parse_chunk(payload, self._request_id)
         except models.InvalidPayload as exc:
-            raise models.validation_error(
-                str(exc),
-                status_code=self._response.status_code,
-                request_id=self._request_id,
-                body=payload,
-            ) from None
+            reason = str(exc)
+        raise invalid_answer(reason, self._response, payload)
 
     def finish(self) -> None:
         """Check that the stream ended properly."""
         if not self.done:
-            raise models.validation_error(
-                "the event stream ended before its [DONE] event",
-                status_code=self._response.status_code,
-                request_id=self._request_id,
-                body=None,
+            raise invalid_answer(
+                "the event stream ended before its [DONE] event", self._response, None
             )
 
 
@@ -117,11 +117,8 @@ def check_stream_type(response: httpx.Response) -> None:
     """Refuse an answer that is not an event stream (the call's trace ends with it)."""
     content_type = response.headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
-        error = models.validation_error(
-            f"expected an event stream, got content-type {content_type!r}",
-            status_code=response.status_code,
-            request_id=request_id(response),
-            body=None,
+        error = invalid_answer(
+            f"expected an event stream, got content-type {content_type!r}", response, None
         )
         telemetry.stream_trace(response).failed(error)
         raise error
@@ -177,7 +174,7 @@ def _reading(response: httpx.Response) -> Iterator[None]:
         try:
             yield
         except httpx.TransportError as exc:
-            raise transport_error(exc) from exc
+            raise transport_error(exc)  # noqa: B904 (caused by a stand-in without the key)
         except httpx.DecodingError as exc:
             raise undecodable(response, exc) from None
         except httpx.StreamError as exc:  # closed before it was read

@@ -34,7 +34,7 @@ from ._hooks import (
     SpanTrace,
 )
 from ._logging import configure_logging
-from ._redact import redact, remember_secret
+from ._redact import MASK, MIN_SECRET, redact, remember_secret
 from ._switch import recorder
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
 __all__ = [
+    "MASK",
+    "MIN_SECRET",
     "NO_ALLOCATION",
     "NO_CALL",
     "NO_ROUTE",

@@ -20,7 +20,7 @@ MASK: Final = "***"
 URL_MASK: Final = "REDACTED"
 
 # Shorter than this, a "secret" would mask ordinary words; the shape patterns still apply.
-_MIN_SECRET = 8
+MIN_SECRET = 8
 
 _SHAPES = (
     r"(?i)(?P<scheme>\bbearer\s+)[^\s'\",;]+"
@@ -62,7 +62,7 @@ _lock = threading.Lock()
 def remember_secret(secret: str) -> None:
     """Mask ``secret`` wherever it appears in logs and telemetry from now on."""
     global _secrets
-    if len(secret) < _MIN_SECRET or secret in _secrets:
+    if len(secret) < MIN_SECRET or secret in _secrets:
         return
     with _lock:
         _secrets = _secrets | {secret}

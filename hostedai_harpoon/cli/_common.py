@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TextIO, TypeVar
 
 import hostedai_harpoon as harpoon
 
 from .._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
+from .._telemetry import MASK, MIN_SECRET
 
 ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
 
@@ -53,6 +55,24 @@ def _plural(count: int, noun: str) -> str:
 
 
 # Output ----------------------------------------------------------------------------------
+
+
+class _Masked:
+    """``target`` with the API key masked in everything written to it: whatever a server
+    sends back (an error's text, a field of an answer), the key never reaches the terminal
+    or a CI log. (A key cut in two by separate writes is not recognised.)"""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+
+    def write(self, text: str) -> int:
+        key = os.environ.get(ENV_API_KEY, "").strip()
+        if len(key) >= MIN_SECRET and key in text:
+            text = text.replace(key, MASK)
+        return self._target.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
 
 
 def _print_json(data: object) -> None:

@@ -20,6 +20,7 @@ from ._common import (
     _PROG,
     _USAGE_ERROR,
     _Failure,
+    _Masked,
     _one_line,
     _UsageError,
 )
@@ -232,8 +233,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``harpoon`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    """Run the ``harpoon`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status.
+    Nothing it prints shows the API key (``_Masked``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Masked(stdout), _Masked(stderr)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(argv: list[str]) -> int:
     parser = _parser()
     try:
         args, rest = parser.parse_known_args(argv)

@@ -117,6 +117,13 @@ def test_plain_http_to_a_remote_host_is_allowed_when_asked_for() -> None:
     client.close()
 
 
+@pytest.mark.parametrize("flag", ["false", "no", "0", "", 0, 1, None, "True"])
+@pytest.mark.parametrize("client_class", [harpoon.HostedAI, harpoon.AsyncHostedAI])
+def test_allow_insecure_http_takes_only_a_bool(flag: object, client_class: type) -> None:
+    with pytest.raises(harpoon.ConfigurationError, match="allow_insecure_http must be True or"):
+        client_class(base_url="http://api.example.test", api_key=API_KEY, allow_insecure_http=flag)
+
+
 def test_credentials_in_the_base_url_are_refused() -> None:
     with pytest.raises(harpoon.ConfigurationError) as caught:
         harpoon.HostedAI(base_url=f"https://user:{API_KEY}@api.example.test", api_key=API_KEY)

@@ -141,12 +141,28 @@ async def test_a_failed_connection_chains_no_error_holding_the_key(flavor: str) 
     assert API_KEY not in _everything_shown(raised.value)
 
 
-def test_a_streamed_response_does_not_hand_out_the_key(emulator: Emulator) -> None:
+def test_a_streamed_response_shows_the_key_in_no_repr(emulator: Emulator) -> None:
     client = harpoon.HostedAI(BASE_URL, API_KEY, http_client=emulator.http_client())
     allocation = client.create_allocation("gemma-3-270m")
     with client.stream(allocation.id, "hello") as stream:
-        assert API_KEY not in repr(dict(stream.response.request.headers))
+        request = stream.response.request
+        for thing in (stream, stream.response, request, request.headers):
+            assert API_KEY not in repr(thing)
+        # The request is left as it was sent: it is the one the caller's transport saw.
+        assert request.headers["authorization"] == f"Bearer {API_KEY}"
         assert list(stream)
+
+
+@pytest.mark.parametrize("client_class", [harpoon.HostedAI, harpoon.AsyncHostedAI])
+@pytest.mark.parametrize("header", ["X-Api-Key", "X-Forwarded-Key"])
+def test_a_key_in_default_headers_is_in_no_frame_of_a_failed_construction(
+    client_class: type, header: str
+) -> None:
+    with pytest.raises(harpoon.ConfigurationError) as raised:
+        client_class(BASE_URL, API_KEY, default_headers={header: API_KEY}, max_response_bytes=0)
+    frames = [frame for frame, _ in traceback.walk_tb(raised.value.__traceback__)]
+    assert len(frames) >= 2
+    assert all(API_KEY not in repr(value) for f in frames for value in f.f_locals.values())
 
 
 def test_a_bad_base_url_leaves_the_key_in_no_frame_of_the_settings() -> None:
