@@ -14,7 +14,6 @@ from .._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    ENV_API_KEY,
     NOT_GIVEN,
     NotGiven,
     Secret,
@@ -69,7 +68,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
     ) -> None:
-        key = Secret.of(api_key, ENV_API_KEY)
+        key = Secret.of(api_key, "api_key")
         del api_key  # only in the Secret from here on: no frame that can raise holds it
         if http_client is not None and not isinstance(http_client, httpx.Client):
             raise ConfigurationError("http_client must be an httpx.Client for HostedAI")

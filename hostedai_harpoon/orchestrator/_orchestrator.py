@@ -16,8 +16,19 @@ from .. import (
     OrchestratorClosedError,
     UsageError,
 )
-from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
-from ._checks import check_seconds, checked_limits, checked_targets, target_names
+from .._checks import check_callable
+from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RoutingPolicy, Target, Tier
+from ._checks import (
+    check_budget,
+    check_options,
+    check_seconds,
+    checked_limits,
+    checked_targets,
+    checked_warm,
+    routed_request,
+    session_targets,
+    target_names,
+)
 from ._engine import Engine
 from ._group import Limits
 from ._inflight import InFlight, settle
@@ -81,7 +92,8 @@ class Orchestrator:
     ) -> None:
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
-                f"the Orchestrator is async: give it an AsyncHostedAI, not {type(client).__name__}"
+                "client must be an AsyncHostedAI (the Orchestrator is async), not "
+                f"{type(client).__name__}"
             )
         self._targets = checked_targets(targets)
         names = {target.name for target in self._targets}
@@ -98,9 +110,10 @@ class Orchestrator:
             ("capacity_timeout", capacity_timeout),
         ):
             check_seconds(what, seconds)
+        check_seconds("error_window", error_window, positive=True)
+        check_options(policy, breaker, lease_ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
-        self._min_warm = dict(min_warm or {})
-        checked_limits("min_warm", self._min_warm, names)
+        self._min_warm = checked_warm(min_warm, names)
         self._owns_client = client is None
         self._client = AsyncHostedAI() if client is None else client
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
@@ -128,6 +141,7 @@ class Orchestrator:
         self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
         self._upkeep: asyncio.Task[None] | None = None
+        self._upkeep_error: str | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -201,18 +215,27 @@ class Orchestrator:
                 await self._client.close()
 
     async def _keep_up(self) -> None:
-        """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
-        while True:
-            for target in self._targets:
-                for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
-                    try:
-                        if await self._warm.open(target) is None:
+        """Keep ``min_warm`` allocations per target and let go of idle ones, forever. Should
+        it die, it says so: in the log (ERROR) and in ``health()``."""
+        try:
+            while True:
+                for target in self._targets:
+                    for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
+                        try:
+                            if await self._warm.open(target) is None:
+                                break
+                        except HostedAIError as exc:
+                            log.warning("could not keep %s warm: %s", target.name, exc)
                             break
-                    except HostedAIError as exc:
-                        log.warning("could not keep %s warm: %s", target.name, exc)
-                        break
-            self._warm.release_idle(self._idle_release, self._min_warm)
-            await self._sleep(_UPKEEP_EVERY)
+                self._warm.release_idle(self._idle_release, self._min_warm)
+                await self._sleep(_UPKEEP_EVERY)
+        except Exception as exc:
+            self._upkeep_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "the orchestrator's upkeep stopped (idle release and min_warm stop with it): %s",
+                self._upkeep_error,
+                exc_info=exc,
+            )
 
     # Calls
 
@@ -235,7 +258,9 @@ class Orchestrator:
         """
         if self._closing is not None or self._upkeep is None:
             self._check_open()
-        request = RouteRequest(text, max_tokens, target=target, tier=tier)
+        request = routed_request(
+            self._engine, None, "text", text, max_tokens, temperature, stop, target, tier
+        )
         return await self._engine.infer(
             self._warm, self._policy, request, temperature, stop, None, self._scopes
         )
@@ -258,16 +283,16 @@ class Orchestrator:
         """
         self._check_open()
         known = {target.name: target for target in self._targets}
-        names = None if targets is None else frozenset(target_names(targets, known))
-        if budget is not None:
-            check_seconds("budget", budget)
+        names = session_targets(targets, known)
+        check_budget(budget)
+        check_callable(policy, "policy", optional=True)
         limits = self._max_allocations if max_allocations is None else max_allocations
         session = Session(
             self._engine,
             self._slots(checked_limits("max_allocations", limits, set(known))),
             self._policy if policy is None else policy,
             names,
-            [known[name] for name in target_names(prewarm, known)],
+            [known[name] for name in target_names(prewarm, known, "prewarm")],
             budget,
             self._calls,
             self._check_open,
@@ -284,7 +309,8 @@ class Orchestrator:
         return self._live.snapshot()
 
     async def health(self) -> HealthReport:
-        """The API's health, each target's live state with a verdict, and an overall one."""
+        """The API's health, each target's live state with a verdict, and an overall one
+        (at best ``"degraded"`` once the background upkeep has died: ``upkeep_error``)."""
         try:
             api = await self._client.health()
             api_error = None
@@ -296,6 +322,6 @@ class Orchestrator:
         verdict: Verdict = "degraded"
         if api is None or all(v == "down" for v in verdicts):
             verdict = "down"
-        elif api.status == "ok" and all(v == "ok" for v in verdicts):
+        elif api.status == "ok" and all(v == "ok" for v in verdicts) and not self._upkeep_error:
             verdict = "ok"
-        return HealthReport(verdict, api, api_error, targets)
+        return HealthReport(verdict, api, api_error, targets, upkeep_error=self._upkeep_error)

@@ -8,7 +8,8 @@ from types import TracebackType
 from typing import Any
 
 from .. import BudgetExceededError, HostedAIError, OrchestratorClosedError
-from ..routing import RouteRequest, RoutingPolicy, Target, Tier
+from ..routing import RoutingPolicy, Target, Tier
+from ._checks import routed_request
 from ._engine import Engine
 from ._inflight import InFlight, guarded, settle
 from ._results import RoutedResult
@@ -157,7 +158,9 @@ class Session:
         ``AllAttemptsFailedError`` (carrying every attempt) when no attempt succeeded.
         """
         self._check()
-        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
+        request = routed_request(
+            self._engine, self._names, "prompt", prompt, max_tokens, temperature, stop, target, tier
+        )
         return await self._engine.infer(
             self._slots, self._policy, request, temperature, stop, self._names, self._scopes
         )
@@ -176,7 +179,9 @@ class Session:
 
         It fails over only before its first chunk; a stream is never escalated.
         """
-        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
+        request = routed_request(
+            self._engine, self._names, "prompt", prompt, max_tokens, temperature, stop, target, tier
+        )
         return RoutedStream(
             self._engine,
             self._slots,
