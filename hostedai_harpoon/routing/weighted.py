@@ -34,7 +34,7 @@ def _to_weights(weights: Mapping[Target | str, float] | None) -> Mapping[str, fl
     if weights is None:
         return None
     by_name: dict[str, float] = {}
-    refs = target_refs(check_mapping(weights, "weights", "targets to weights"), "weights")
+    refs = target_refs(list(check_mapping(weights, "weights", "targets to weights")), "weights")
     for ref in refs:
         name = ref if isinstance(ref, str) else ref.name
         by_name[name] = float(check_number(weights[ref], f"weights[{name!r}]", 0, math.inf))
