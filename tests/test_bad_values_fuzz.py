@@ -636,3 +636,49 @@ def test_the_fuzz_covers_every_surface_and_many_values() -> None:
         if not valid(value)
     )
     assert tried > 1_500
+
+
+# The examples the issue named, each pinned to its message --------------------------------
+
+# Typed as Any: these are the wrong types on purpose.
+INF: Any = math.inf
+NONE: Any = None
+ONE: Any = 1
+X: Any = "x"
+
+
+def orchestrator(world: World, **options: Any) -> harpoon.Orchestrator:
+    return harpoon.Orchestrator(world.aclient, **options)
+
+
+EXAMPLES: list[tuple[str, Callable[[World], object], str]] = [
+    ("allocate(prewarm=None)", lambda w: w.orchestrator.allocate(prewarm=NONE), "^prewarm must"),
+    ("RetryPolicy(max_retries=inf)", lambda w: harpoon.RetryPolicy(max_retries=INF), "^max_retr"),
+    ("CircuitBreakerConfig(window=-1)", lambda w: harpoon.CircuitBreakerConfig(window=-1), "^wi"),
+    ("process(text=1)", lambda w: w.orchestrator.process(ONE), "^text must"),
+    ("HostedAI(base_url=1)", lambda w: harpoon.HostedAI(ONE, KEY), "^base_url must"),
+    ("Orchestrator(sleep=None)", lambda w: orchestrator(w, sleep=None), "^sleep must"),
+    ("Orchestrator(queue_timeout=inf)", lambda w: orchestrator(w, queue_timeout=INF), "^queue_"),
+    ("Orchestrator(drain_timeout=inf)", lambda w: orchestrator(w, drain_timeout=INF), "^drain_"),
+    ("Orchestrator(idle_release=inf)", lambda w: orchestrator(w, idle_release=INF), "^idle_"),
+    ("infer(timeout=0)", lambda w: w.aclient.infer(w.allocation_id, "hi", timeout=0), "^timeout"),
+    ("CascadePolicy(accept=1)", lambda w: CascadePolicy(accept=ONE), r"^CascadePolicy\.accept"),
+    ("RouteRequest(prompt='')", lambda w: RouteRequest(prompt=""), r"^RouteRequest\.prompt"),
+    ("WeightedPolicy(seed='x')", lambda w: WeightedPolicy(seed=X), r"^WeightedPolicy\.seed"),
+    ("create_allocation(gpus=10**100)", lambda w: w.sync.create_allocation("m", 10**100), "^gpus"),
+]  # fmt: skip
+
+
+async def _called(make: Callable[[World], object], world: World) -> None:
+    made = make(world)
+    if inspect.iscoroutine(made):
+        await made
+
+
+@pytest.mark.parametrize(("example", "make", "message"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+async def test_the_examples_of_the_issue_are_refused_before_anything_is_sent(
+    world: World, example: str, make: Callable[[World], object], message: str
+) -> None:
+    with pytest.raises(harpoon.ConfigurationError, match=message):
+        await _called(make, world)
+    assert [e.path for e in world.emulator.exchanges] == ["/v1/allocate"]  # the fixture's own
