@@ -67,6 +67,13 @@ class Orchestrator:
     ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them.
+
+    Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
+    ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
+    >= 1, ``min_warm`` a mapping of target names to integers >= 0; ``policy``, ``clock``
+    and ``sleep`` are callables. Anything else is a ``ConfigurationError`` naming it, and
+    so is a bad argument to ``allocate()`` or ``process()`` (``max_tokens`` from 1 to
+    32,768, as the API takes), before anything is sent.
     """
 
     def __init__(
@@ -279,7 +286,8 @@ class Orchestrator:
         ``targets`` narrows the targets the session routes over (names accepted),
         ``policy`` replaces the orchestrator's for the session, ``prewarm`` names targets
         to lease on entering, ``max_allocations`` caps the session's allocations per
-        target (``None``: the orchestrator's cap) and ``budget`` the dollars it may spend.
+        target (``None``: the orchestrator's cap) and ``budget`` the dollars it may spend
+        (a finite number >= 0; ``None``: no cap).
         """
         self._check_open()
         known = {target.name: target for target in self._targets}
