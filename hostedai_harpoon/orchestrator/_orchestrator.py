@@ -222,20 +222,10 @@ class Orchestrator:
                 await self._client.close()
 
     async def _keep_up(self) -> None:
-        """Keep ``min_warm`` allocations per target and let go of idle ones, forever. Should
-        it die, it says so: in the log (ERROR) and in ``health()``."""
+        """Run the upkeep rounds; should they die, say so: in the log (ERROR) and in
+        ``health()``, whose verdict is then ``"degraded"`` at best."""
         try:
-            while True:
-                for target in self._targets:
-                    for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
-                        try:
-                            if await self._warm.open(target) is None:
-                                break
-                        except HostedAIError as exc:
-                            log.warning("could not keep %s warm: %s", target.name, exc)
-                            break
-                self._warm.release_idle(self._idle_release, self._min_warm)
-                await self._sleep(_UPKEEP_EVERY)
+            await self._upkeep_rounds()
         except Exception as exc:
             self._upkeep_error = f"{type(exc).__name__}: {exc}"
             log.error(
@@ -243,6 +233,20 @@ class Orchestrator:
                 self._upkeep_error,
                 exc_info=exc,
             )
+
+    async def _upkeep_rounds(self) -> None:
+        """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
+        while True:
+            for target in self._targets:
+                for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
+                    try:
+                        if await self._warm.open(target) is None:
+                            break
+                    except HostedAIError as exc:
+                        log.warning("could not keep %s warm: %s", target.name, exc)
+                        break
+            self._warm.release_idle(self._idle_release, self._min_warm)
+            await self._sleep(_UPKEEP_EVERY)
 
     # Calls
 
