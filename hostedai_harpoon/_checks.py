@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from ._exceptions import ConfigurationError
 
 __all__ = [
+    "MAX_GPUS",
+    "MAX_RETRIES",
     "MAX_SECONDS",
+    "MAX_TOKENS",
+    "check_callable",
     "check_flag",
     "check_gpus",
     "check_id",
     "check_idempotency_key",
+    "check_instance",
+    "check_int",
+    "check_iterable",
+    "check_mapping",
     "check_max_tokens",
+    "check_number",
     "check_optional_text",
+    "check_retries",
     "check_seconds",
     "check_stop",
     "check_temperature",
@@ -33,10 +44,14 @@ __all__ = [
 MAX_SECONDS: Final = 7 * 24 * 3600.0
 # The API's own bounds (docs/openapi.yaml).
 MAX_TTL_SECONDS: Final = 86_400
+MAX_GPUS: Final = 64
 MAX_TOKENS: Final = 32_768
 MAX_TEMPERATURE: Final = 2.0
 MAX_STOP_SEQUENCES: Final = 4
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+# More retries than this is a loop, not a policy: 100 attempts at the default 8 s cap is
+# already over 13 minutes.
+MAX_RETRIES: Final = 100
 
 
 def _kind(value: object) -> str:
@@ -101,9 +116,20 @@ def _check_int(value: object, name: str, minimum: int, maximum: int | None) -> i
     return value
 
 
-def check_gpus(value: object) -> int:
-    """How many GPUs: an integer >= 1 (``True`` and ``1.0`` are refused)."""
-    return _check_int(value, "gpus", 1, None)
+def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer from ``minimum`` to ``maximum`` (``True`` and ``1.0`` are refused)."""
+    return _check_int(value, name, minimum, maximum)
+
+
+def check_gpus(value: object, name: str = "gpus") -> int:
+    """How many GPUs: an integer from 1 to 64, the API's bounds (``True`` and ``1.0`` are
+    refused)."""
+    return _check_int(value, name, 1, MAX_GPUS)
+
+
+def check_retries(value: object, name: str = "max_retries") -> int:
+    """How many times a failed attempt may be retried: an integer from 0 to 100."""
+    return _check_int(value, name, 0, MAX_RETRIES)
 
 
 def check_max_tokens(value: object) -> int | None:
@@ -119,14 +145,54 @@ def _check_number(value: object, name: str) -> float:
     return value
 
 
+def check_number(
+    value: object, name: str, low: float, high: float, *, above_low: bool = False
+) -> float:
+    """A finite number (not a bool) from ``low`` (or above it, with ``above_low``) to ``high``."""
+    number = _check_number(value, name)
+    if number < low or (above_low and number == low) or number > high:
+        least = f"above {low:g}" if above_low else f">= {low:g}"
+        bounds = least if high == math.inf else f"{least} and at most {high:g}"
+        raise ConfigurationError(f"{name} must be a finite number {bounds}, got {value!r}")
+    return number
+
+
 def check_temperature(value: object) -> float | None:
     """``None`` or a finite number from 0 to 2."""
-    if value is None:
-        return None
-    number = _check_number(value, "temperature")
-    if not 0 <= number <= MAX_TEMPERATURE:
-        raise ConfigurationError(f"temperature must be from 0 to {MAX_TEMPERATURE}, got {value!r}")
-    return number
+    return None if value is None else check_number(value, "temperature", 0, MAX_TEMPERATURE)
+
+
+def check_callable(value: object, name: str, *, optional: bool = False) -> Any:
+    """A callable (or ``None`` with ``optional``)."""
+    if (optional and value is None) or callable(value):
+        return value
+    extra = " or None" if optional else ""
+    raise ConfigurationError(f"{name} must be callable{extra}, got {_kind(value)} {value!r}")
+
+
+def check_instance(value: object, kind: type[Any], name: str, *, optional: bool = False) -> Any:
+    """An instance of ``kind`` (or ``None`` with ``optional``)."""
+    if (optional and value is None) or isinstance(value, kind):
+        return value
+    extra = " or None" if optional else ""
+    raise ConfigurationError(f"{name} must be a {kind.__name__}{extra}, got {_kind(value)}")
+
+
+def check_iterable(value: object, name: str, what: str) -> Iterable[Any]:
+    """A collection of ``what`` (a list, a tuple, a set...): not a string, bytes or mapping,
+    which would be taken apart character by character or key by key."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{name} must be a list of {what}, got {_kind(value)} {value!r}")
+    return value
+
+
+def check_mapping(value: object, name: str, what: str) -> Mapping[Any, Any]:
+    """A mapping (a dict) of ``what``."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{name} must be a mapping of {what}, got {_kind(value)} {value!r}"
+        )
+    return value
 
 
 def check_stop(value: object) -> str | list[str] | None:

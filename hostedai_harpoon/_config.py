@@ -76,16 +76,22 @@ class Secret:
         remember_secret(self._value)  # masked in logs and telemetry from now on
 
     @classmethod
-    def of(cls, value: object, variable: str) -> Secret | None:
-        """``value`` kept as a secret (``None`` when absent or blank), checked to be a string
-        without ever showing it."""
+    def of(cls, value: object, name: str) -> Secret | None:
+        """``value`` kept as a secret (``None`` when absent), checked to be a string without
+        ever showing it. ``name`` is where it came from: the argument (``api_key``), which
+        must not be blank, or an environment variable, where blank means unset."""
         if value is None:
             return None
         if not isinstance(value, str):
             kind = type(value).__name__
             del value  # no frame that raises may hold a key
-            raise ConfigurationError(f"the value for {variable} must be a string, got {kind}")
+            raise ConfigurationError(f"{name} must be a string, got {kind}")
         stripped = value.strip()
+        del value
+        if not stripped and name == "api_key":
+            raise ConfigurationError(
+                f"api_key is blank: pass the key, or None to read {ENV_API_KEY}"
+            )
         return cls(stripped) if stripped else None
 
     def reveal(self) -> str:
@@ -168,13 +174,17 @@ class Settings:
     pool_id: str | None
 
 
-def _from_env(value: str | None, variable: str) -> str | None:
+def _from_env(value: str | None, argument: str, variable: str) -> str | None:
+    """The argument, else the environment variable (where blank means unset). An argument
+    given must be a string that is not blank."""
     if value is not None:
         if not isinstance(value, str):
-            kind = type(value).__name__
-            del value  # it may be a key: no frame that raises may hold it
-            raise ConfigurationError(f"the value for {variable} must be a string, got {kind}")
-        return value.strip() or None
+            raise ConfigurationError(f"{argument} must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise ConfigurationError(
+                f"{argument} is blank: pass a value, or None to read {variable}"
+            )
+        return value.strip()
     found = os.environ.get(variable, "").strip()
     return found or None
 
@@ -193,18 +203,19 @@ def _shown(raw: str) -> str:
     return repr(re.sub(r"//[^/@]*@", "//***@", raw))
 
 
-def _check_base_url(raw: str, allow_insecure_http: bool) -> str:
+def _check_base_url(raw: str, source: str, allow_insecure_http: bool) -> str:
+    """The base URL from ``source`` (``base_url`` or the environment variable), checked."""
     try:
         url = httpx.URL(raw.strip())
     except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
         raise ConfigurationError(
-            f"the base URL {_shown(raw)} is not a valid URL ({type(exc).__name__})"
+            f"{source} {_shown(raw)} is not a valid URL ({type(exc).__name__})"
         ) from None
     if url.userinfo:
-        raise ConfigurationError("the base URL must not carry credentials; pass api_key= instead")
+        raise ConfigurationError(f"{source} must not carry credentials; pass api_key= instead")
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(
-            f"the base URL {_shown(raw)} must be an absolute http:// or https:// URL "
+            f"{source} {_shown(raw)} must be an absolute http:// or https:// URL "
             f"(set {ENV_BASE_URL} or pass base_url=)"
         )
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
@@ -233,36 +244,40 @@ def resolve_settings(
     and for a URL that is not absolute http(s) or that would send the key in clear text.
     """
     check_flag(allow_insecure_http, "allow_insecure_http")
-    url = _from_env(base_url, ENV_BASE_URL)
+    url = _from_env(base_url, "base_url", ENV_BASE_URL)
     if url is None:
         raise ConfigurationError(
             f"no base URL: pass base_url= or set the {ENV_BASE_URL} environment variable"
         )
-    secret = api_key if isinstance(api_key, Secret) else Secret.of(api_key, ENV_API_KEY)
+    secret = api_key if isinstance(api_key, Secret) else Secret.of(api_key, "api_key")
     del api_key  # from here on the key is only in the Secret, which never shows it
+    from_argument = secret is not None
     if secret is None:
         secret = Secret.of(os.environ.get(ENV_API_KEY), ENV_API_KEY)
     if secret is None:
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    problem = _key_problem(secret)
+    problem = _key_problem(secret, "api_key" if from_argument else ENV_API_KEY)
     if problem is not None:
         raise ConfigurationError(problem)
     return Settings(
-        base_url=_check_base_url(url, allow_insecure_http),
+        base_url=_check_base_url(
+            url, "base_url" if base_url is not None else ENV_BASE_URL, allow_insecure_http
+        ),
         api_key=secret,
-        pool_id=_from_env(pool_id, ENV_POOL_ID),
+        pool_id=_from_env(pool_id, "pool_id", ENV_POOL_ID),
     )
 
 
-def _key_problem(secret: Secret) -> str | None:
-    """Why the key cannot be sent in an ``Authorization`` header, if it cannot (never the key)."""
+def _key_problem(secret: Secret, source: str) -> str | None:
+    """Why the key (from ``source``) cannot be sent in an ``Authorization`` header, if it
+    cannot (never the key)."""
     value = secret.reveal()
     if value.isascii() and value.isprintable() and " " not in value:
         return None
     return (
-        "the API key holds characters that cannot be sent in an HTTP header (only printable "
+        f"{source} holds characters that cannot be sent in an HTTP header (only printable "
         "ASCII can): look for a pasted curly quote, a space or a line break"
     )
 

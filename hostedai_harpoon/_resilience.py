@@ -7,7 +7,6 @@ wait? is the breaker open?) so that the sync and async twins cannot drift apart.
 from __future__ import annotations
 
 import enum
-import math
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ import attrs
 import httpx
 
 from . import _telemetry as telemetry
+from ._checks import check_flag, check_int, check_number, check_retries, check_seconds
 from ._exceptions import CircuitOpenError
 
 __all__ = [
@@ -42,9 +42,27 @@ _MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolE
 _BUCKETS = 10
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0 or math.isinf(value):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+# Field validators: a bad value is a ``ConfigurationError`` naming the field.
+
+
+def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(value, attribute.name)
+
+
+def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    check_seconds(value, attribute.name, positive=True)
+
+
+def _retries(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    check_retries(value, attribute.name)
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    check_int(value, attribute.name, 1)
+
+
+def _flag(_: object, attribute: attrs.Attribute[bool], value: bool) -> None:
+    check_flag(value, attribute.name)
 
 
 @attrs.frozen
@@ -55,13 +73,16 @@ class RetryPolicy:
     initial_backoff * 2**n)]`` ("full jitter"), unless the server sent ``Retry-After``: that
     is honoured when it is at most ``max_retry_after`` seconds; a longer one ends the call at
     once with the error, its ``retry_after`` set.
+
+    ``max_retries`` is an integer from 0 to 100; the three durations are seconds from 0 to
+    a week; ``jitter`` is ``True`` or ``False``. Anything else is a ``ConfigurationError``.
     """
 
-    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    initial_backoff: float = attrs.field(default=0.5, validator=_non_negative)
-    max_backoff: float = attrs.field(default=8.0, validator=_non_negative)
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
-    jitter: bool = True
+    max_retries: int = attrs.field(default=2, validator=_retries)
+    initial_backoff: float = attrs.field(default=0.5, validator=_seconds)
+    max_backoff: float = attrs.field(default=8.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
+    jitter: bool = attrs.field(default=True, validator=_flag)
 
     def backoff_delays(self) -> Iterator[float]:
         """The waits before each retry when the server gave no ``Retry-After``."""
@@ -158,18 +179,22 @@ class CircuitBreakerConfig:
     the local pool) is neither a failure nor a success. It stays open for
     ``open_duration`` seconds, then lets ``half_open_probes`` attempts through: if they all
     succeed it closes, if one fails it opens again.
+
+    ``failure_rate_threshold`` is a number above 0 and at most 1; ``minimum_calls`` and
+    ``half_open_probes`` are integers >= 1; ``window`` is seconds above 0 and
+    ``open_duration`` seconds from 0, both at most a week. Anything else is a
+    ``ConfigurationError``.
     """
 
     failure_rate_threshold: float = attrs.field(default=0.5)
-    minimum_calls: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    window: float = attrs.field(default=30.0, validator=_non_negative)
-    open_duration: float = attrs.field(default=15.0, validator=_non_negative)
-    half_open_probes: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    minimum_calls: int = attrs.field(default=10, validator=_at_least_one)
+    window: float = attrs.field(default=30.0, validator=_positive_seconds)
+    open_duration: float = attrs.field(default=15.0, validator=_seconds)
+    half_open_probes: int = attrs.field(default=1, validator=_at_least_one)
 
     @failure_rate_threshold.validator
-    def _check_rate(self, _: attrs.Attribute[float], value: float) -> None:
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"failure_rate_threshold must be in (0, 1], got {value!r}")
+    def _check_rate(self, attribute: attrs.Attribute[float], value: float) -> None:
+        check_number(value, attribute.name, 0.0, 1.0, above_low=True)
 
 
 class CircuitBreaker:

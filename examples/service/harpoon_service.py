@@ -236,8 +236,9 @@ class Service:
         try:
             routed = await self.orchestrator.process(text, target=target, max_tokens=max_tokens)
         except harpoon.HostedAIError as exc:
-            # AllAttemptsFailedError, a NoRouteError too, means a target did take the request.
-            if type(exc) is harpoon.NoRouteError:
+            # AllAttemptsFailedError, a NoRouteError too, means a target did take the request;
+            # a max_tokens past the API's bound is refused up front, a ConfigurationError.
+            if type(exc) in (harpoon.NoRouteError, harpoon.ConfigurationError):
                 targets = self.orchestrator.targets
                 if target is not None:
                     targets = tuple(t for t in targets if t.name == target)

@@ -13,7 +13,6 @@ from .._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    ENV_API_KEY,
     NOT_GIVEN,
     DefaultHeaders,
     NotGiven,
@@ -48,7 +47,8 @@ Timeout = float | httpx.Timeout | NotGiven | None
 
 # asyncio is imported where it is used: sync users should not pay for importing it.
 class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedSemaphore"]):
-    """The asyncio HostedAI client: the same calls as ``HostedAI``, awaited."""
+    """The asyncio HostedAI client: the same arguments (and ranges) and the same calls as
+    ``HostedAI``, the calls awaited."""
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
     ) -> None:
-        key = Secret.of(api_key, ENV_API_KEY)
+        key = Secret.of(api_key, "api_key")
         del api_key  # only in the Secret from here on: no frame that can raise holds it
         headers = DefaultHeaders.of(default_headers)
         del default_headers  # the same: one of them may carry a key
@@ -147,6 +147,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
         a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
         (default: a third of the TTL); leaving the block releases it, however it is left.
+        ``gpus`` is an integer from 1 to 64, ``ttl`` seconds from 1 to 86,400 (or a
+        ``timedelta``), the timeouts seconds from 0 (``release_timeout``: above 0) to a week.
         """
         return self._new_lease(
             AsyncLease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,
@@ -171,8 +173,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         *,
         timeout: Timeout = NOT_GIVEN,
     ) -> Allocation:
-        """Allocate ``gpus`` GPUs for ``model``. Safe to retry: every attempt of one call
-        carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        """Allocate ``gpus`` GPUs (1 to 64) for ``model``. Safe to retry: every attempt of
+        one call carries the same ``Idempotency-Key``, so it creates at most one allocation."""
         pool = self._pool(pool_id)
         return await self._run(
             api.create_allocation(model, gpus, gpu_type, pool, ttl, idempotency_key), timeout

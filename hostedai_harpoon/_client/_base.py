@@ -9,7 +9,7 @@ from typing import Any, Generic, Self, TypeVar
 import attrs
 import httpx
 
-from .._checks import check_optional_text, check_seconds
+from .._checks import check_optional_text, check_retries, check_seconds
 from .._config import (
     DEFAULT_MAX_RETRIES,
     NOT_GIVEN,
@@ -39,9 +39,7 @@ USER_AGENT = f"hostedai-harpoon/{__version__} python-httpx/{httpx.__version__}"
 
 
 def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    return attrs.evolve(policy, max_retries=max_retries)
+    return attrs.evolve(policy, max_retries=check_retries(max_retries))
 
 
 def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
@@ -52,7 +50,7 @@ def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
         return _retry_policy(RetryPolicy(), max_retries)
     if not isinstance(retry, RetryPolicy):
         raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-    if max_retries not in (DEFAULT_MAX_RETRIES, retry.max_retries):
+    if check_retries(max_retries) not in (DEFAULT_MAX_RETRIES, retry.max_retries):
         raise ConfigurationError(
             f"max_retries={max_retries!r} contradicts retry=RetryPolicy(max_retries="
             f"{retry.max_retries}); pass only one of them"
@@ -61,11 +59,12 @@ def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
 
 
 def pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
-    """A timeout argument as an ``httpx.Timeout`` (``None``: no timeout)."""
+    """A timeout argument as an ``httpx.Timeout``: more than 0 and at most a week of
+    seconds, or an ``httpx.Timeout`` (``None``: no timeout)."""
     if isinstance(timeout, httpx.Timeout):
         return timeout
     if timeout is not None:
-        check_seconds(timeout, "timeout")
+        check_seconds(timeout, "timeout", positive=True)
     return httpx.Timeout(timeout)
 
 

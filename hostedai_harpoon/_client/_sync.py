@@ -14,7 +14,6 @@ from .._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    ENV_API_KEY,
     NOT_GIVEN,
     DefaultHeaders,
     NotGiven,
@@ -51,6 +50,13 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
     ``HOSTED_AI_POOL_ID``. ``timeout`` bounds each attempt; ``deadline`` (seconds) bounds a
     whole call across its retries. ``http_client`` is used as given and not closed by us.
     Every call also takes its own ``timeout=``, for that call's attempts.
+
+    Ranges: ``base_url``, ``api_key`` and ``pool_id`` are non-blank strings (``None``: from
+    the environment); ``timeout`` and ``deadline`` are seconds above 0 and at most a week
+    (or ``None``; ``timeout`` may be an ``httpx.Timeout``); ``max_retries`` is an integer
+    from 0 to 100; ``allow_insecure_http`` is ``True`` or ``False``; ``max_response_bytes``
+    and ``max_allocations_per_pool`` are integers >= 1. Anything else is a
+    ``ConfigurationError`` naming the argument.
     """
 
     def __init__(
@@ -70,7 +76,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
     ) -> None:
-        key = Secret.of(api_key, ENV_API_KEY)
+        key = Secret.of(api_key, "api_key")
         del api_key  # only in the Secret from here on: no frame that can raise holds it
         headers = DefaultHeaders.of(default_headers)
         del default_headers  # the same: one of them may carry a key
@@ -148,6 +154,8 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         Entering waits until the allocation is ready (waiting up to ``capacity_timeout`` for
         a full pool); the TTL is renewed in the background every ``renew_interval`` seconds
         (default: a third of the TTL); leaving the block releases it, however it is left.
+        ``gpus`` is an integer from 1 to 64, ``ttl`` seconds from 1 to 86,400 (or a
+        ``timedelta``), the timeouts seconds from 0 (``release_timeout``: above 0) to a week.
         """
         return self._new_lease(
             Lease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,
@@ -172,8 +180,8 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         *,
         timeout: Timeout = NOT_GIVEN,
     ) -> Allocation:
-        """Allocate ``gpus`` GPUs for ``model``. Safe to retry: every attempt of one call
-        carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        """Allocate ``gpus`` GPUs (1 to 64) for ``model``. Safe to retry: every attempt of
+        one call carries the same ``Idempotency-Key``, so it creates at most one allocation."""
         pool = self._pool(pool_id)
         return self._run(
             api.create_allocation(model, gpus, gpu_type, pool, ttl, idempotency_key), timeout

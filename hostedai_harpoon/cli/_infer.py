@@ -42,7 +42,9 @@ async def _infer_async(args: argparse.Namespace) -> int:
             routed = await orchestrator.process(
                 args.text, target=args.target, max_tokens=args.max_tokens
             )
-        except harpoon.NoRouteError as exc:
+        except (harpoon.NoRouteError, harpoon.ConfigurationError) as exc:
+            # A max_tokens past the API's own bound is refused up front (ConfigurationError):
+            # when no target could take it anyway, say that, as for a NoRouteError.
             if isinstance(exc, harpoon.AllAttemptsFailedError):
                 raise
             too_large = _too_large(args, orchestrator.targets)
@@ -75,6 +77,8 @@ def _too_large(args: argparse.Namespace, targets: Sequence[harpoon.Target]) -> s
     Decided on the targets' limits alone, whatever their health: a request no target could
     ever take is the caller's mistake (exit status 2), not an outage.
     """
+    if not args.text:
+        return None  # not too large: empty, which the orchestrator's error says
     request = harpoon.RouteRequest(args.text, args.max_tokens)
     needed = request.prompt_tokens + args.max_tokens
     reasons = []

@@ -1,14 +1,43 @@
-"""Checks of the Orchestrator's arguments: a bad value is a ``ConfigurationError`` naming it."""
+"""Checks of the Orchestrator's arguments: a bad value is a ``ConfigurationError`` naming it,
+raised before anything is sent."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from .. import ConfigurationError
-from ..routing import DEFAULT_TARGETS, Target
+from .. import CircuitBreakerConfig, ConfigurationError
+from .._checks import (
+    MAX_TOKENS,
+    check_callable,
+    check_instance,
+    check_int,
+    check_iterable,
+    check_mapping,
+    check_number,
+    check_stop,
+    check_temperature,
+    check_text,
+    ttl_seconds,
+)
+from .._checks import check_seconds as _check_seconds
+from ..routing import DEFAULT_TARGETS, RouteRequest, Target, Tier
 from ._group import Limits
 
-__all__ = ["check_seconds", "checked_limits", "checked_targets", "target_names"]
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = [
+    "check_budget",
+    "check_options",
+    "check_seconds",
+    "checked_limits",
+    "checked_targets",
+    "checked_warm",
+    "routed_request",
+    "session_targets",
+    "target_names",
+]
 
 
 def _known(target: Target | str) -> Target:
@@ -27,9 +56,9 @@ def _known(target: Target | str) -> Target:
 def checked_targets(targets: Sequence[Target | str]) -> tuple[Target, ...]:
     """The targets (a name stands for the default target of that name) as a tuple, once
     known to be Targets with unique names."""
-    if isinstance(targets, str | Target) or not isinstance(targets, Iterable):
+    if isinstance(targets, Target):
         raise ConfigurationError(f"targets must be a sequence of Target, got {targets!r}")
-    checked = tuple(_known(target) for target in targets)
+    checked = tuple(_known(target) for target in check_iterable(targets, "targets", "Target"))
     if not checked:
         raise ConfigurationError("targets must be a non-empty sequence of Target")
     names = [target.name for target in checked]
@@ -38,10 +67,26 @@ def checked_targets(targets: Sequence[Target | str]) -> tuple[Target, ...]:
     return checked
 
 
-def check_seconds(what: str, value: object) -> None:
-    """``value`` must be a number of seconds (or dollars) >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{what} must be a number >= 0, got {value!r}")
+def check_seconds(what: str, value: object, *, positive: bool = False) -> None:
+    """``value`` must be a number of seconds from 0 (above 0 with ``positive``) to a week."""
+    _check_seconds(value, what, positive=positive)
+
+
+def check_budget(value: object) -> None:
+    """A budget in dollars: ``None`` (no cap) or a finite number >= 0."""
+    if value is not None:
+        check_number(value, "budget", 0, float("inf"))
+
+
+def check_options(
+    policy: object, breaker: object, lease_ttl: object, clock: object, sleep: object
+) -> None:
+    """The Orchestrator's arguments that are not durations or counts."""
+    check_callable(policy, "policy", optional=True)
+    check_instance(breaker, CircuitBreakerConfig, "breaker")
+    ttl_seconds(lease_ttl, "lease_ttl")
+    check_callable(clock, "clock")
+    check_callable(sleep, "sleep")
 
 
 def checked_limits(what: str, limits: Limits, names: set[str]) -> Limits:
@@ -54,22 +99,76 @@ def checked_limits(what: str, limits: Limits, names: set[str]) -> Limits:
         values = limits.values()
     else:
         values = () if limits is None else (limits,)
+    least = 0 if what == "min_warm" else 1
     for value in values:
-        if type(value) is not int or value < (0 if what == "min_warm" else 1):
-            raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
+        if type(value) is not int or value < least:
+            raise ConfigurationError(f"{what} must be an integer >= {least}, got {value!r}")
     return limits
 
 
-def target_names(refs: Iterable[Target | str], known: Mapping[str, Target]) -> list[str]:
-    """The names of the targets ``refs`` (targets or names), each one of ``known``."""
+def checked_warm(min_warm: object, names: set[str]) -> dict[str, int]:
+    """``min_warm``: ``None`` or a mapping of known target names to counts >= 0."""
+    if min_warm is None:
+        return {}
+    warm = dict(check_mapping(min_warm, "min_warm", "target names to counts"))
+    checked_limits("min_warm", warm, names)
+    return warm
+
+
+def target_names(
+    refs: Iterable[Target | str], known: Mapping[str, Target], what: str = "targets"
+) -> list[str]:
+    """The names of the targets ``refs`` (targets or names; ``what`` names the argument),
+    each one of ``known``."""
     if isinstance(refs, str | Target):
         refs = [refs]
     names = []
-    for ref in refs:
+    for ref in check_iterable(refs, what, "targets or target names"):
         name = ref.name if isinstance(ref, Target) else ref
         if not isinstance(name, str) or name not in known:
             raise ConfigurationError(
-                f"unknown target {ref!r}; the known targets are {sorted(known)}"
+                f"{what} names an unknown target {ref!r}; the known targets are {sorted(known)}"
             )
         names.append(name)
     return names
+
+
+def session_targets(
+    targets: Iterable[Target | str] | None, known: Mapping[str, Target]
+) -> frozenset[str] | None:
+    """The names of the targets a session routes over: ``None`` for all, else at least one."""
+    if targets is None:
+        return None
+    names = frozenset(target_names(targets, known))
+    if not names:
+        raise ConfigurationError("targets must name at least one target (None: every target)")
+    return names
+
+
+def routed_request(
+    engine: Engine,
+    names: frozenset[str] | None,
+    text_name: str,
+    text: object,
+    max_tokens: object,
+    temperature: object,
+    stop: object,
+    target: Target | str | None,
+    tier: Tier | str | None,
+) -> RouteRequest:
+    """The request a routed call over the targets ``names`` (``None``: all) makes of its
+    arguments (``text_name`` is what the caller called the text), every one checked before
+    anything is read, leased or sent."""
+    check_text(text, text_name)
+    check_int(max_tokens, "max_tokens", 1, MAX_TOKENS)
+    check_temperature(temperature)
+    check_stop(stop)
+    request = RouteRequest(text, max_tokens, target=target, tier=tier)  # type: ignore[arg-type]
+    if target is not None:
+        pinned = target.name if isinstance(target, Target) else target
+        known = [state.target.name for state in engine.states(names)]
+        if pinned not in known:
+            raise ConfigurationError(
+                f"target names an unknown target {pinned!r}; the known targets are {known}"
+            )
+    return request

@@ -18,8 +18,19 @@ from .. import (
     OrchestratorClosedError,
     UsageError,
 )
-from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RouteRequest, RoutingPolicy, Target, Tier
-from ._checks import check_seconds, checked_limits, checked_targets, target_names
+from .._checks import check_callable
+from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RoutingPolicy, Target, Tier
+from ._checks import (
+    check_budget,
+    check_options,
+    check_seconds,
+    checked_limits,
+    checked_targets,
+    checked_warm,
+    routed_request,
+    session_targets,
+    target_names,
+)
 from ._engine import Engine, Routed
 from ._fleet import Fleet
 from ._group import Limits
@@ -64,6 +75,13 @@ class Orchestrator:
     ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them.
+
+    Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
+    ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
+    >= 1, ``min_warm`` a mapping of target names to integers >= 0; ``policy``, ``clock``
+    and ``sleep`` are callables. Anything else is a ``ConfigurationError`` naming it, and
+    so is a bad argument to ``allocate()`` or ``process()`` (``max_tokens`` from 1 to
+    32,768, as the API takes), before anything is sent.
     """
 
     def __init__(
@@ -90,7 +108,8 @@ class Orchestrator:
     ) -> None:
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
-                f"the Orchestrator is async: give it an AsyncHostedAI, not {type(client).__name__}"
+                "client must be an AsyncHostedAI (the Orchestrator is async), not "
+                f"{type(client).__name__}"
             )
         self._targets = checked_targets(targets)
         names = {target.name for target in self._targets}
@@ -107,9 +126,10 @@ class Orchestrator:
             ("capacity_timeout", capacity_timeout),
         ):
             check_seconds(what, seconds)
+        check_seconds("error_window", error_window, positive=True)
+        check_options(policy, breaker, lease_ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
-        self._min_warm = dict(min_warm or {})
-        checked_limits("min_warm", self._min_warm, names)
+        self._min_warm = checked_warm(min_warm, names)
         self._owns_client = client is None
         self._client = AsyncHostedAI() if client is None else client
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
@@ -139,6 +159,7 @@ class Orchestrator:
         self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
         self._upkeep: asyncio.Task[None] | None = None
+        self._upkeep_error: str | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -219,6 +240,19 @@ class Orchestrator:
     close = aclose
 
     async def _keep_up(self) -> None:
+        """Run the upkeep rounds; should they die, say so: in the log (ERROR) and in
+        ``health()``, whose verdict is then ``"degraded"`` at best."""
+        try:
+            await self._upkeep_rounds()
+        except Exception as exc:
+            self._upkeep_error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "the orchestrator's upkeep stopped (idle release and min_warm stop with it): %s",
+                self._upkeep_error,
+                exc_info=exc,
+            )
+
+    async def _upkeep_rounds(self) -> None:
         """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
         while True:
             for target in self._targets:
@@ -272,14 +306,10 @@ class Orchestrator:
         deadline: float | None = None,
     ) -> RoutedResult:
         """``infer()`` under the proof of concept's name for it (the same call)."""
-        return await self.infer(
-            text,
-            target=target,
-            tier=tier,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stop=stop,
-            deadline=deadline,
+        if self._closing is not None or self._upkeep is None:
+            self._check_open()
+        return await self._engine.infer(
+            self._routed(text, target, tier, max_tokens, temperature, stop, deadline, "text")
         )
 
     def stream(
@@ -308,11 +338,15 @@ class Orchestrator:
         temperature: float | None,
         stop: str | list[str] | None,
         deadline: float | None,
+        text_name: str = "prompt",
     ) -> Routed:
+        request = routed_request(
+            self._engine, None, text_name, prompt, max_tokens, temperature, stop, target, tier
+        )
         return Routed(
             self._warm,
             self._policy,
-            RouteRequest(prompt, max_tokens, target=target, tier=tier),
+            request,
             inference_options(temperature, stop),
             None,
             self._scopes,
@@ -337,7 +371,8 @@ class Orchestrator:
         with ``require_prewarm=True`` the session does not open and an
         ``AllocationError`` names each target and why), ``max_allocations`` caps the
         session's own allocations per target (within the orchestrator's cap, which
-        counts every scope) and ``budget`` the dollars it may spend.
+        counts every scope) and ``budget`` the dollars it may spend (a finite number >= 0;
+        ``None``: no cap).
         """
         if type(require_prewarm) is not bool:
             raise ConfigurationError(
@@ -345,15 +380,15 @@ class Orchestrator:
             )
         self._check_open()
         known = {target.name: target for target in self._targets}
-        names = None if targets is None else frozenset(target_names(targets, known))
-        if budget is not None:
-            check_seconds("budget", budget)
+        names = session_targets(targets, known)
+        check_budget(budget)
+        check_callable(policy, "policy", optional=True)
         session = Session(
             self._engine,
             self._slots(checked_limits("max_allocations", max_allocations, set(known)), budget),
             self._policy if policy is None else policy,
             names,
-            [known[name] for name in target_names(prewarm, known)],
+            [known[name] for name in target_names(prewarm, known, "prewarm")],
             budget,
             self._calls,
             self._check_open,
@@ -385,7 +420,8 @@ class Orchestrator:
         return Snapshot(targets, total)
 
     async def health(self) -> HealthReport:
-        """The API's health, each target's live state with a verdict, and an overall one."""
+        """The API's health, each target's live state with a verdict, and an overall one
+        (at best ``"degraded"`` once the background upkeep has died: ``upkeep_error``)."""
         try:
             api = await self._client.health()
             api_error = None
@@ -397,6 +433,6 @@ class Orchestrator:
         verdict: Verdict = "degraded"
         if api is None or all(v == "down" for v in verdicts):
             verdict = "down"
-        elif api.status == "ok" and all(v == "ok" for v in verdicts):
+        elif api.status == "ok" and all(v == "ok" for v in verdicts) and not self._upkeep_error:
             verdict = "ok"
-        return HealthReport(verdict, api, api_error, targets)
+        return HealthReport(verdict, api, api_error, targets, upkeep_error=self._upkeep_error)

@@ -154,12 +154,15 @@ class TargetHealth:
 class HealthReport:
     """The API's health (``None`` with ``api_error`` when it could not be read), each
     target's health, and an overall verdict: ``"down"`` when the API is unreachable or no
-    target is up, ``"ok"`` when the API and every target are, else ``"degraded"``."""
+    target is up, ``"ok"`` when the API and every target are, else ``"degraded"``.
+    ``upkeep_error`` says why the background upkeep (idle release, ``min_warm``) died, if
+    it did; the verdict is then ``"degraded"`` at best."""
 
     verdict: Verdict
     api: Health | None
     api_error: str | None
     targets: Mapping[str, TargetHealth]
+    upkeep_error: str | None = attrs.field(default=None, kw_only=True)
 
 
 # More than this share of recent calls failing makes a target degraded.

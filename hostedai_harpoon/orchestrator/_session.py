@@ -15,7 +15,8 @@ from .. import (
     HostedAIError,
     OrchestratorClosedError,
 )
-from ..routing import RouteRequest, RoutingPolicy, Target, Tier
+from ..routing import RoutingPolicy, Target, Tier
+from ._checks import routed_request
 from ._engine import Engine, Routed
 from ._inflight import InFlight, guarded, settle
 from ._results import RoutedResult
@@ -239,7 +240,9 @@ class Session:
         tier: Tier | str | None,
         deadline: float | None,
     ) -> Routed:
-        request = RouteRequest(prompt, max_tokens, target=target, tier=tier)
+        request = routed_request(
+            self._engine, self._names, "prompt", prompt, max_tokens, temperature, stop, target, tier
+        )
         return Routed(
             self._slots,
             self._policy,

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 import attrs
 
+from .._checks import MAX_GPUS, check_iterable, check_seconds, check_text
 from .._exceptions import ConfigurationError
 from .._resilience import CircuitState
 
@@ -95,16 +96,13 @@ def _is_number(value: object) -> bool:
     )
 
 
-def _string(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if type(value) is not str and not isinstance(value, str):
-        _invalid(instance, attribute, "a string", value)
-
-
 def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if type(value) is not str and not isinstance(value, str):
         _invalid(instance, attribute, "a non-empty string", value)
     if not value:
         raise ConfigurationError(f"{type(instance).__name__}.{attribute.name} must not be empty")
+    if not value.isascii():
+        check_text(value, f"{type(instance).__name__}.{attribute.name}")
 
 
 def _optional_name(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -120,6 +118,11 @@ def _flag(instance: object, attribute: attrs.Attribute[Any], value: bool) -> Non
 def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not _is_int(value) or value < 1:
         _invalid(instance, attribute, "a whole number >= 1", value)
+
+
+def _gpus(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not _is_int(value) or not 1 <= value <= MAX_GPUS:
+        _invalid(instance, attribute, f"a whole number from 1 to {MAX_GPUS}", value)
 
 
 def _count(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -167,8 +170,39 @@ def _a_pin(instance: object, attribute: attrs.Attribute[Any], value: Target | st
         return
     if not isinstance(value, str):
         _invalid(instance, attribute, "a Target, a target's name or None", value)
-    if not value:
-        raise ConfigurationError(f"{type(instance).__name__}.{attribute.name} must not be empty")
+    _non_empty(instance, attribute, value)
+
+
+def _whole(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not _is_int(value):
+        _invalid(instance, attribute, "an integer", value)
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    check_seconds(value, f"{type(instance).__name__}.{attribute.name}")
+
+
+def _optional_callable(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        _invalid(instance, attribute, "callable or None", value)
+
+
+def _a_policy(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        _invalid(instance, attribute, "a routing policy (a callable)", value)
+
+
+def target_refs(value: object, name: str) -> tuple[Target | str, ...]:
+    """``value`` as a tuple of targets or target names, each checked."""
+    refs = tuple(check_iterable(value, name, "targets or target names"))
+    for ref in refs:
+        if not isinstance(ref, Target) and not (type(ref) is str and ref):
+            raise ConfigurationError(
+                f"{name} must hold targets or non-empty target names, got {ref!r}"
+            )
+        if type(ref) is str:
+            check_text(ref, name)
+    return refs
 
 
 def _model_from_name(target: Target) -> str:
@@ -191,6 +225,9 @@ class Target:
     how many requests one allocation of the target serves at once; ``context_tokens`` is its
     context window and ``max_tokens`` the most tokens it generates for one request.
     ``cost_per_hour`` is derived: ``gpus * cost_per_gpu_hour``.
+
+    The names are non-empty strings; ``gpus`` is an integer from 1 to 64 (the API's
+    bounds), the other counts integers >= 1, the price a finite number >= 0.
     """
 
     name: str = attrs.field(validator=_non_empty)
@@ -201,7 +238,7 @@ class Target:
         kw_only=True,
     )
     pool: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
-    gpus: int = attrs.field(default=1, validator=_at_least_one, kw_only=True)
+    gpus: int = attrs.field(default=1, validator=_gpus, kw_only=True)
     gpu_type: str | None = attrs.field(default=None, validator=_optional_name, kw_only=True)
     cost_per_gpu_hour: float = attrs.field(default=0.0, validator=_non_negative, kw_only=True)
     max_concurrency: int = attrs.field(default=8, validator=_at_least_one, kw_only=True)
@@ -248,10 +285,10 @@ class TargetState:
 class RouteRequest:
     """What is being routed: the prompt, the answer length wanted, and optional hints.
 
-    ``target`` pins the request to one target (a ``Target`` or its name): ``route()`` then
-    uses it without consulting the policy, or raises ``NoRouteError`` when it cannot take
-    the request. ``tier`` narrows the candidates to one tier and lets the policy choose
-    among them.
+    ``prompt`` is a non-empty string and ``max_tokens`` an integer >= 1. ``target`` pins
+    the request to one target (a ``Target`` or its name): ``route()`` then uses it without
+    consulting the policy, or raises ``NoRouteError`` when it cannot take the request.
+    ``tier`` narrows the candidates to one tier and lets the policy choose among them.
     """
 
     prompt: str
@@ -261,16 +298,18 @@ class RouteRequest:
 
     def __attrs_post_init__(self) -> None:
         # The fields' checks in one call, the common case first: one is made per request.
-        max_tokens = self.max_tokens
+        prompt, max_tokens = self.prompt, self.max_tokens
         if (
-            type(self.prompt) is str
+            type(prompt) is str
+            and prompt
+            and prompt.isascii()
             and type(max_tokens) is int
             and max_tokens >= 1
             and self.target is None
         ):
             return
         fields = attrs.fields(RouteRequest)
-        _string(self, fields.prompt, self.prompt)
+        _non_empty(self, fields.prompt, prompt)
         _at_least_one(self, fields.max_tokens, max_tokens)
         _a_pin(self, fields.target, self.target)
 

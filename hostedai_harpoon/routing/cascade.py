@@ -30,8 +30,16 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._exceptions import NoRouteError
-from ._base import InferenceOutcome, RouteDecision, RouteRequest, Target, TargetState
+from .._exceptions import ConfigurationError, NoRouteError
+from ._base import (
+    InferenceOutcome,
+    RouteDecision,
+    RouteRequest,
+    Target,
+    TargetState,
+    _optional_callable,
+    target_refs,
+)
 from ._order import _by_tier, _Memo
 from ._route import _candidates, _checked, _excluded, _resolve, _unknown
 
@@ -39,21 +47,29 @@ __all__ = ["CascadePolicy"]
 
 
 def _to_order(order: Sequence[Target | str] | None) -> tuple[Target | str, ...] | None:
-    return None if order is None else tuple(order)
+    if order is None:
+        return None
+    ladder = target_refs(order, "order")
+    if not ladder:
+        raise ConfigurationError("order must name at least one target (None: every target)")
+    return ladder
 
 
 @attrs.frozen
 class CascadePolicy:
     """Routes to the smallest rung of a ladder and escalates when an answer falls short.
 
-    ``order`` is an explicit ladder, smallest first (targets or names); ``None`` means
-    every target, by tier. ``accept`` is an extra check on an answer (``InferenceOutcome``:
-    ``text`` and ``finish_reason``): escalate when it returns false. The module docstring
+    ``order`` is an explicit ladder, smallest first (targets or names, at least one);
+    ``None`` means every target, by tier. ``accept`` (a callable, or ``None``) is an extra
+    check on an answer (``InferenceOutcome``: ``text`` and ``finish_reason``): escalate when
+    it returns false. The module docstring
     shows how the escalation loop runs.
     """
 
     order: tuple[Target | str, ...] | None = attrs.field(default=None, converter=_to_order)
-    accept: Callable[[InferenceOutcome], bool] | None = None
+    accept: Callable[[InferenceOutcome], bool] | None = attrs.field(
+        default=None, validator=_optional_callable
+    )
     # When the ladder depends on the targets alone (an explicit order, or one target per
     # tier), so does the first decision: it is worked out once per set of candidates.
     _decisions: _Memo[RouteDecision | None] = attrs.field(

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from .._checks import check_iterable, check_number, check_text
 from .._exceptions import ConfigurationError
 from ._base import RouteDecision, RouteRequest, TargetState, Tier, _fraction
 from ._order import _by_tier, _figures
@@ -271,6 +272,17 @@ def _describe(
     return f"max_tokens {max_tokens}" if feature == _OUTPUT else _FEATURES[feature]
 
 
+def _score(request: object, name: str) -> float:
+    """The score of a ``RouteRequest`` or a bare prompt, which ``name`` held."""
+    if isinstance(request, RouteRequest):
+        return min(1.0, sum(_analyse(request.prompt, request.max_tokens)[0]))
+    if type(request) is not str:
+        raise ConfigurationError(
+            f"{name}: expected a prompt (a string or a RouteRequest), got {request!r}"
+        )
+    return min(1.0, sum(_analyse(check_text(request, name), _DEFAULT_MAX_TOKENS)[0]))
+
+
 def _shown_threshold(policy: ComplexityPolicy) -> str:
     threshold = policy.threshold
     if isinstance(threshold, int | float):
@@ -297,9 +309,7 @@ class ComplexityPolicy:
 
     def score(self, request: RouteRequest | str) -> float:
         """The complexity of a request (or of a bare prompt asking for 256 tokens), in [0, 1]."""
-        if isinstance(request, str):
-            return min(1.0, sum(_analyse(request, _DEFAULT_MAX_TOKENS)[0]))
-        return min(1.0, sum(_analyse(request.prompt, request.max_tokens)[0]))
+        return _score(request, "request")
 
     def calibrate(
         self, prompts: Iterable[RouteRequest | str], large_share: float = 0.3
@@ -310,11 +320,11 @@ class ComplexityPolicy:
         between the scores either side of it), the way RouteLLM calibrates its routers to a
         share of strong-model calls. Calibrate on prompts like the ones you will route.
         """
-        if not 0 <= large_share <= 1:
-            raise ConfigurationError(f"large_share must be between 0 and 1, got {large_share!r}")
-        scores = sorted(self.score(prompt) for prompt in prompts)
+        check_number(large_share, "large_share", 0, 1)
+        items = check_iterable(prompts, "prompts", "prompts (strings or RouteRequests)")
+        scores = sorted(_score(prompt, "prompts") for prompt in items)
         if not scores:
-            raise ConfigurationError("calibrate() needs at least one prompt")
+            raise ConfigurationError("prompts must hold at least one prompt to calibrate on")
         small = len(scores) - round(large_share * len(scores))
         below = scores[small - 1] if small > 0 else 0.0
         above = scores[small] if small < len(scores) else 1.0

@@ -15,14 +15,22 @@ from collections.abc import Sequence
 import attrs
 
 from .._exceptions import NoRouteError
-from ._base import RouteDecision, RouteRequest, RoutingPolicy, Target, TargetState
+from ._base import (
+    RouteDecision,
+    RouteRequest,
+    RoutingPolicy,
+    Target,
+    TargetState,
+    _a_policy,
+    target_refs,
+)
 from ._route import _resolve
 
 __all__ = ["FallbackPolicy"]
 
 
 def _to_fallbacks(fallbacks: Sequence[Target | str]) -> tuple[Target | str, ...]:
-    return tuple(fallbacks)
+    return target_refs(fallbacks, "fallbacks")
 
 
 @attrs.frozen
@@ -32,7 +40,7 @@ class FallbackPolicy:
     For example ``FallbackPolicy(ComplexityPolicy(), fallbacks=["gemma-3-270m"])``.
     """
 
-    policy: RoutingPolicy
+    policy: RoutingPolicy = attrs.field(validator=_a_policy)
     fallbacks: tuple[Target | str, ...] = attrs.field(converter=_to_fallbacks)
 
     def __call__(self, request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._base import RouteDecision, RouteRequest, TargetState, _non_negative
+from ._base import RouteDecision, RouteRequest, TargetState, _seconds, _whole
 from ._order import _request_hash
 
 __all__ = ["LatencyPolicy"]
@@ -28,13 +28,14 @@ __all__ = ["LatencyPolicy"]
 class LatencyPolicy:
     """Picks the less loaded of two candidates drawn by ``seed`` and the request.
 
-    ``prior_latency`` (seconds) stands in for a target with no observed latency yet.
+    ``seed`` is an integer; ``prior_latency`` (seconds, from 0 to a week) stands in for a
+    target with no observed latency yet.
     ``scores`` holds the load of the two candidates compared; the other one is the first
     fallback and the remaining candidates follow in their given order.
     """
 
-    seed: int = 0
-    prior_latency: float = attrs.field(default=0.5, validator=_non_negative)
+    seed: int = attrs.field(default=0, validator=_whole)
+    prior_latency: float = attrs.field(default=0.5, validator=_seconds)
 
     def __call__(self, request: RouteRequest, candidates: Sequence[TargetState]) -> RouteDecision:
         """Choose between two of ``candidates`` by latency times in-flight requests."""

@@ -19,8 +19,9 @@ from itertools import accumulate
 
 import attrs
 
+from .._checks import check_mapping, check_number
 from .._exceptions import ConfigurationError
-from ._base import RouteDecision, RouteRequest, Target, TargetState
+from ._base import RouteDecision, RouteRequest, Target, TargetState, _whole, target_refs
 from ._order import _figures, _Memo, _request_hash
 from ._route import _excluded
 
@@ -33,13 +34,10 @@ def _to_weights(weights: Mapping[Target | str, float] | None) -> Mapping[str, fl
     if weights is None:
         return None
     by_name: dict[str, float] = {}
-    for ref, weight in weights.items():
+    refs = target_refs(list(check_mapping(weights, "weights", "targets to weights")), "weights")
+    for ref in refs:
         name = ref if isinstance(ref, str) else ref.name
-        if not 0 <= weight < math.inf:
-            raise ConfigurationError(
-                f"WeightedPolicy weight of {name!r} must be a finite number >= 0, got {weight!r}"
-            )
-        by_name[name] = float(weight)
+        by_name[name] = float(check_number(weights[ref], f"weights[{name!r}]", 0, math.inf))
     return by_name
 
 
@@ -60,16 +58,17 @@ class _Plan:
 class WeightedPolicy:
     """Sends each request to a candidate drawn in proportion to ``weights``.
 
-    ``weights`` maps targets (or their names) to relative weights; ``None`` weighs every
-    target equally, and a target missing from the mapping weighs 0. When every healthy
-    candidate weighs 0 the draw is uniform among them, so a request is never refused.
+    ``weights`` maps targets (or their names) to relative weights, finite numbers >= 0;
+    ``None`` weighs every target equally, and a target missing from the mapping weighs 0.
+    ``seed`` is an integer. When every healthy candidate weighs 0 the draw is uniform
+    among them, so a request is never refused.
     ``scores`` holds each candidate's share of the draw. A weighted name that matches no
     target routed over raises ``ConfigurationError`` when deciding; one that names a
     target left out of the candidates (unhealthy, say) just gives its share to the others.
     """
 
     weights: Mapping[str, float] | None = attrs.field(default=None, converter=_to_weights)
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=_whole)
     # Everything but the draw depends only on the candidates, so it is worked out once per
     # set of candidates and kept: a decision is then a hash and a bisection.
     _plans: _Memo[_Plan] = attrs.field(factory=_Memo, init=False, repr=False, eq=False)

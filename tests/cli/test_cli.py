@@ -925,6 +925,15 @@ def test_infer_too_large_for_every_target_is_bad_usage_not_an_outage(
     assert hostedai_emulator.allocations() == []
 
 
+def test_infer_with_empty_text_is_bad_usage_and_leases_nothing(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, err = run(capsys, "infer", "")
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, "harpoon infer: error: text must not be empty")
+    assert hostedai_emulator.allocations() == []
+
+
 def test_infer_too_large_for_one_target_only_goes_to_the_other(
     capsys: pytest.CaptureFixture[str], hostedai_env: str
 ) -> None:

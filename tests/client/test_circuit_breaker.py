@@ -227,7 +227,8 @@ def test_reset_closes_and_forgets() -> None:
     ],
 )
 def test_a_nonsensical_configuration_is_refused(bad: dict[str, float]) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011
+    [name] = bad
+    with pytest.raises(harpoon.ConfigurationError, match=f"^{name} must"):
         CircuitBreakerConfig(**bad)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -45,6 +46,7 @@ async def test_health_is_ok_for_a_healthy_api_and_down_when_it_cannot_be_reached
     async with harpoon.Orchestrator(connect(emulator)) as orch:
         report = await orch.health()
     assert report.verdict == "ok"
+    assert report.upkeep_error is None
     assert report.api is not None
     assert report.api.status == "ok"
     assert {name: t.verdict for name, t in report.targets.items()} == {
@@ -81,4 +83,26 @@ async def test_a_stream_left_early_releases_its_place_and_is_counted(
         again = await session.infer("Hi!")  # the same allocation takes the next call
         assert again.result.allocation_id == chunks.attempts[0].allocation_id
         assert orch.snapshot().targets["gemma-3-270m"].requests == 2
+    assert live_ids(emulator) == []
+
+
+async def test_an_upkeep_that_dies_is_logged_and_degrades_health(
+    emulator: Emulator, connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    called = asyncio.Event()
+
+    def not_async(seconds: float) -> None:  # a sleep that cannot be awaited
+        called.set()
+
+    async with harpoon.Orchestrator(connect(emulator), sleep=not_async) as orch:  # type: ignore[arg-type]
+        await called.wait()  # the upkeep awaited None and died in that same step
+        report = await orch.health()
+        routed = await orch.process("Hi!", max_tokens=4)  # calls still work
+    assert report.upkeep_error is not None
+    assert report.upkeep_error.startswith("TypeError: ")
+    assert report.verdict == "degraded"
+    assert routed.result.text
+    [record] = [r for r in caplog.records if "upkeep stopped" in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert record.exc_info is not None
     assert live_ids(emulator) == []

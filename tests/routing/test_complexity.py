@@ -197,11 +197,11 @@ def test_a_threshold_outside_zero_to_one_is_a_configuration_error() -> None:
         ComplexityPolicy(threshold=1.2)
 
 
-def test_an_empty_prompt_routes_small_and_says_why() -> None:
-    decision = route(ComplexityPolicy(), RouteRequest(""), DEFAULT_TARGETS)
-
-    assert decision.target is SMALL
-    assert "(an empty prompt)" in decision.reason
+def test_an_empty_prompt_is_a_configuration_error_not_a_route() -> None:
+    with pytest.raises(ConfigurationError, match="prompt must not be empty"):
+        RouteRequest("")
+    with pytest.raises(ConfigurationError, match="request must not be empty"):
+        ComplexityPolicy().score("")
 
 
 def test_a_tier_hint_that_overrides_the_wanted_tier_is_named_in_the_reason() -> None:

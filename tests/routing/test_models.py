@@ -178,8 +178,9 @@ def test_a_target_state_of_the_wrong_type_is_a_configuration_error(
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"prompt": None}, "RouteRequest.prompt must be a string, got None"),
-        ({"prompt": b"hi"}, "RouteRequest.prompt must be a string, got b'hi'"),
+        ({"prompt": None}, "RouteRequest.prompt must be a non-empty string, got None"),
+        ({"prompt": b"hi"}, "RouteRequest.prompt must be a non-empty string, got b'hi'"),
+        ({"prompt": ""}, "RouteRequest.prompt must not be empty"),
         ({"prompt": "hi", "max_tokens": "64"}, "RouteRequest.max_tokens must be a whole number"),
         ({"prompt": "hi", "max_tokens": None}, "RouteRequest.max_tokens must be a whole number"),
         ({"prompt": "hi", "target": 3}, "RouteRequest.target must be a Target, a target's name"),
@@ -204,7 +205,7 @@ def test_well_typed_values_are_accepted_as_given() -> None:
     )
 
     assert (target.cost_per_hour, state.latency, state.error_rate) == (2, 1, 1)
-    assert RouteRequest("", target=target).target is target
+    assert RouteRequest("hi", target=target).target is target
     assert RouteRequest("hi", target="m").target == "m"
 
 

@@ -82,7 +82,7 @@ def states(draw: st.DrawFn) -> list[TargetState]:
 
 requests = st.builds(
     RouteRequest,
-    prompt=st.text(max_size=400) | st.sampled_from(corpus(200, seed=3)),
+    prompt=st.text(min_size=1, max_size=400) | st.sampled_from(corpus(200, seed=3)),
     max_tokens=st.integers(1, 1_024) | st.integers(1, 20_000),
 )
 
@@ -175,7 +175,7 @@ def test_the_same_inputs_give_the_same_decision(
 
 
 @settings(max_examples=200, deadline=None)
-@given(prompt=st.text(max_size=3_000), max_tokens=st.integers(1, 100_000))
+@given(prompt=st.text(min_size=1, max_size=3_000), max_tokens=st.integers(1, 100_000))
 def test_the_complexity_score_is_between_zero_and_one(prompt: str, max_tokens: int) -> None:
     score = ComplexityPolicy().score(RouteRequest(prompt, max_tokens))
 

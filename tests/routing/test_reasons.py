@@ -40,7 +40,7 @@ def complexity_reason(prompt: str, threshold: float) -> tuple[float, str]:
 
 
 @given(
-    prompt=st.sampled_from(PROMPTS) | st.text(max_size=300),
+    prompt=st.sampled_from(PROMPTS) | st.text(min_size=1, max_size=300),
     offset=st.sampled_from([0.0, 1e-12, 1e-9, 1e-6, 0.0004, 0.0013, 0.0049]) | st.floats(0.0, 0.01),
     below=st.booleans(),
 )
