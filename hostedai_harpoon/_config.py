@@ -121,7 +121,8 @@ def _from_env(value: str | None, variable: str) -> str | None:
     return found or None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (plain http to it crosses no network)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -149,7 +150,7 @@ def _check_base_url(raw: str, allow_insecure_http: bool) -> str:
             f"the base URL {_shown(raw)} must be an absolute http:// or https:// URL "
             f"(set {ENV_BASE_URL} or pass base_url=)"
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key would cross the network "
             "unencrypted. Use https://, or pass allow_insecure_http=True if you mean it."

@@ -137,6 +137,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         )
         check_optional_text(settings.pool_id, "pool_id")
         self._settings: Settings = settings
+        self._allow_insecure_http = allow_insecure_http is True
         breaker_config = (
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
         )
@@ -288,6 +289,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             gate=gate,
             pool_id=self.pool_id,
             max_event_bytes=self._max_response_bytes,
+            allow_insecure_http=self._allow_insecure_http,
         )
 
     def _new_lease(
@@ -303,6 +305,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         release_timeout: float,
         renew_interval: float | None,
         idempotency_key: str | None,
+        inference: str,
     ) -> LeaseT:
         return lease_class(
             self._lease_host(pool_id),
@@ -316,4 +319,5 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             release_timeout=release_timeout,
             renew_interval=renew_interval,
             idempotency_key=idempotency_key,
+            inference=inference,
         )

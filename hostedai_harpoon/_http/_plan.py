@@ -68,7 +68,7 @@ class Planner:
     build_request: Any  # the http client's build_request: httpx.Client's or AsyncClient's
     prefix: str
     headers: Mapping[str, str]
-    secret: Secret
+    secret: Secret | None  # None: no ``Authorization`` header (a server without keys)
     timeout: httpx.Timeout
     deadline: float | None
     retry: RetryPolicy
@@ -106,13 +106,14 @@ class Planner:
             if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
                 self._urls.clear()
             url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
+        secret = self.secret
         request: httpx.Request = self.build_request(
             call.method,
             url,
             content=content,
             params=call.params,
             # Built in the call: no local of this frame ever holds the key.
-            headers={**headers, "authorization": self.secret.bearer()},
+            headers=headers if secret is None else {**headers, "authorization": secret.bearer()},
             timeout=timeout,
         )
         return request
