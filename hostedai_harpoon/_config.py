@@ -188,7 +188,7 @@ def resolve_settings(
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    problem = _key_problem(secret)
+    problem = key_problem(secret)
     if problem is not None:
         raise ConfigurationError(problem)
     return Settings(
@@ -198,7 +198,7 @@ def resolve_settings(
     )
 
 
-def _key_problem(secret: Secret) -> str | None:
+def key_problem(secret: Secret) -> str | None:
     """Why the key cannot be sent in an ``Authorization`` header, if it cannot (never the key)."""
     value = secret.reveal()
     if value.isascii() and value.isprintable() and " " not in value:

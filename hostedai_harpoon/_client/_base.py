@@ -27,7 +27,15 @@ from .._leases._core import LeaseCore
 from .._resilience import CircuitBreaker, CircuitBreakerConfig, RetryPolicy
 from .._version import __version__
 
-__all__ = ["USER_AGENT", "BaseClient"]
+__all__ = [
+    "USER_AGENT",
+    "BaseClient",
+    "check_deadline",
+    "check_headers",
+    "check_retry",
+    "pick_timeout",
+    "positive_int",
+]
 
 T = TypeVar("T")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
@@ -44,7 +52,7 @@ def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
     return attrs.evolve(policy, max_retries=max_retries)
 
 
-def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
+def check_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
     """``max_retries`` is a shorthand for ``retry=RetryPolicy(max_retries=...)``; a policy
     given in full wins over the default ``max_retries``, and a different explicit count
     alongside it is refused rather than silently preferred."""
@@ -69,13 +77,13 @@ def pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     return httpx.Timeout(timeout)
 
 
-def _check_deadline(deadline: float | None) -> float | None:
+def check_deadline(deadline: float | None) -> float | None:
     if deadline is not None:
         check_seconds(deadline, "deadline", positive=True)
     return deadline
 
 
-def _check_headers(default_headers: Mapping[str, str] | None) -> dict[str, str]:
+def check_headers(default_headers: Mapping[str, str] | None) -> dict[str, str]:
     if default_headers is not None and not isinstance(default_headers, Mapping):
         raise ConfigurationError(
             f"default_headers must be a mapping, got {type(default_headers).__name__}"
@@ -99,7 +107,7 @@ def _check_headers(default_headers: Mapping[str, str] | None) -> dict[str, str]:
     return headers
 
 
-def _positive_int(value: object, name: str, *, optional: bool = False) -> Any:
+def positive_int(value: object, name: str, *, optional: bool = False) -> Any:
     if optional and value is None:
         return None
     if type(value) is not int or value < 1:
@@ -147,18 +155,18 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
                 f"got {type(circuit_breaker).__name__}"
             )
         host = httpx.URL(settings.base_url).netloc.decode("ascii")
-        self._max_response_bytes: int = _positive_int(max_response_bytes, "max_response_bytes")
-        self._max_allocations_per_pool: int | None = _positive_int(
+        self._max_response_bytes: int = positive_int(max_response_bytes, "max_response_bytes")
+        self._max_allocations_per_pool: int | None = positive_int(
             max_allocations_per_pool, "max_allocations_per_pool", optional=True
         )
         self._planner = Planner(
             build_request=None,  # the twin's http client, once it has one (_attach)
             prefix=settings.base_url,
-            headers=_check_headers(default_headers),
+            headers=check_headers(default_headers),
             secret=settings.api_key,
             timeout=pick_timeout(timeout),
-            deadline=_check_deadline(deadline),
-            retry=_resolve_retry(retry, max_retries),
+            deadline=check_deadline(deadline),
+            retry=check_retry(retry, max_retries),
             breaker=None if breaker_config is None else CircuitBreaker(breaker_config, name=host),
         )
         # Shared with every with_options() copy, like the connection pool and the breaker.
@@ -244,12 +252,12 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         if not isinstance(timeout, NotGiven):
             planner = attrs.evolve(planner, timeout=pick_timeout(timeout))
         if not isinstance(deadline, NotGiven):
-            planner = attrs.evolve(planner, deadline=_check_deadline(deadline))
+            planner = attrs.evolve(planner, deadline=check_deadline(deadline))
         if not isinstance(retry, NotGiven):
             if not isinstance(retry, RetryPolicy):
                 raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
             count = retry.max_retries if isinstance(max_retries, NotGiven) else max_retries
-            planner = attrs.evolve(planner, retry=_resolve_retry(retry, count))
+            planner = attrs.evolve(planner, retry=check_retry(retry, count))
         elif not isinstance(max_retries, NotGiven):
             planner = attrs.evolve(planner, retry=_retry_policy(planner.retry, max_retries))
         clone._planner = planner
