@@ -134,7 +134,7 @@ def check_openai_exchange(exchange: Any) -> None:
     assert event_schema is not None, f"{what}: a stream where none is served"
     payloads = stream_payloads(exchange.response_body)
     if not getattr(exchange, "aborted", False):
-        assert payloads and payloads[-1] == "[DONE]", f"{what}: the stream has no [DONE]"
+        assert payloads[-1:] == ["[DONE]"], f"{what}: the stream has no [DONE]"
         payloads = payloads[:-1]
     for index, payload in enumerate(payloads):
         validate(event_schema, json.loads(payload), f"event {index} of {what}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -71,13 +73,10 @@ def test_sync_completions_agree_with_the_official_client(openai_url: str) -> Non
             theirs.choices[0].finish_reason,
         )
         assert ours.usage.output_tokens == theirs.usage.completion_tokens
-        streamed = [
-            event
-            for event in official.completions.create(
+        streamed = list(official.completions.create(
                 model=MODEL, prompt=prompt, max_tokens=7, stop=["kernel"], stream=True,
                 stream_options={"include_usage": True},
-            )
-        ]  # fmt: skip
+            ))  # fmt: skip
         theirs_text = "".join(event.choices[0].text for event in streamed if event.choices)
         assert _chunks_text(list(endpoint.stream(prompt, max_tokens=7, stop=["kernel"]))) == (
             theirs_text,
@@ -94,12 +93,12 @@ async def test_async_chat_and_completions_agree_with_the_official_client(openai_
         harpoon.AsyncEndpoint(openai_url, model=MODEL, inference="openai-completions") as plain,
     ):
         for prompt in PROMPTS:
-            messages = [
+            messages: list[Any] = [
                 {"role": "system", "content": "Be brief."},
                 {"role": "user", "content": prompt},
             ]
             ours = await chat.infer(messages=messages)
-            theirs = await official.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
+            theirs = await official.chat.completions.create(model=MODEL, messages=messages)
             assert theirs.usage is not None
             assert ours.text == theirs.choices[0].message.content
             assert ours.usage.input_tokens == theirs.usage.prompt_tokens
@@ -109,7 +108,7 @@ async def test_async_chat_and_completions_agree_with_the_official_client(openai_
             events = await official.chat.completions.create(
                 model=MODEL,
                 messages=messages,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
             )
             async for event in events:
                 if event.choices:
@@ -125,9 +124,11 @@ async def test_async_chat_and_completions_agree_with_the_official_client(openai_
 
 def test_an_openai_lease_over_tcp_agrees_with_the_official_client(emulator: Emulator) -> None:
     with emulator.serve() as base_url, harpoon.HostedAI(base_url, "sk-test") as client:
-        with client.allocate(model=MODEL, inference="openai") as lease:
+        lease = client.allocate(model=MODEL, inference="openai")
+        with lease:
             endpoint = lease.allocation.endpoint if lease.allocation else None
-            assert endpoint is not None and endpoint.startswith(base_url)
+            assert endpoint is not None
+            assert endpoint.startswith(base_url)
             ours = lease.infer("Hi")
             official = openai.OpenAI(base_url=f"{endpoint}/v1", api_key="sk-test", max_retries=0)
             theirs = official.chat.completions.create(
