@@ -116,7 +116,7 @@ async def openai_python(url: str) -> AsyncIterator[Infer]:
 
 @contextlib.asynccontextmanager
 async def litellm_router(url: str) -> AsyncIterator[Infer]:
-    from litellm import Router  # type: ignore[import-not-found, unused-ignore]
+    from litellm import Router
 
     deployment = {"model": f"openai/{MODEL}", "api_base": f"{url}/v1", "api_key": "k"}
     router = Router(
@@ -268,7 +268,7 @@ def stream_parsing() -> dict[str, float]:
         stream: Any = theirs.chat.completions.create(
             model=MODEL,
             messages=MESSAGES,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
         count = 0
         for event in stream:
