@@ -15,7 +15,7 @@ __all__ = ["IN_PROCESS_ENDPOINTS", "ROUTES", "Api"]
 
 IN_PROCESS_ENDPOINTS = "https://emulator.invalid"
 """Where allocations' endpoints are when the emulator is not served over TCP (an in-process
-transport ignores the host): ``https://emulator.invalid/<allocation id>``."""
+transport ignores the host): ``https://emulator.invalid/endpoints/<allocation id>``."""
 
 _CONTROL_ROUTES = (
     "/v1/allocate",
@@ -28,8 +28,8 @@ _CONTROL_ROUTES = (
 )
 ROUTES = _CONTROL_ROUTES + ALLOCATION_ROUTES + STANDALONE_ROUTES
 """Every path the emulator answers; ``*`` stands for one non-empty path segment (an id).
-The OpenAI-compatible paths come twice: under an allocation's endpoint (``/*/v1/...``) and
-at a standalone server's root (``Emulator.serve_openai``)."""
+The OpenAI-compatible paths come twice: under an allocation's endpoint
+(``/endpoints/*/v1/...``) and at a standalone server's root (``Emulator.serve_openai``)."""
 
 Handler = Callable[[Request, list[str], float], Outcome]
 

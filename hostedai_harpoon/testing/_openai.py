@@ -28,7 +28,11 @@ __all__ = [
     "openai_error",
 ]
 
-ALLOCATION_ROUTES = ("/*/v1/chat/completions", "/*/v1/completions", "/*/v1/models")
+ALLOCATION_ROUTES = (
+    "/endpoints/*/v1/chat/completions",
+    "/endpoints/*/v1/completions",
+    "/endpoints/*/v1/models",
+)
 """The OpenAI-compatible paths under an allocation's endpoint (``*``: the allocation id)."""
 STANDALONE_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
 """The same paths at a standalone server's root."""

@@ -94,7 +94,7 @@ class AllocationRecord:
 
     def endpoint_at(self, base: str) -> str | None:
         """The allocation's endpoint under ``base``: its OpenAI-compatible API's root."""
-        return f"{base}/{self.id}" if self.status is AllocationStatus.READY else None
+        return f"{base}/endpoints/{self.id}" if self.status is AllocationStatus.READY else None
 
     def to_wire(self, endpoint_base: str = "https://emulator.invalid") -> dict[str, object]:
         """The allocation as the wire carries it, its endpoint under ``endpoint_base``."""

@@ -32,7 +32,9 @@ def test_a_lease_infers_at_its_endpoint(emulator: Emulator) -> None:
         chat = lease.infer(messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
         expected = client.infer(lease.id, "Hi", max_tokens=4)
     assert emulator.requests_to("POST", "/v1/inference") != []
-    paths = [e.path for e in emulator.requests_to("POST", f"/{lease.id}/v1/chat/completions")]
+    paths = [
+        e.path for e in emulator.requests_to("POST", f"/endpoints/{lease.id}/v1/chat/completions")
+    ]
     assert len(paths) == 3
     assert (result.text, result.usage, result.finish_reason) == (
         expected.text,
@@ -54,7 +56,7 @@ async def test_an_async_lease_infers_at_its_endpoint(emulator: Emulator) -> None
         async with lease.stream("Hi", stop="kernel") as chunks:
             streamed = [chunk async for chunk in chunks]
         expected = await client.infer(lease.id, "Hi", stop="kernel")
-    assert len(emulator.requests_to("POST", f"/{lease.id}/v1/completions")) == 2
+    assert len(emulator.requests_to("POST", f"/endpoints/{lease.id}/v1/completions")) == 2
     assert (result.text, result.usage) == (expected.text, expected.usage)
     assert result.allocation_id == lease.id
     assert "".join(c.delta for c in streamed) == result.text
@@ -94,7 +96,9 @@ def test_plain_http_to_another_host_is_allowed_when_asked(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        AllocationRecord, "endpoint_at", lambda self, base: f"http://10.0.0.5:8000/{self.id}"
+        AllocationRecord,
+        "endpoint_at",
+        lambda self, base: f"http://10.0.0.5:8000/endpoints/{self.id}",
     )
     client = _client(emulator, allow_insecure_http=True)
     with client.allocate(model=MODEL, inference="openai") as lease:
@@ -105,11 +109,11 @@ def test_a_fault_at_the_endpoint_is_retried_and_a_404_does_not_lose_the_lease(
     emulator: Emulator,
 ) -> None:
     emulator.faults = FaultPlan(
-        rules=[Fault("error", path="/*/v1/chat/completions", times=1, status=503)]
+        rules=[Fault("error", path="/endpoints/*/v1/chat/completions", times=1, status=503)]
     )
     with _client(emulator) as client, client.allocate(model=MODEL, inference="openai") as lease:
         assert lease.infer("Hi").text
-        assert len(emulator.requests_to("POST", "/*/v1/chat/completions")) == 2
+        assert len(emulator.requests_to("POST", "/endpoints/*/v1/chat/completions")) == 2
         with pytest.raises(harpoon.NotFoundError, match="does not exist"):
             lease.infer("Hi", model="qwen3-30b-a3b")
         assert lease.state is harpoon.LeaseState.ACTIVE
@@ -120,7 +124,9 @@ def test_a_fault_at_the_endpoint_is_retried_and_a_404_does_not_lose_the_lease(
 
 
 def test_the_endpoint_has_a_breaker_of_its_own(emulator: Emulator) -> None:
-    emulator.faults = FaultPlan(rules=[Fault("error", path="/*/v1/chat/completions", status=500)])
+    emulator.faults = FaultPlan(
+        rules=[Fault("error", path="/endpoints/*/v1/chat/completions", status=500)]
+    )
     config = harpoon.CircuitBreakerConfig(minimum_calls=2)
     client = harpoon.HostedAI(
         "https://api.example", "sk", http_client=emulator.http_client(), circuit_breaker=config,
@@ -154,5 +160,5 @@ def test_the_key_is_sent_to_the_endpoint_and_shown_nowhere(emulator: Emulator) -
             lease.infer("Hi", model="nope")
         text = repr(lease) + str(caught.value) + repr(caught.value) + repr(lease._endpoint)
     assert "sk-secret-key" not in text
-    sent = emulator.requests_to("POST", "/*/v1/chat/completions")[0]
+    sent = emulator.requests_to("POST", "/endpoints/*/v1/chat/completions")[0]
     assert sent.request_headers["authorization"] == "Bearer ***"  # masked in the log, sent

@@ -32,7 +32,7 @@ def test_every_answer_and_request_on_the_openai_paths_validates(emulator: Emulat
     emulator.faults = FaultPlan(
         rules=[
             Fault("error", path="/v1/chat/completions", times=1, status=503),
-            Fault("rate_limit", path="/*/v1/completions", times=1),
+            Fault("rate_limit", path="/endpoints/*/v1/completions", times=1),
         ]
     )
     with emulator.serve_openai() as url, emulator.serve() as base_url:
