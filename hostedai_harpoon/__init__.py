@@ -11,7 +11,7 @@ with harpoon.HostedAI() as client:          # HOSTED_AI_BASE_URL / HOSTED_AI_API
 
 from typing import TYPE_CHECKING, Any
 
-from ._client import AsyncHostedAI, HostedAI
+from ._client import AsyncEndpoint, AsyncHostedAI, Endpoint, HostedAI
 from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import (
     AllAttemptsFailedError,
@@ -146,6 +146,7 @@ __all__ = [
     "Allocation",
     "AllocationError",
     "AllocationStatus",
+    "AsyncEndpoint",
     "AsyncHostedAI",
     "AsyncInferenceStream",
     "AsyncLease",
@@ -163,6 +164,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CostPolicy",
+    "Endpoint",
     "FallbackPolicy",
     "GoneError",
     "Health",

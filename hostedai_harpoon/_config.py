@@ -143,7 +143,7 @@ class DefaultHeaders:
             raise ConfigurationError("default_headers must map strings to printable ASCII strings")
         return cls(tuple((name.lower(), value) for name, value in items))
 
-    def split(self, key: Secret) -> tuple[dict[str, str], dict[str, Secret]]:
+    def split(self, key: Secret | None) -> tuple[dict[str, str], dict[str, Secret]]:
         """The headers to send as they are, and those to keep as secrets: a credential
         header's, and any whose value is the key. The ``Authorization`` header is left out:
         it carries the key, set on each request as it is built."""
@@ -152,7 +152,9 @@ class DefaultHeaders:
         for name, value in self._items:
             if name == "authorization":
                 continue
-            if name in SECRET_HEADERS or value in (key.reveal(), key.bearer()):
+            if name in SECRET_HEADERS or (
+                key is not None and value in (key.reveal(), key.bearer())
+            ):
                 secret[name] = Secret(value)
             else:
                 plain[name] = value
@@ -189,7 +191,8 @@ def _from_env(value: str | None, argument: str, variable: str) -> str | None:
     return found or None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (plain http to it crosses no network)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -218,7 +221,7 @@ def _check_base_url(raw: str, source: str, allow_insecure_http: bool) -> str:
             f"{source} {_shown(raw)} must be an absolute http:// or https:// URL "
             f"(set {ENV_BASE_URL} or pass base_url=)"
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key would cross the network "
             "unencrypted. Use https://, or pass allow_insecure_http=True if you mean it."
@@ -258,7 +261,7 @@ def resolve_settings(
         raise ConfigurationError(
             f"no API key: pass api_key= or set the {ENV_API_KEY} environment variable"
         )
-    problem = _key_problem(secret, "api_key" if from_argument else ENV_API_KEY)
+    problem = key_problem(secret, "api_key" if from_argument else ENV_API_KEY)
     if problem is not None:
         raise ConfigurationError(problem)
     return Settings(
@@ -270,7 +273,7 @@ def resolve_settings(
     )
 
 
-def _key_problem(secret: Secret, source: str) -> str | None:
+def key_problem(secret: Secret, source: str = "api_key") -> str | None:
     """Why the key (from ``source``) cannot be sent in an ``Authorization`` header, if it
     cannot (never the key)."""
     value = secret.reveal()

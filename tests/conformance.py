@@ -9,6 +9,9 @@ an error ``request_id`` equal to the ``x-request-id`` header, and a streamed ans
 ``stream: true`` was asked. Exchanges with an injected fault or a dropped connection are
 skipped: they are broken on purpose.
 
+Exchanges on the OpenAI-compatible paths are checked against the OpenAI API description
+instead (``tests/openai/_spec.py``).
+
 ``check_response`` checks one response on its own. The spec is loaded once and each schema is
 compiled into a validator once, so checking thousands of exchanges stays cheap.
 """
@@ -28,6 +31,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from hostedai_harpoon.testing._openai import is_openai_path
+from tests.openai._spec import check_openai_exchange
 
 if TYPE_CHECKING:
     from referencing._core import Resolver  # referencing exports no public name for it
@@ -449,6 +455,12 @@ def check_exchanges(exchanges: Iterable[RecordedExchange]) -> None:
     for index, exchange in enumerate(exchanges):
         if exchange.fault == "emulator_bug":
             failures.append(f"{_describe(index, exchange)}\n    the emulator crashed on it")
+            continue
+        if is_openai_path(exchange.path):  # the OpenAI API's own description says these
+            try:
+                check_openai_exchange(exchange)
+            except AssertionError as exc:
+                failures.append(f"{_describe(index, exchange)}\n    {exc}")
             continue
         if exchange.fault not in _BODY_KEEPING_FAULTS or exchange.status is None:
             continue

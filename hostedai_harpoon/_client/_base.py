@@ -27,7 +27,15 @@ from .._leases._core import LeaseCore
 from .._resilience import CircuitBreaker, CircuitBreakerConfig, RetryPolicy
 from .._version import __version__
 
-__all__ = ["USER_AGENT", "BaseClient"]
+__all__ = [
+    "USER_AGENT",
+    "BaseClient",
+    "check_deadline",
+    "check_retry",
+    "pick_timeout",
+    "positive_int",
+    "split_headers",
+]
 
 T = TypeVar("T")
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
@@ -42,7 +50,7 @@ def _retry_policy(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
     return attrs.evolve(policy, max_retries=check_retries(max_retries))
 
 
-def _resolve_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
+def check_retry(retry: RetryPolicy | None, max_retries: int) -> RetryPolicy:
     """``max_retries`` is a shorthand for ``retry=RetryPolicy(max_retries=...)``; a policy
     given in full wins over the default ``max_retries``, and a different explicit count
     alongside it is refused rather than silently preferred."""
@@ -68,14 +76,14 @@ def pick_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     return httpx.Timeout(timeout)
 
 
-def _check_deadline(deadline: float | None) -> float | None:
+def check_deadline(deadline: float | None) -> float | None:
     if deadline is not None:
         check_seconds(deadline, "deadline", positive=True)
     return deadline
 
 
-def _split_headers(
-    default_headers: DefaultHeaders, key: Secret
+def split_headers(
+    default_headers: DefaultHeaders, key: Secret | None
 ) -> tuple[dict[str, str], dict[str, Secret]]:
     """The headers of every request: the SDK's own and the user's to send as they are, and
     the user's secret ones. The key itself is in neither: the planner sets it on each
@@ -84,7 +92,7 @@ def _split_headers(
     return {"accept": "application/json", "user-agent": USER_AGENT, **plain}, secret
 
 
-def _positive_int(value: object, name: str, *, optional: bool = False) -> Any:
+def positive_int(value: object, name: str, *, optional: bool = False) -> Any:
     if optional and value is None:
         return None
     if type(value) is not int or value < 1:
@@ -122,6 +130,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         )
         check_optional_text(settings.pool_id, "pool_id")
         self._settings: Settings = settings
+        self._allow_insecure_http = allow_insecure_http is True
         breaker_config = (
             CircuitBreakerConfig() if isinstance(circuit_breaker, NotGiven) else circuit_breaker
         )
@@ -131,11 +140,11 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
                 f"got {type(circuit_breaker).__name__}"
             )
         host = httpx.URL(settings.base_url).netloc.decode("ascii")
-        self._max_response_bytes: int = _positive_int(max_response_bytes, "max_response_bytes")
-        self._max_allocations_per_pool: int | None = _positive_int(
+        self._max_response_bytes: int = positive_int(max_response_bytes, "max_response_bytes")
+        self._max_allocations_per_pool: int | None = positive_int(
             max_allocations_per_pool, "max_allocations_per_pool", optional=True
         )
-        headers, secret_headers = _split_headers(default_headers, settings.api_key)
+        headers, secret_headers = split_headers(default_headers, settings.api_key)
         self._planner = Planner(
             build_request=None,  # the twin's http client, once it has one (_attach)
             prefix=settings.base_url,
@@ -143,8 +152,8 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             secret=settings.api_key,
             secret_headers=secret_headers,
             timeout=pick_timeout(timeout),
-            deadline=_check_deadline(deadline),
-            retry=_resolve_retry(retry, max_retries),
+            deadline=check_deadline(deadline),
+            retry=check_retry(retry, max_retries),
             breaker=None if breaker_config is None else CircuitBreaker(breaker_config, name=host),
         )
         # Shared with every with_options() copy, like the connection pool and the breaker.
@@ -230,12 +239,12 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         if not isinstance(timeout, NotGiven):
             planner = attrs.evolve(planner, timeout=pick_timeout(timeout))
         if not isinstance(deadline, NotGiven):
-            planner = attrs.evolve(planner, deadline=_check_deadline(deadline))
+            planner = attrs.evolve(planner, deadline=check_deadline(deadline))
         if not isinstance(retry, NotGiven):
             if not isinstance(retry, RetryPolicy):
                 raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
             count = retry.max_retries if isinstance(max_retries, NotGiven) else max_retries
-            planner = attrs.evolve(planner, retry=_resolve_retry(retry, count))
+            planner = attrs.evolve(planner, retry=check_retry(retry, count))
         elif not isinstance(max_retries, NotGiven):
             planner = attrs.evolve(planner, retry=_retry_policy(planner.retry, max_retries))
         clone._planner = planner
@@ -275,6 +284,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             gate=gate,
             pool_id=self.pool_id,
             max_event_bytes=self._max_response_bytes,
+            allow_insecure_http=self._allow_insecure_http,
         )
 
     def _new_lease(
@@ -290,6 +300,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         release_timeout: float,
         renew_interval: float | None,
         idempotency_key: str | None,
+        inference: str,
     ) -> LeaseT:
         return lease_class(
             self._lease_host(pool_id),
@@ -303,4 +314,5 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             release_timeout=release_timeout,
             renew_interval=renew_interval,
             idempotency_key=idempotency_key,
+            inference=inference,
         )

@@ -22,6 +22,7 @@ from .._config import (
 from .._exceptions import ConfigurationError, UsageError
 from .._http import _api as api
 from .._http._drivers import SyncDriver
+from .._http._openai import Inference
 from .._http._sse import InferenceStream
 from .._http._steps import Call
 from .._leases import (
@@ -148,6 +149,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
         renew_interval: float | None = None,
         idempotency_key: str | None = None,
+        inference: Inference = "hostedai",
     ) -> Lease:
         """GPUs for the length of a block: ``with client.allocate(model=...) as lease:``.
 
@@ -156,10 +158,16 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         (default: a third of the TTL); leaving the block releases it, however it is left.
         ``gpus`` is an integer from 1 to 64, ``ttl`` seconds from 1 to 86,400 (or a
         ``timedelta``), the timeouts seconds from 0 (``release_timeout``: above 0) to a week.
+
+        ``inference`` says how the lease's model is reached: ``"hostedai"`` (the API's
+        ``POST /v1/inference``), ``"openai"`` (chat completions at the allocation's
+        ``endpoint``, as vLLM serves them) or ``"openai-completions"`` (plain completions
+        there). An OpenAI lease whose allocation has no usable endpoint fails on entering
+        with an ``AllocationError`` (and is released).
         """
         return self._new_lease(
             Lease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,
-            release_timeout, renew_interval, idempotency_key,
+            release_timeout, renew_interval, idempotency_key, inference,
         )  # fmt: skip
 
     def release_orphans(self) -> list[OrphanedAllocation]:

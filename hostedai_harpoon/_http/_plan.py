@@ -68,7 +68,7 @@ class Planner:
     build_request: Any  # the http client's build_request: httpx.Client's or AsyncClient's
     prefix: str
     headers: Mapping[str, str]
-    secret: Secret
+    secret: Secret | None  # None: no ``Authorization`` header (a server without keys)
     timeout: httpx.Timeout
     deadline: float | None
     retry: RetryPolicy
@@ -109,6 +109,7 @@ class Planner:
             if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
                 self._urls.clear()
             url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
+        secret = self.secret
         request: httpx.Request = self.build_request(
             call.method,
             url,
@@ -121,13 +122,12 @@ class Planner:
         return request
 
     def _with_secrets(self, headers: Mapping[str, str]) -> dict[str, str]:
+        merged = {**headers}
         if self.secret_headers:
-            return {
-                **headers,
-                **{name: value.reveal() for name, value in self.secret_headers.items()},
-                "authorization": self.secret.bearer(),
-            }
-        return {**headers, "authorization": self.secret.bearer()}
+            merged.update({name: value.reveal() for name, value in self.secret_headers.items()})
+        if self.secret is not None:
+            merged["authorization"] = self.secret.bearer()
+        return merged
 
     def plan(self, call: Call[T]) -> Plan[T]:
         """Carry one call through its attempts: the single place retries are decided.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Protocol, Self
 
 import httpx
 
@@ -29,7 +29,25 @@ from ._errors import (
     undecodable,
 )
 
-__all__ = ["AsyncInferenceStream", "EventDecoder", "InferenceStream", "check_stream_type"]
+__all__ = [
+    "AsyncInferenceStream",
+    "EventDecoder",
+    "EventReader",
+    "InferenceStream",
+    "check_stream_type",
+]
+
+
+class EventReader(Protocol):
+    """How another dialect's events become chunks (``_openai.StreamEvents``): one per stream."""
+
+    def event(self, data: object, request_id: str | None) -> list[InferenceChunk]:
+        """The chunks of one event's decoded JSON; ``InvalidPayload`` when it is wrong."""
+        ...
+
+    def end(self, request_id: str | None) -> list[InferenceChunk]:
+        """The chunks the ``[DONE]`` event completes; ``InvalidPayload`` when it came early."""
+        ...
 
 
 class EventDecoder:
@@ -41,8 +59,12 @@ class EventDecoder:
     stream open forever.
     """
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
+    def __init__(
+        self, response: httpx.Response, limit: int, events: EventReader | None = None
+    ) -> None:
         self._response = response
+        # How an event's payload becomes chunks (``None``: the HostedAI API's own events).
+        self._events = events
         self._request_id = request_id(response)
         self._limit = limit
         self._idle: float | None = response.request.extensions.get("timeout", {}).get("read")
@@ -68,9 +90,7 @@ class EventDecoder:
             line = bytes(buffer[start:end]).decode("utf-8", "replace").removesuffix("\r")
             size = end - start
             start = self._scanned = end + 1
-            chunk = self._line(line, size)
-            if chunk is not None:
-                chunks.append(chunk)
+            self._line(line, size, chunks)
         del buffer[:start]
         self._scanned = len(buffer)
         if self._pending + len(buffer) > self._limit:
@@ -83,24 +103,31 @@ class EventDecoder:
             )
         return chunks
 
-    def _line(self, line: str, size: int) -> InferenceChunk | None:
+    def _line(self, line: str, size: int, chunks: list[InferenceChunk]) -> None:
         if line.startswith("data:"):
             self._pending += size
             if self._pending > self._limit:
                 raise too_large_error(self._response, self._limit, "an event of the stream")
             self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
-            return None
+            return
         if line or not self._data:
-            return None  # comments, other fields, or a blank line with no event pending
+            return  # comments, other fields, or a blank line with no event pending
         data = "\n".join(self._data)
         self._data.clear()
         self._pending = 0
-        if data == "[DONE]":
-            self.done = True
-            return None
-        payload = decode_json(data, self._response)
+        events = self._events
+        payload: object = None
         try:
-            return models.parse_chunk(payload, self._request_id)
+            if data == "[DONE]":
+                self.done = True
+                if events is not None:
+                    chunks += events.end(self._request_id)
+                return
+            payload = decode_json(data, self._response)
+            if events is None:
+                chunks.append(models.parse_chunk(payload, self._request_id))
+            else:
+                chunks += events.event(payload, self._request_id)
         except models.InvalidPayload as exc:
             reason = str(exc)
         raise invalid_answer(reason, self._response, payload)
@@ -127,9 +154,11 @@ def check_stream_type(response: httpx.Response) -> None:
 class _Reader:
     """The chunks of a stream's body: content-decoded in bounded pieces, then SSE-decoded."""
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
+    def __init__(
+        self, response: httpx.Response, limit: int, events: EventReader | None = None
+    ) -> None:
         self._decoding = Decoding(response)
-        self._events = EventDecoder(response, limit)
+        self._events = EventDecoder(response, limit, events)
         self._trace = telemetry.stream_trace(response)
         self.raw = self._decoding.raw
 
@@ -201,7 +230,10 @@ class InferenceStream:
     """
 
     def __init__(
-        self, response: httpx.Response, max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+        self,
+        response: httpx.Response,
+        max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        events: Callable[[], EventReader] | None = None,
     ) -> None:
         try:
             check_stream_type(response)
@@ -212,6 +244,7 @@ class InferenceStream:
         """The HTTP response carrying the stream."""
         self.request_id = request_id(response)
         self._max_event_bytes = max_event_bytes
+        self._events = events
         self._started = False
 
     def __repr__(self) -> str:
@@ -224,7 +257,8 @@ class InferenceStream:
         response = self.response
         try:
             with _reading(response):
-                reader = _Reader(response, self._max_event_bytes)
+                events = None if self._events is None else self._events()
+                reader = _Reader(response, self._max_event_bytes, events)
                 for data in response.iter_raw() if reader.raw else response.iter_bytes():
                     yield from reader.feed(data)
                     if reader.done:
@@ -263,9 +297,11 @@ class AsyncInferenceStream:
         self,
         start: Callable[[], Awaitable[httpx.Response]],
         max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        events: Callable[[], EventReader] | None = None,
     ) -> None:
         self._start = start
         self._max_event_bytes = max_event_bytes
+        self._events = events
         self._response: httpx.Response | None = None
         self._started = False
         self.request_id: str | None = None
@@ -306,7 +342,8 @@ class AsyncInferenceStream:
         response = await self._open()
         try:
             with _reading(response):
-                reader = _Reader(response, self._max_event_bytes)
+                events = None if self._events is None else self._events()
+                reader = _Reader(response, self._max_event_bytes, events)
                 async for data in response.aiter_raw() if reader.raw else response.aiter_bytes():
                     for chunk in reader.feed(data):
                         yield chunk

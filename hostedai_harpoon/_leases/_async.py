@@ -4,6 +4,7 @@ cancellation-proof release."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, Self
@@ -12,7 +13,6 @@ import attrs
 import httpx
 
 from .._exceptions import AllocationError, UsageError
-from .._http import _api as api
 from .._http._drivers import AsyncDriver, SyncDriver
 from .._http._sse import AsyncInferenceStream
 from .._models import Allocation, InferenceResult
@@ -165,34 +165,47 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
 
     async def infer(
         self,
-        prompt: str,
+        prompt: str | None = None,
         *,
+        messages: Sequence[Mapping[str, str]] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> InferenceResult:
-        """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options)."""
-        call = api.infer(self._check_usable(), prompt, model, max_tokens, temperature, stop)
-        host = self._host
+        """Run one inference on the allocation (see ``AsyncHostedAI.infer`` for options).
+
+        An OpenAI lease (``inference="openai"``) sends ``prompt`` as one user message, or
+        the chat ``messages`` given instead; ``model`` defaults to the lease's."""
+        planner, call, _ = self._inference(
+            False, prompt, messages, model, max_tokens, temperature, stop
+        )
         try:  # ``_work``, without its generator's layer: this runs on every inference
-            return await host.driver.run(host.planner.plan(self._prepared(call)))
+            result: InferenceResult = await self._host.driver.run(planner.plan(call))
         except GONE as exc:
+            if not self._is_gone(exc):
+                raise
             raise self._gone(exc) from exc
+        return result
 
     def stream(
         self,
-        prompt: str,
+        prompt: str | None = None,
         *,
+        messages: Sequence[Mapping[str, str]] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> AsyncInferenceStream:
         """A streamed inference on the allocation: ``async with lease.stream(...) as chunks``."""
-        call = api.stream(self._check_usable(), prompt, model, max_tokens, temperature, stop)
+        planner, call, events = self._inference(
+            True, prompt, messages, model, max_tokens, temperature, stop
+        )
         return AsyncInferenceStream(
-            lambda: self._host.driver.run(self._work(call)), self._host.max_event_bytes
+            lambda: self._host.driver.run(self._work(call, planner)),
+            self._host.max_event_bytes,
+            events,
         )
 
     async def renew(self, ttl: float | timedelta | None = None) -> Allocation:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .. import _telemetry as telemetry
 from .._checks import (
@@ -35,7 +35,9 @@ from .._exceptions import (
 )
 from .._http import _api as api
 from .._http import _clock
+from .._http import _openai as openai
 from .._http._plan import Planner
+from .._http._sse import EventReader
 from .._http._steps import Call, Flow, Sleep
 from .._models import Allocation, AllocationStatus
 from .._resilience import RetryPolicy
@@ -79,8 +81,14 @@ class LeaseCore(Generic[DriverT, GateT]):
         release_timeout: float,
         renew_interval: float | None,
         idempotency_key: str | None,
+        inference: str = openai.HOSTEDAI,
     ) -> None:
         self._host = host
+        self.inference = openai.check_inference(inference)
+        """How the model is reached: ``"hostedai"`` (``POST /v1/inference``), ``"openai"`` or
+        ``"openai-completions"`` (the OpenAI-compatible API at the allocation's endpoint)."""
+        # The planner of calls to the allocation's endpoint (an OpenAI lease, once ready).
+        self._endpoint: Planner | None = None
         self.model = check_text(model, "model")
         self.gpus = check_gpus(gpus)
         self.gpu_type = check_optional_text(gpu_type, "gpu_type")
@@ -196,16 +204,48 @@ class LeaseCore(Generic[DriverT, GateT]):
             call.model = self.model
         return call
 
+    def _inference(
+        self,
+        stream: bool,
+        prompt: str | None,
+        messages: object,
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        stop: str | list[str] | None,
+    ) -> tuple[Planner, Call[Any], Callable[[], EventReader] | None]:
+        """One inference on the allocation in the lease's protocol: its planner, its call and
+        (streaming) how its events are read. Nothing is built for a lease that takes no work."""
+        allocation_id = self._check_usable()
+        if self._endpoint is None:
+            if messages is not None:
+                raise UsageError("messages= needs client.allocate(..., inference='openai')")
+            build = api.stream if stream else api.infer
+            call = build(allocation_id, prompt, model, max_tokens, temperature, stop)  # type: ignore[arg-type]
+            return self._host.planner, self._prepared(call), None
+        args = (self.inference, prompt, messages, model or self.model, max_tokens, temperature)
+        if stream:
+            events = functools.partial(openai.StreamEvents, self.inference)
+            return self._endpoint, self._prepared(openai.stream(*args, stop)), events
+        return self._endpoint, self._prepared(openai.infer(*args, stop, allocation_id)), None
+
+    def _is_gone(self, exc: GoneError | NotFoundError) -> bool:
+        """Whether an answer to work on the allocation says it is gone. An OpenAI server's
+        404 names a model or path it does not serve: the server, and the lease, are alive."""
+        return self._endpoint is None or isinstance(exc, GoneError)
+
     def _gone(self, exc: GoneError | NotFoundError) -> AllocationError:
         """An answer saying the allocation is gone: the lease is lost."""
         return self._lose(f"the server answered {exc.status_code} {exc.code}", exc)
 
-    def _work(self, call: Call[T]) -> Flow[T]:
+    def _work(self, call: Call[T], planner: Planner | None = None) -> Flow[T]:
         """One call on the allocation; an answer saying it is gone marks the lease lost.
         (``infer`` does the same without this generator's layer, on its hot path.)"""
         try:
-            return (yield from self._host.planner.plan(self._prepared(call)))
+            return (yield from (planner or self._host.planner).plan(self._prepared(call)))
         except GONE as exc:
+            if not self._is_gone(exc):
+                raise
             raise self._gone(exc) from exc
 
     def _renew_call(self, ttl: float | timedelta | None) -> Call[Allocation]:
@@ -259,6 +299,8 @@ class LeaseCore(Generic[DriverT, GateT]):
         if allocation.status is not AllocationStatus.READY:
             ready = functools.partial(self._ready, allocation)
             allocation = yield from self._in_phase("wait_ready", ready)
+        if self.inference != openai.HOSTEDAI:
+            self._endpoint = self._host.endpoint_planner(allocation)
         self._move_while_entering(LeaseState.ACTIVE)
         return allocation
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Generic, Protocol, TypeVar
 
 import attrs
+import httpx
 
+from .._exceptions import AllocationError
+from .._http import _openai as openai
 from .._http._plan import Planner
+from .._models import Allocation
+from .._resilience import CircuitBreaker
 from ._release import OrphanLedger
 
 __all__ = ["Gate", "LeaseHost"]
@@ -39,3 +44,26 @@ class LeaseHost(Generic[DriverT, GateT]):
     gate: GateT | None
     pool_id: str | None
     max_event_bytes: int
+    # Whether an OpenAI lease may send the key over plain http to a host not this machine.
+    allow_insecure_http: bool = False
+
+    def endpoint_planner(self, allocation: Allocation) -> Planner:
+        """The planner of calls to an OpenAI lease's endpoint: the client's settings and key,
+        the endpoint as prefix, a breaker of its own (its host is not the control plane's).
+        An endpoint that is missing or unusable is an ``AllocationError``: nothing is sent."""
+        root, why = openai.check_endpoint(
+            allocation.endpoint,
+            f"the endpoint of allocation {allocation.id}",
+            keyed=True,
+            allow_insecure_http=self.allow_insecure_http,
+        )
+        if root is None:
+            raise AllocationError(
+                f"allocation {allocation.id} cannot be reached over the OpenAI-compatible "
+                f"API: {why}",
+                allocation_id=allocation.id,
+            )
+        breaker = self.planner.breaker
+        if breaker is not None:
+            breaker = CircuitBreaker(breaker.config, name=httpx.URL(root).netloc.decode("ascii"))
+        return attrs.evolve(self.planner, prefix=root, breaker=breaker)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import timedelta
 from types import TracebackType
 from typing import NoReturn, Self
 
 from .._exceptions import AllocationError, UsageError
-from .._http import _api as api
 from .._http._drivers import SyncDriver
 from .._http._sse import InferenceStream
 from .._models import Allocation, InferenceResult
@@ -106,34 +106,45 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
 
     def infer(
         self,
-        prompt: str,
+        prompt: str | None = None,
         *,
+        messages: Sequence[Mapping[str, str]] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> InferenceResult:
-        """Run one inference on the allocation (see ``HostedAI.infer`` for the options)."""
-        call = api.infer(self._check_usable(), prompt, model, max_tokens, temperature, stop)
-        host = self._host
+        """Run one inference on the allocation (see ``HostedAI.infer`` for the options).
+
+        An OpenAI lease (``inference="openai"``) sends ``prompt`` as one user message, or
+        the chat ``messages`` given instead; ``model`` defaults to the lease's."""
+        planner, call, _ = self._inference(
+            False, prompt, messages, model, max_tokens, temperature, stop
+        )
         try:  # ``_work``, without its generator's layer: this runs on every inference
-            return host.driver.run(host.planner.plan(self._prepared(call)))
+            result: InferenceResult = self._host.driver.run(planner.plan(call))
         except GONE as exc:
+            if not self._is_gone(exc):
+                raise
             raise self._gone(exc) from exc
+        return result
 
     def stream(
         self,
-        prompt: str,
+        prompt: str | None = None,
         *,
+        messages: Sequence[Mapping[str, str]] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> InferenceStream:
         """Start a streamed inference on the allocation."""
-        call = api.stream(self._check_usable(), prompt, model, max_tokens, temperature, stop)
-        response = self._host.driver.run(self._work(call))
-        return InferenceStream(response, self._host.max_event_bytes)
+        planner, call, events = self._inference(
+            True, prompt, messages, model, max_tokens, temperature, stop
+        )
+        response = self._host.driver.run(self._work(call, planner))
+        return InferenceStream(response, self._host.max_event_bytes, events)
 
     def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background)."""

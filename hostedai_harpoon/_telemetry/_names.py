@@ -79,6 +79,7 @@ EVENT_EXCEPTION: Final = "exception"
 
 # Operation names: for inference, the conventions' well-known value for prompt -> text.
 OP_TEXT_COMPLETION: Final = "text_completion"
+OP_CHAT: Final = "chat"
 OP_ROUTE: Final = "route"
 
 # Metrics.

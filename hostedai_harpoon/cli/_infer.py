@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 
 def _infer(args: argparse.Namespace) -> int:
+    if args.endpoint is not None:
+        from ._endpoint import _infer_endpoint
+
+        return _infer_endpoint(args)
     # asyncio.run turns Ctrl-C into a cancellation of this coroutine, so the orchestrator's
     # exit runs and releases what it leased before KeyboardInterrupt reaches main().
     return asyncio.run(_infer_async(args))

@@ -205,6 +205,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the most tokens to generate (default: 256)",
     )
+    infer.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="send TEXT to this running OpenAI-compatible server (vLLM and friends) instead: "
+        "no Orchestrator, no allocation (its key, if any: $HOSTED_AI_ENDPOINT_API_KEY)",
+    )
+    infer.add_argument(
+        "--model", metavar="NAME", help="with --endpoint: the model (default: its first one)"
+    )
     infer.set_defaults(run=_infer)
 
     bench = command(

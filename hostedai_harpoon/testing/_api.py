@@ -7,12 +7,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ._inference import complete
+from ._openai import ALLOCATION_ROUTES, STANDALONE_ROUTES, OpenAIApi
 from ._state import AllocationRequest, State
 from ._wire import Outcome, Request, WireError, error_outcome, is_int, is_number, parse_json_object
 
-__all__ = ["ROUTES", "Api"]
+__all__ = ["IN_PROCESS_ENDPOINTS", "ROUTES", "Api"]
 
-ROUTES = (
+IN_PROCESS_ENDPOINTS = "https://emulator.invalid"
+"""Where allocations' endpoints are when the emulator is not served over TCP (an in-process
+transport ignores the host): ``https://emulator.invalid/endpoints/<allocation id>``."""
+
+_CONTROL_ROUTES = (
     "/v1/allocate",
     "/v1/allocate/*",
     "/v1/allocate/*/renew",
@@ -21,7 +26,10 @@ ROUTES = (
     "/v1/pools/*",
     "/v1/health",
 )
-"""Every path the API answers; ``*`` stands for one non-empty path segment (an id)."""
+ROUTES = _CONTROL_ROUTES + ALLOCATION_ROUTES + STANDALONE_ROUTES
+"""Every path the emulator answers; ``*`` stands for one non-empty path segment (an id).
+The OpenAI-compatible paths come twice: under an allocation's endpoint
+(``/endpoints/*/v1/...``) and at a standalone server's root (``Emulator.serve_openai``)."""
 
 Handler = Callable[[Request, list[str], float], Outcome]
 
@@ -102,14 +110,33 @@ class Api:
             "/v1/allocate/*": {"GET": self._get_allocation, "DELETE": self._release},
             "/v1/allocate/*/renew": {"POST": self._renew},
             "/v1/inference": {"POST": self._infer},
+            **{path: {"POST": self._on_endpoint} for path in ALLOCATION_ROUTES[:2]},
+            ALLOCATION_ROUTES[2]: {"GET": self._on_endpoint},
         }
         self._routes: tuple[tuple[tuple[str, ...], dict[str, Handler]], ...] = tuple(
-            (tuple(path.split("/")[1:]), handlers[path]) for path in ROUTES
+            (tuple(path.split("/")[1:]), handlers[path])
+            for path in _CONTROL_ROUTES + ALLOCATION_ROUTES
         )
+        self.openai = OpenAIApi(state, latency_scale)
+        self.endpoint_base = IN_PROCESS_ENDPOINTS
+        """Where allocations' endpoints are: the URL the emulator is served at, if it is."""
 
-    def dispatch(self, request: Request, request_id: str, now: float) -> Outcome:
-        """The outcome of ``request`` at time ``now``."""
+    def dispatch(
+        self,
+        request: Request,
+        request_id: str,
+        now: float,
+        openai_models: tuple[str, ...] | None = None,
+    ) -> Outcome:
+        """The outcome of ``request`` at time ``now`` (as a standalone OpenAI-compatible
+        server serving ``openai_models``, when given)."""
         try:
+            if openai_models is not None:
+                if request.path not in STANDALONE_ROUTES:
+                    raise WireError("route_not_found", f"There is no route {request.path!r}.")
+                if self._api_keys is not None:
+                    self._authenticate(request)
+                return self.openai.handle(request, now, openai_models)
             handler, params = self._resolve(request)
             if handler != self._health:
                 self._authenticate(request)
@@ -183,18 +210,23 @@ class Api:
         allocation, replayed = self._state.allocate(allocation_request, key, now)
         headers = {"idempotent-replayed": "true"} if replayed else {}
         return Outcome(
-            201, allocation.to_wire(), headers, allocation_id=None if replayed else allocation.id
+            201,
+            allocation.to_wire(self.endpoint_base),
+            headers,
+            allocation_id=None if replayed else allocation.id,
         )
 
     def _list_allocations(self, request: Request, params: list[str], now: float) -> Outcome:
         pool_id = parse_qs(request.query).get("pool_id", [None])[0]
-        return Outcome(200, {"data": [a.to_wire() for a in self._state.live(pool_id)]})
+        return Outcome(
+            200, {"data": [a.to_wire(self.endpoint_base) for a in self._state.live(pool_id)]}
+        )
 
     def _get_allocation(self, request: Request, params: list[str], now: float) -> Outcome:
         allocation = self._state.get(params[0])
         if allocation is None:
             raise WireError("allocation_not_found", f"There is no allocation {params[0]!r}.")
-        return Outcome(200, allocation.to_wire())
+        return Outcome(200, allocation.to_wire(self.endpoint_base))
 
     def _release(self, request: Request, params: list[str], now: float) -> Outcome:
         self._state.release(params[0])
@@ -205,7 +237,11 @@ class Api:
         ttl = _field(
             body, "ttl_seconds", _int_between(1, 86400), "an integer from 1 to 86400", None
         )
-        return Outcome(200, self._state.renew(params[0], ttl, now).to_wire())
+        return Outcome(200, self._state.renew(params[0], ttl, now).to_wire(self.endpoint_base))
+
+    def _on_endpoint(self, request: Request, params: list[str], now: float) -> Outcome:
+        allocation = self._state.usable(params[0], None)
+        return self.openai.handle(request, now, (allocation.model,))
 
     def _infer(self, request: Request, params: list[str], now: float) -> Outcome:
         body = parse_json_object(request.body)

@@ -15,7 +15,9 @@ import attrs
 from .._version import __version__
 from ._api import Api
 from ._clock import Clock, SystemClock
-from ._faults import FaultInjector, FaultKind, FaultPlan, InjectedFault
+from ._encode import apply_fault, encode_body, encode_events
+from ._faults import FaultInjector, FaultKind, FaultPlan
+from ._openai import OpenAIServer, is_openai_path, openai_error
 from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
 from ._wire import (
     EventStream,
@@ -23,7 +25,6 @@ from ._wire import (
     Reply,
     Request,
     check_delay,
-    encode_json,
     error_outcome,
     is_int,
 )
@@ -35,14 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Emulator", "Exchange"]
 
-_FAULT_ERROR_CODES = {
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
-}
 _ANSWER_FAULTS = frozenset({FaultKind.ERROR, FaultKind.RATE_LIMIT, FaultKind.DROP})
-_MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 _BUG = "emulator_bug"
 _LOG = logging.getLogger("hostedai_harpoon.testing")
 
@@ -145,12 +139,14 @@ class Emulator:
 
     # The sans-I/O core
 
-    def handle(self, request: Request) -> Reply:
+    def handle(self, request: Request, *, openai_models: Sequence[str] | None = None) -> Reply:
         """Answer one request: what to send back, after which delay, or that the line drops.
 
-        An exception in the emulator itself is answered 500 ``internal_error`` and logged
-        with the fault ``"emulator_bug"``.
+        With ``openai_models``, answer as a standalone OpenAI-compatible server serving
+        those models (what :meth:`serve_openai` serves). An exception in the emulator itself
+        is answered 500 ``internal_error`` and logged with the fault ``"emulator_bug"``.
         """
+        models = None if openai_models is None else tuple(openai_models)
         with self._lock:
             request_id = self._state.new_id("req_")
             created = None
@@ -162,10 +158,12 @@ class Emulator:
                     fault = self._injector.decide(request.method, request.path)
                 outcome = None
                 if fault is None or fault.when == "after" or fault.kind not in _ANSWER_FAULTS:
-                    outcome = self._api.dispatch(request, request_id, now)
+                    outcome = self._api.dispatch(request, request_id, now, models)
                 created = None if outcome is None else outcome.allocation_id
                 if fault is not None:
-                    outcome = _apply_fault(fault, outcome, request_id)
+                    outcome = apply_fault(fault, outcome, request_id)
+                if models is not None or is_openai_path(request.path):
+                    outcome = openai_error(outcome)
                 reply = self._encode(request_id, outcome, None if fault is None else fault.kind)
                 fault_name = None if fault is None else fault.kind.value
             except Exception:
@@ -214,12 +212,12 @@ class Emulator:
             headers["content-type"] = "text/event-stream"
             headers["cache-control"] = "no-cache"
             stream = EventStream(
-                _encode_events(outcome.events, corruption),
+                encode_events(outcome.events, corruption),
                 self.stream_chunk_delay,
                 functools.partial(self._stream_ended, len(self._exchanges), request_id),
             )
         elif outcome.payload is not None:
-            body = _encode_body(outcome.payload, corruption)
+            body = encode_body(outcome.payload, corruption)
             headers["content-type"] = "application/json"
             headers["content-length"] = str(len(body))
         lost = functools.partial(self._reply_lost, len(self._exchanges), request_id)
@@ -294,10 +292,36 @@ class Emulator:
     @contextlib.contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Serve over real TCP (uvicorn, in a thread) while the block runs; yields the base URL."""
+        from ._api import IN_PROCESS_ENDPOINTS
         from ._serve import serve_in_thread
 
         with serve_in_thread(self.asgi_app, host, port) as base_url:
-            yield base_url
+            self._api.endpoint_base = base_url  # allocations' endpoints, served here too
+            try:
+                yield base_url
+            finally:
+                self._api.endpoint_base = IN_PROCESS_ENDPOINTS
+
+    def openai_server(self, models: Sequence[str] | None = None) -> OpenAIServer:
+        """A standalone OpenAI-compatible server (``/v1/chat/completions``,
+        ``/v1/completions``, ``/v1/models``) on this emulator's faults, log and keys, serving
+        ``models`` (default: every model of the pools). Hand it to ``EmulatorTransport``,
+        ``AsyncEmulatorTransport`` or ``EmulatorApp``; :meth:`serve_openai` serves it."""
+        if models is None:
+            models = list(dict.fromkeys(m for pool in self.pools() for m in pool.models))
+        return OpenAIServer(self, models)
+
+    @contextlib.contextmanager
+    def serve_openai(
+        self, host: str = "127.0.0.1", port: int = 0, *, models: Sequence[str] | None = None
+    ) -> Iterator[str]:
+        """Serve :meth:`openai_server` over TCP while the block runs; yields its root URL
+        (OpenAI clients take ``f"{url}/v1"`` as their base URL)."""
+        from ._asgi import EmulatorApp
+        from ._serve import serve_in_thread
+
+        with serve_in_thread(EmulatorApp(self.openai_server(models)), host, port) as url:
+            yield url
 
     # Inspection
 
@@ -440,55 +464,3 @@ class Emulator:
 
     def __repr__(self) -> str:
         return f"<Emulator pools={[pool.id for pool in self._state.pools()]}>"
-
-
-def _apply_fault(fault: InjectedFault, outcome: Outcome | None, request_id: str) -> Outcome | None:
-    """The outcome once ``fault`` hit it (``None``: the connection drops)."""
-    if fault.kind is FaultKind.DROP:
-        return None
-    retry_after = {} if fault.retry_after is None else {"retry-after": fault.retry_after}
-    if fault.kind is FaultKind.RATE_LIMIT:
-        return error_outcome(
-            "rate_limited", "Too many requests (injected).", request_id, headers=retry_after
-        )
-    if fault.kind is FaultKind.ERROR:
-        status = fault.status or 500
-        code = _FAULT_ERROR_CODES.get(status, "internal_error")
-        return error_outcome(
-            code, "Injected server error.", request_id, status=status, headers=retry_after
-        )
-    assert outcome is not None
-    if fault.kind is FaultKind.LATENCY:
-        outcome.delay += fault.delay
-    return outcome
-
-
-def _misshape(payload: Any) -> Any:
-    """Valid JSON of the wrong shape: the first field gone, numbers turned into strings."""
-    if not isinstance(payload, dict):
-        return {"unexpected": payload}
-    return {
-        key: str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-        for key, value in list(payload.items())[1:]
-    }
-
-
-def _encode_body(payload: Any, corruption: FaultKind | None) -> bytes:
-    if corruption is FaultKind.INVALID_SCHEMA:
-        payload = _misshape(payload)
-    body = encode_json(payload)
-    if corruption is FaultKind.MALFORMED:
-        return _MALFORMED_BODY
-    if corruption is FaultKind.TRUNCATE:
-        return body[: len(body) // 2]
-    return body
-
-
-def _encode_events(events: list[Any], corruption: FaultKind | None) -> list[bytes]:
-    if corruption is FaultKind.TRUNCATE:
-        events, corruption = events[: len(events) // 2], None
-    chunks = []
-    for event in events:
-        data = event.encode() if isinstance(event, str) else _encode_body(event, corruption)
-        chunks.append(b"data: " + data + b"\n\n")
-    return chunks

@@ -10,7 +10,10 @@ line): ``error``, ``rate_limit``, ``latency``, ``drop``, ``malformed``, ``trunca
 
 The wire paths a path glob can match, ``*`` standing for an id there: ``/v1/allocate``,
 ``/v1/allocate/*``, ``/v1/allocate/*/renew``, ``/v1/inference``, ``/v1/pools``,
-``/v1/pools/*``, ``/v1/health``.
+``/v1/pools/*``, ``/v1/health``; and the OpenAI-compatible paths of an allocation's endpoint,
+``/endpoints/*/v1/chat/completions``, ``/endpoints/*/v1/completions``,
+``/endpoints/*/v1/models``, and of the standalone server, ``/v1/chat/completions``,
+``/v1/completions``, ``/v1/models``.
 """
 
 from __future__ import annotations
@@ -224,7 +227,11 @@ class Fault:
       ``/v1/allocate/*/renew`` (POST);
     - ``/v1/inference`` (POST);
     - ``/v1/pools``, ``/v1/pools/*`` (GET);
-    - ``/v1/health`` (GET).
+    - ``/v1/health`` (GET);
+    - an allocation's OpenAI-compatible endpoint: ``/endpoints/*/v1/chat/completions``,
+      ``/endpoints/*/v1/completions`` (POST), ``/endpoints/*/v1/models`` (GET);
+    - the standalone OpenAI-compatible server: ``/v1/chat/completions``,
+      ``/v1/completions`` (POST), ``/v1/models`` (GET).
 
     So ``"/v1/allocate/*"`` matches every allocation's path, renewals included, and
     ``"/v1/allocate*"`` every allocation path at all. A glob that can match none of them
@@ -283,7 +290,10 @@ class FaultPlan:
     ``paths`` entries are path prefixes (``"/v1/allocate"``) or ``(method, glob)`` pairs,
     over the wire paths of the API (``*`` standing for an id): ``/v1/allocate``,
     ``/v1/allocate/*``, ``/v1/allocate/*/renew``, ``/v1/inference``, ``/v1/pools``,
-    ``/v1/pools/*``, ``/v1/health``. An entry that can cover none of them raises
+    ``/v1/pools/*``, ``/v1/health``, the OpenAI-compatible ones of allocations' endpoints
+    (``/endpoints/*/v1/chat/completions``, ``/endpoints/*/v1/completions``,
+    ``/endpoints/*/v1/models``) and of the standalone server (``/v1/chat/completions``,
+    ``/v1/completions``, ``/v1/models``). An entry that can cover none of them raises
     ``ValueError``. Drawn errors pick a status from ``error_statuses``; drawn drops happen
     before or after the request is processed, half each.
     """

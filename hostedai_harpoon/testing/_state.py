@@ -88,13 +88,16 @@ class AllocationRecord:
 
     @property
     def endpoint(self) -> str | None:
-        """Where a ready allocation serves; ``None`` in every other state."""
-        if self.status is AllocationStatus.READY:
-            return f"https://emulator.invalid/{self.id}"
-        return None
+        """Where a ready allocation serves in-process (``None`` in every other state); over
+        TCP its endpoint is under the served URL instead."""
+        return self.endpoint_at("https://emulator.invalid")
 
-    def to_wire(self) -> dict[str, object]:
-        """The allocation as the wire carries it."""
+    def endpoint_at(self, base: str) -> str | None:
+        """The allocation's endpoint under ``base``: its OpenAI-compatible API's root."""
+        return f"{base}/endpoints/{self.id}" if self.status is AllocationStatus.READY else None
+
+    def to_wire(self, endpoint_base: str = "https://emulator.invalid") -> dict[str, object]:
+        """The allocation as the wire carries it, its endpoint under ``endpoint_base``."""
         return {
             "id": self.id,
             "pool_id": self.pool_id,
@@ -102,7 +105,7 @@ class AllocationRecord:
             "gpu_count": self.gpu_count,
             "gpu_type": self.gpu_type,
             "status": self.status.value,
-            "endpoint": self.endpoint,
+            "endpoint": self.endpoint_at(endpoint_base),
             "created_at": format_timestamp(self.created_at),
             "expires_at": None if self.expires_at is None else format_timestamp(self.expires_at),
             "ttl_seconds": self.ttl_seconds,

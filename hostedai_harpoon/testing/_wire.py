@@ -25,11 +25,13 @@ __all__ = [
 
 ERROR_TYPES: Mapping[str, tuple[int, str]] = {
     "invalid_json": (400, "invalid_request_error"),
+    "invalid_request": (400, "invalid_request_error"),
     "missing_api_key": (401, "authentication_error"),
     "invalid_api_key": (401, "authentication_error"),
     "allocation_not_found": (404, "not_found_error"),
     "pool_not_found": (404, "not_found_error"),
     "route_not_found": (404, "not_found_error"),
+    "model_not_found": (404, "invalid_request_error"),
     "method_not_allowed": (405, "invalid_request_error"),
     "idempotency_conflict": (409, "conflict_error"),
     "allocation_not_ready": (409, "conflict_error"),

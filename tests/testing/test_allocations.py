@@ -50,7 +50,7 @@ def test_allocation_is_created_ready_with_endpoint_and_default_ttl(
     assert body["id"].startswith("alloc_")
     assert len(body["id"]) == 30
     assert body["status"] == "ready"
-    assert body["endpoint"] == f"https://emulator.invalid/{body['id']}"
+    assert body["endpoint"] == f"https://emulator.invalid/endpoints/{body['id']}"
     assert body["created_at"] == "2026-01-01T00:00:00.000Z"
     assert body["expires_at"] == "2026-01-01T00:10:00.000Z"
     assert body["ttl_seconds"] == 600

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostedai_harpoon.testing import Emulator, Fault, FaultKind, FaultPlan
+from hostedai_harpoon.testing import Emulator, EmulatorTransport, Fault, FaultKind, FaultPlan
 from hostedai_harpoon.testing._api import ROUTES
+from hostedai_harpoon.testing._openai import STANDALONE_ROUTES
 from tests.conftest import EmulatorFactory
 
 from .conftest import AUTH
@@ -438,9 +439,12 @@ def test_the_docstrings_list_every_fault_kind_and_every_wire_path(documented: ty
 def test_the_wire_paths_a_glob_is_checked_against_are_the_routes_the_api_answers(
     emulator: Emulator,
 ) -> None:
-    with emulator.http_client(headers=AUTH) as http:
+    standalone = httpx.Client(transport=EmulatorTransport(emulator.openai_server()))
+    with emulator.http_client(headers=AUTH) as http, standalone:
         for route in ROUTES:
-            answer = http.get(route.replace("*", "some-id"))
+            # The standalone OpenAI-compatible server's paths are its own, not the API's.
+            server = standalone if route in STANDALONE_ROUTES else http
+            answer = server.get(f"http://emulator.local{route.replace('*', 'some-id')}")
             code = answer.json()["error"]["code"] if answer.is_error else None
             assert code != "route_not_found", route
         unknown = http.get("/v1/allocations")
