@@ -109,7 +109,6 @@ class Planner:
             if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
                 self._urls.clear()
             url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
-        secret = self.secret
         request: httpx.Request = self.build_request(
             call.method,
             url,
