@@ -679,6 +679,7 @@ async def _called(make: Callable[[World], object], world: World) -> None:
 async def test_the_examples_of_the_issue_are_refused_before_anything_is_sent(
     world: World, example: str, make: Callable[[World], object], message: str
 ) -> None:
+    before = [e.path for e in world.emulator.exchanges]  # the fixture's own
     with pytest.raises(harpoon.ConfigurationError, match=message):
         await _called(make, world)
-    assert [e.path for e in world.emulator.exchanges] == ["/v1/allocate"]  # the fixture's own
+    assert [e.path for e in world.emulator.exchanges] == before

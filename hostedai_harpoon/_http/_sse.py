@@ -128,6 +128,7 @@ class EventDecoder:
                 chunks.append(models.parse_chunk(payload, self._request_id))
             else:
                 chunks += events.event(payload, self._request_id)
+            return
         except models.InvalidPayload as exc:
             reason = str(exc)
         raise invalid_answer(reason, self._response, payload)
