@@ -113,9 +113,11 @@ async def test_a_422_is_raised_at_once_and_never_failed_over(
 ) -> None:
     emu = make_emulator(pools=POOLS)
     async with harpoon.Orchestrator(connect(emu), targets=[SMALL, LARGE]) as orch:
+        read = [e.path for e in emu.exchanges]
+        assert read == ["/v1/pools"]  # entering read the pools
         with pytest.raises(harpoon.ConfigurationError, match="temperature"):
             await orch.process(COMPLEX, temperature=5.0)  # out of range: the request is wrong
-        assert emu.exchanges == []  # refused before leasing or sending anything
+        assert [e.path for e in emu.exchanges] == read  # refused before leasing or sending
         stats = orch.snapshot().targets
         assert stats["qwen3-30b-a3b"].failovers == 0
         assert stats["gemma-3-270m"].requests == 0
