@@ -7,57 +7,22 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from harpoon_service import FAILURES, Limits, Server, create_app, failure_for
+from harpoon_service import FAILURES, Failure, failure_for
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
-
-SERVICE = Path(__file__).resolve().parent.parent.parent / "examples" / "service"
-API_KEY = "test-key-d41d8cd98f00b204"
-FAST_RETRIES = harpoon.RetryPolicy(max_retries=1, initial_backoff=0.001, max_backoff=0.002)
-
-
-@contextmanager
-def served(
-    emulator: Emulator | str, grace: float = 10.0, limits: Limits | None = None
-) -> Iterator[tuple[httpx.Client, uvicorn.Server]]:
-    """The service on a free port of 127.0.0.1, with its GPUs on ``emulator`` (in process,
-    or the base URL of one over TCP); an HTTP client for it, and the server (to stop it
-    early)."""
-    client = harpoon.AsyncHostedAI(
-        emulator if isinstance(emulator, str) else "http://127.0.0.1:8080",
-        API_KEY,
-        http_client=None if isinstance(emulator, str) else emulator.async_http_client(),
-        retry=FAST_RETRIES,
-    )
-    app = create_app(client, grace=grace, limits=limits)
-    server = Server(app, "127.0.0.1", 0, log_level="warning", lifespan="on")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the service did not start"
-        assert time.monotonic() < deadline, "the service did not start in time"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield http, server
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        assert not thread.is_alive(), "the service did not stop"
+from tests.examples.serving import API_KEY, SERVICE, served, serving
 
 
 @pytest.fixture
@@ -295,6 +260,64 @@ def test_an_upstream_that_refuses_the_key_is_a_502() -> None:
         error = response.json()["error"]
         assert error["type"] == "upstream_error"
         assert API_KEY not in response.text
+
+
+def hostile_upstream(status: int) -> Starlette:
+    """An API that answers every request ``status``, echoing the caller's credentials in
+    its message, its request id and a header of its own."""
+
+    async def echo(request: Request) -> JSONResponse:
+        said = request.headers.get("authorization", "")
+        error = {"type": "x", "code": "x", "message": f"refused {said}", "request_id": said}
+        headers = {"x-request-id": said, "x-seen-key": said.removeprefix("Bearer ")}
+        return JSONResponse({"error": error}, status, headers=headers)
+
+    methods = ["GET", "POST", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", echo, methods=methods)])
+
+
+@pytest.mark.parametrize("status", [500, 401])
+def test_an_upstream_that_echoes_the_key_never_gets_it_to_the_callers(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving(hostile_upstream(status)) as base_url, served(base_url) as (http, _):
+        responses = [
+            http.post("/v2/process", json={"text": "hi"}),
+            http.post("/v2/process", json={"text": "hi", "deployment": "qwen3-30b-a3b"}),
+            http.get("/health"),
+            http.get("/metrics"),
+        ]
+    process, pinned, health, _ = responses
+    assert {process.status_code, pinned.status_code} <= {502, 503}
+    assert health.status_code == 503
+    assert health.json()["api_error"] in ("authentication_error", "internal_server_error")
+    for response in responses:
+        assert API_KEY not in response.text
+        assert not any(API_KEY in value for value in response.headers.values())
+    for response in (process, pinned):
+        error = response.json()["error"]
+        assert error["message"] == failure_for_kind(error["type"]).message
+        assert error["request_id"] == response.headers["x-request-id"]
+    assert API_KEY not in caplog.text
+
+
+def failure_for_kind(kind: str) -> Failure:
+    return next(failure for _, failure in FAILURES if failure.kind == kind)
+
+
+def test_a_bug_in_the_service_is_a_json_500_without_its_details(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: harpoon.Orchestrator, text: str, **options: Any) -> None:
+        raise RuntimeError("the secret internals")
+
+    monkeypatch.setattr(harpoon.Orchestrator, "process", broken)
+    with served(emulator) as (http, _):
+        response = http.post("/v2/process", json={"text": "hi"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == "internal_error"
+    assert "secret" not in response.text
 
 
 @pytest.mark.parametrize(
