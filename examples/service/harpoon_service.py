@@ -24,18 +24,14 @@ the Orchestrator, which releases every GPU it holds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import math
 import os
 import re
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -46,13 +42,27 @@ import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 
 try:
-    import uvicorn
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from service_guards import (
+        BODY_TIMEOUT,
+        GRACE,
+        MAX_BODY_BYTES,
+        Failure,
+        Limits,
+        Refusal,
+        Server,
+        Shutdown,
+        bad_request,
+        error_response,
+        masked,
+        new_request_id,
+        shutting_down,
+    )
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect, Request
+    from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ModuleNotFoundError as missing:
@@ -70,21 +80,6 @@ log = logging.getLogger("harpoon_service")
 ROUTE_FOR_ME = "hostedai"
 MAX_TOKENS = 256
 ENDPOINTS = "POST /v2/process, GET /health and GET /metrics"
-MAX_BODY_BYTES = 1 << 20
-BODY_TIMEOUT = 10.0
-GRACE = 10.0
-# uvicorn's own cut, after the grace: for a connection the service no longer answers on
-# (a response a client does not read).
-BACKSTOP = 5.0
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What the service answers for an error: status, snake_case type, fixed message."""
-
-    status: int
-    kind: str
-    message: str
 
 
 # First match wins: subclasses come before the classes they derive from. The messages are
@@ -97,10 +92,7 @@ FAILURES: tuple[tuple[type[harpoon.HostedAIError], Failure], ...] = (
         Failure(400, "bad_request", "no deployment can take a request like this one"),
     ),
     (harpoon.BudgetExceededError, Failure(429, "budget_exceeded", "the service's budget is spent")),
-    (
-        harpoon.OrchestratorClosedError,
-        Failure(503, "shutting_down", "the service is shutting down; try again"),
-    ),
+    (harpoon.OrchestratorClosedError, shutting_down().failure),
     (
         harpoon.AllAttemptsFailedError,
         Failure(503, "all_attempts_failed", "every deployment tried failed to answer; try again"),
@@ -128,102 +120,6 @@ FAILURES: tuple[tuple[type[harpoon.HostedAIError], Failure], ...] = (
 def failure_for(error: harpoon.HostedAIError) -> Failure:
     """What the service answers for an SDK error."""
     return next(failure for kind, failure in FAILURES if isinstance(error, kind))
-
-
-class Refusal(Exception):
-    """A request the service answers with an error of its own (a bad body, say)."""
-
-    def __init__(self, status: int, kind: str, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.failure = Failure(status, kind, message)
-        self.close = close  # the connection too: the rest of the body is not worth reading
-
-
-def bad_request(message: str) -> Refusal:
-    return Refusal(400, "bad_request", message)
-
-
-def shutting_down() -> Refusal:
-    return Refusal(503, "shutting_down", "the service is shutting down; try again", close=True)
-
-
-_BEARER = re.compile(r"(?i)bearer\s+[^\s'\",;]+")
-
-
-def masked(text: str, secrets: Iterable[str]) -> str:
-    """``text`` fit for the log: each of ``secrets`` and every ``Bearer`` token masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _BEARER.sub("Bearer ***", text)
-
-
-def error_response(
-    failure: Failure,
-    request_id: str,
-    *,
-    close: bool = False,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """The service's error envelope; ``close`` ends the connection after it."""
-    body = {"type": failure.kind, "message": failure.message, "request_id": request_id}
-    response = JSONResponse({"error": body}, failure.status, headers=dict(headers or {}))
-    response.headers["x-request-id"] = request_id
-    if close:
-        response.headers["connection"] = "close"
-    return response
-
-
-def new_request_id() -> str:
-    """The service's own id for a request: in its answer and in its log."""
-    return f"svc_{uuid.uuid4().hex[:20]}"
-
-
-class Shutdown:
-    """The grace the requests in flight get once the server stops, and the cut at its end.
-
-    Every request runs its slow parts in :meth:`bounded` blocks; :meth:`begin` (called by
-    :class:`Server` when it stops taking connections) moves each block's deadline to the
-    grace's end, so that no request outlives it.
-    """
-
-    def __init__(self, grace: float) -> None:
-        self.grace = grace
-        self.stopping = False
-        self._at: float | None = None
-        self._running: set[asyncio.Timeout] = set()
-
-    def begin(self) -> None:
-        """Start the grace."""
-        self.stopping = True
-        self._at = asyncio.get_running_loop().time() + self.grace
-        for timeout in self._running:
-            self._tighten(timeout)
-
-    def _tighten(self, timeout: asyncio.Timeout) -> None:
-        when = timeout.when()
-        if self._at is not None and (when is None or self._at < when):
-            timeout.reschedule(self._at)
-
-    @asynccontextmanager
-    async def bounded(
-        self, seconds: float | None = None, timed_out: Refusal | None = None
-    ) -> AsyncIterator[None]:
-        """A block cut ``seconds`` from now or at the grace's end, whichever comes first;
-        raises ``timed_out`` (a 503 ``shutting_down`` once stopping) when cut."""
-        when = None if seconds is None else asyncio.get_running_loop().time() + seconds
-        try:
-            async with asyncio.timeout_at(when) as timeout:
-                self._tighten(timeout)
-                self._running.add(timeout)
-                try:
-                    yield
-                finally:
-                    self._running.discard(timeout)
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-            raise (timed_out if timed_out and not self.stopping else shutting_down()) from None
 
 
 def too_large(text: str, max_tokens: int, targets: Iterable[harpoon.Target]) -> str | None:
@@ -340,14 +236,6 @@ def default_client() -> tuple[harpoon.AsyncHostedAI, Emulator | None]:
     return client, emulator
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How much of a request body the service reads, and for how long."""
-
-    max_body_bytes: int = MAX_BODY_BYTES
-    body_timeout: float = BODY_TIMEOUT
-
-
 class Service:
     """The service's state for one run: the Orchestrator and the metrics it reports."""
 
@@ -398,38 +286,17 @@ class Service:
         if tokens:
             self.tokens.add(tokens, {"deployment": deployment})
 
-    async def read_body(self, request: Request) -> bytes:
-        """The request's body, refused past ``max_body_bytes`` or ``body_timeout`` while
-        it is read (a slow sender holds a connection no longer than that)."""
-        cap = self.limits.max_body_bytes
-        too_big = Refusal(413, "body_too_large", f"the body is larger than {cap} bytes", close=True)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise too_big
-        timeout = self.limits.body_timeout
-        slow = Refusal(
-            408, "body_timeout", f"the body did not arrive within {timeout:g} s", close=True
-        )
-        body = bytearray()
-        try:
-            async with self.shutdown.bounded(timeout, slow):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > cap:
-                        raise too_big
-        except ClientDisconnect:
-            raise bad_request("the client went away before sending the whole body") from None
-        return bytes(body)
-
     async def process(self, request: Request) -> Response:
         """``POST /v2/process``: route the text (or pin it) and answer with the result."""
         started = time.perf_counter()
         request_id = new_request_id()
         target: str | None = None
         try:
-            text, target, max_tokens = parse_process(await self.read_body(request), self.names)
-            async with self.shutdown.bounded():
-                routed = await self.orchestrator.process(text, target=target, max_tokens=max_tokens)
+            body = await self.shutdown.read_body(request, self.limits)
+            text, target, max_tokens = parse_process(body, self.names)
+            routed = await self.shutdown.call(
+                self.orchestrator.process(text, target=target, max_tokens=max_tokens)
+            )
         except Refusal as refusal:
             self.record(started, target or "none", refusal.failure.status)
             close = refusal.close or self.shutdown.stopping
@@ -439,10 +306,7 @@ class Service:
             # AllAttemptsFailedError, a NoRouteError too, means a target did take the request.
             if type(exc) is harpoon.NoRouteError:
                 failure = self.too_large(text, target, max_tokens) or failure
-            if failure.status >= 500:
-                log.warning(
-                    "%s: %s; %s", request_id, failure.kind, masked(details(exc), self.secrets)
-                )
+            log.warning("%s: %s; %s", request_id, failure.kind, masked(details(exc), self.secrets))
             self.record(started, target or "none", failure.status)
             return error_response(failure, request_id, close=self.shutdown.stopping)
         self.record(started, routed.target.name, 200, routed.result.usage.output_tokens)
@@ -562,6 +426,7 @@ def create_app(
         try:
             async with service.orchestrator:
                 yield
+            await shutdown.settle()
         finally:
             service.meter_provider.shutdown()
             if own_client:
@@ -590,24 +455,6 @@ def create_app(
     )
     app.state.shutdown = shutdown
     return app
-
-
-class Server(uvicorn.Server):
-    """uvicorn's server, which starts the app's grace when it stops taking connections,
-    and cuts what is left ``BACKSTOP`` seconds after it."""
-
-    def __init__(self, app: Starlette, host: str, port: int, **options: Any) -> None:
-        self.shutdown_state: Shutdown = app.state.shutdown
-        backstop = math.ceil(self.shutdown_state.grace + BACKSTOP)
-        config = uvicorn.Config(
-            app, host=host, port=port, timeout_graceful_shutdown=backstop, **options
-        )
-        super().__init__(config)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start the grace, then let uvicorn wait for the connections (and close the app)."""
-        self.shutdown_state.begin()
-        await super().shutdown(sockets)
 
 
 def main(argv: list[str] | None = None) -> None:

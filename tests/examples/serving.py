@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import uvicorn
-from harpoon_service import Limits, Server, create_app
+from harpoon_service import create_app
+from service_guards import Limits, Server
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator

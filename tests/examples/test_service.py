@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harpoon_service import FAILURES, Failure, failure_for
+import service_guards
+from harpoon_service import FAILURES, failure_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -301,7 +302,7 @@ def test_an_upstream_that_echoes_the_key_never_gets_it_to_the_callers(
     assert API_KEY not in caplog.text
 
 
-def failure_for_kind(kind: str) -> Failure:
+def failure_for_kind(kind: str) -> service_guards.Failure:
     return next(failure for _, failure in FAILURES if failure.kind == kind)
 
 
