@@ -202,8 +202,8 @@ class Server(uvicorn.Server):
     seconds after it."""
 
     def __init__(self, app: Starlette, host: str, port: int, **options: Any) -> None:
-        self.grace: Shutdown = app.state.shutdown
-        backstop = math.ceil(self.grace.grace + BACKSTOP)
+        self.app_shutdown: Shutdown = app.state.shutdown
+        backstop = math.ceil(self.app_shutdown.grace + BACKSTOP)
         config = uvicorn.Config(
             app, host=host, port=port, timeout_graceful_shutdown=backstop, **options
         )
@@ -211,5 +211,5 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Start the grace, then let uvicorn wait for the connections (and stop the app)."""
-        self.grace.begin()
+        self.app_shutdown.begin()
         await super().shutdown(sockets)

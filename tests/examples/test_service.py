@@ -284,21 +284,20 @@ def test_an_upstream_that_echoes_the_key_never_gets_it_to_the_callers(
     with serving(hostile_upstream(status)) as base_url, served(base_url) as (http, _):
         responses = [
             http.post("/v2/process", json={"text": "hi"}),
-            http.post("/v2/process", json={"text": "hi", "deployment": "qwen3-30b-a3b"}),
             http.get("/health"),
             http.get("/metrics"),
         ]
-    process, pinned, health, _ = responses
-    assert {process.status_code, pinned.status_code} <= {502, 503}
+    process, health, _ = responses
+    assert process.status_code in (502, 503)
+    error = process.json()["error"]
+    assert error["message"] == failure_for_kind(error["type"]).message
+    assert error["request_id"] == process.headers["x-request-id"]
     assert health.status_code == 503
-    assert health.json()["api_error"] in ("authentication_error", "internal_server_error")
+    # A verdict (authentication_error, internal_server_error, circuit_open_error), not words.
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", health.json()["api_error"])
     for response in responses:
         assert API_KEY not in response.text
         assert not any(API_KEY in value for value in response.headers.values())
-    for response in (process, pinned):
-        error = response.json()["error"]
-        assert error["message"] == failure_for_kind(error["type"]).message
-        assert error["request_id"] == response.headers["x-request-id"]
     assert API_KEY not in caplog.text
 
 
