@@ -4,64 +4,26 @@ and called over HTTP, its GPUs from an emulator that the tests watch."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from harpoon_service import STATUS_BY_ERROR, create_app, status_for
+import service_guards
+from harpoon_service import FAILURES, failure_for
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
-
-SERVICE = Path(__file__).resolve().parent.parent.parent / "examples" / "service"
-FAST_RETRIES = harpoon.RetryPolicy(max_retries=1, initial_backoff=0.001, max_backoff=0.002)
-
-
-@contextmanager
-def served(
-    emulator: Emulator, graceful: int | None = None
-) -> Iterator[tuple[httpx.Client, uvicorn.Server]]:
-    """The service on a free port of 127.0.0.1, with its GPUs on ``emulator``; an HTTP
-    client for it, and the server (to stop it early)."""
-    client = harpoon.AsyncHostedAI(
-        "http://127.0.0.1:8080",
-        "test-key",
-        http_client=emulator.async_http_client(),
-        retry=FAST_RETRIES,
-    )
-    config = uvicorn.Config(
-        create_app(client),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=graceful,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the service did not start"
-        assert time.monotonic() < deadline, "the service did not start in time"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield http, server
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        assert not thread.is_alive(), "the service did not stop"
+from tests.examples.serving import API_KEY, SERVICE, served, serving
 
 
 @pytest.fixture
@@ -122,9 +84,14 @@ def test_max_tokens_is_passed_on(service: httpx.Client) -> None:
         (b'["text"]', "JSON object"),
         (b"{}", '"text" is required'),
         (b'{"deployment": "gemma-3-270m"}', '"text" is required'),
-        (b'{"text": 42}', '"text" is required'),
-        (b'{"text": "   "}', '"text" is required'),
-        (b'{"text": "hi", "deployment": 7}', '"deployment" must be a string'),
+        (b'{"text": 42}', '"text" must be a string, not a number'),
+        (b'{"text": null}', '"text" must be a string, not null'),
+        (b'{"text": "   "}', '"text" must not be empty'),
+        (b'{"text": "hi", "deployment": 7}', '"deployment" must be a string or null, not a number'),
+        (b'{"text": "hi", "deployment": ""}', '"deployment" must not be empty'),
+        (b'{"text": "hi", "deployment": " "}', '"deployment" must not be empty'),
+        (b"[" * 2_000 + b"]" * 2_000, "nested too deeply"),
+        (b'{"text": ' * 2_000 + b'"hi"' + b"}" * 2_000, "nested too deeply"),
         (b'{"text": "hi", "max_tokens": "5"}', '"max_tokens" must be'),
         (b'{"text": "hi", "max_tokens": 0}', '"max_tokens" must be'),
         (b'{"text": "hi", "max_tokens": true}', '"max_tokens" must be'),
@@ -137,9 +104,11 @@ def test_a_bad_body_is_a_400_with_a_json_error(
         "/v2/process", content=body, headers={"content-type": "application/json"}
     )
     assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error["type"] == "bad_request"
     assert names in error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
     assert emulator.allocations() == []
 
 
@@ -149,9 +118,11 @@ def test_an_unknown_deployment_is_a_400_naming_the_known_ones(
     response = service.post("/v2/process", json={"text": "hi", "deployment": "gpt-9"})
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["type"] == "ConfigurationError"
-    assert "gpt-9" in error["message"]
-    assert "gemma-3-270m" in error["message"]
+    assert error["type"] == "unknown_deployment"
+    assert error["message"] == (
+        'no deployment is named "gpt-9": gemma-3-270m, qwen3-30b-a3b, or "HostedAI" or null '
+        "to let the service choose"
+    )
     assert emulator.allocations() == []
 
 
@@ -207,7 +178,7 @@ def test_no_healthy_deployment_is_a_503_unless_none_could_take_the_request(
         response = http.post("/v2/process", json={"text": "hi", "max_tokens": max_tokens})
     assert response.status_code == status
     assert response.json()["error"]["type"] == (
-        "NoRouteError" if status == 503 else "request_too_large"
+        "no_deployment_available" if status == 503 else "request_too_large"
     )
 
 
@@ -278,7 +249,7 @@ def test_an_upstream_that_keeps_failing_is_a_503(emulator: Emulator) -> None:
     with served(emulator) as (http, _):
         response = http.post("/v2/process", json={"text": "hi"})
         assert response.status_code == 503
-        assert response.json()["error"]["type"] == "AllAttemptsFailedError"
+        assert response.json()["error"]["type"] == "all_attempts_failed"
     assert emulator.live_allocations() == []
 
 
@@ -288,33 +259,97 @@ def test_an_upstream_that_refuses_the_key_is_a_502() -> None:
         response = http.post("/v2/process", json={"text": "hi"})
         assert response.status_code == 502
         error = response.json()["error"]
-        assert error["type"] == "AuthenticationError"
-        assert "test-key" not in response.text
+        assert error["type"] == "upstream_error"
+        assert API_KEY not in response.text
+
+
+def hostile_upstream(status: int) -> Starlette:
+    """An API that answers every request ``status``, echoing the caller's credentials in
+    its message, its request id and a header of its own."""
+
+    async def echo(request: Request) -> JSONResponse:
+        said = request.headers.get("authorization", "")
+        error = {"type": "x", "code": "x", "message": f"refused {said}", "request_id": said}
+        headers = {"x-request-id": said, "x-seen-key": said.removeprefix("Bearer ")}
+        return JSONResponse({"error": error}, status, headers=headers)
+
+    methods = ["GET", "POST", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", echo, methods=methods)])
+
+
+@pytest.mark.parametrize("status", [500, 401])
+def test_an_upstream_that_echoes_the_key_never_gets_it_to_the_callers(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving(hostile_upstream(status)) as base_url, served(base_url) as (http, _):
+        responses = [
+            http.post("/v2/process", json={"text": "hi"}),
+            http.get("/health"),
+            http.get("/metrics"),
+        ]
+    process, health, _ = responses
+    assert process.status_code in (502, 503)
+    error = process.json()["error"]
+    assert error["message"] == failure_for_kind(error["type"]).message
+    assert error["request_id"] == process.headers["x-request-id"]
+    assert health.status_code == 503
+    # A verdict (authentication_error, internal_server_error, circuit_open_error), not words.
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", health.json()["api_error"])
+    for response in responses:
+        assert API_KEY not in response.text
+        assert not any(API_KEY in value for value in response.headers.values())
+    assert API_KEY not in caplog.text
+
+
+def failure_for_kind(kind: str) -> service_guards.Failure:
+    return next(failure for _, failure in FAILURES if failure.kind == kind)
+
+
+def test_a_bug_in_the_service_is_a_json_500_without_its_details(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: harpoon.Orchestrator, text: str, **options: Any) -> None:
+        raise RuntimeError("the secret internals")
+
+    monkeypatch.setattr(harpoon.Orchestrator, "process", broken)
+    with served(emulator) as (http, _):
+        response = http.post("/v2/process", json={"text": "hi"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == "internal_error"
+    assert "secret" not in response.text
 
 
 @pytest.mark.parametrize(
-    ("error", "status"),
+    ("error", "status", "kind"),
     [
-        (harpoon.ConfigurationError("bad"), 400),
-        (harpoon.UsageError("misused"), 500),
-        (harpoon.NoRouteError("none"), 503),
-        (harpoon.AllAttemptsFailedError("all failed", attempts=()), 503),
-        (harpoon.OrchestratorClosedError("closing"), 503),
-        (harpoon.BudgetExceededError("spent", budget=1.0, spent=1.5), 429),
-        (harpoon.APITimeoutError("slow"), 504),
-        (harpoon.APIConnectionError("down"), 502),
-        (harpoon.CircuitOpenError("open"), 502),
-        (harpoon.AllocationError("lost"), 502),
+        (harpoon.ConfigurationError("bad"), 400, "bad_request"),
+        (harpoon.UsageError("misused"), 500, "internal_error"),
+        (harpoon.NoRouteError("none"), 503, "no_deployment_available"),
+        (harpoon.AllAttemptsFailedError("all failed", attempts=()), 503, "all_attempts_failed"),
+        (harpoon.OrchestratorClosedError("closing"), 503, "shutting_down"),
+        (harpoon.BudgetExceededError("spent", budget=1.0, spent=1.5), 429, "budget_exceeded"),
+        (harpoon.APITimeoutError("slow"), 504, "upstream_timeout"),
+        (harpoon.APIConnectionError("down"), 502, "upstream_error"),
+        (harpoon.CircuitOpenError("open"), 502, "upstream_error"),
+        (harpoon.AllocationError("lost"), 502, "upstream_error"),
     ],
 )
-def test_sdk_errors_map_to_http_statuses(error: harpoon.HostedAIError, status: int) -> None:
-    assert status_for(error) == status
+def test_sdk_errors_map_to_http_statuses_and_snake_case_types(
+    error: harpoon.HostedAIError, status: int, kind: str
+) -> None:
+    assert (failure_for(error).status, failure_for(error).kind) == (status, kind)
 
 
-def test_a_subclass_is_never_shadowed_by_its_base_in_the_status_table() -> None:
-    kinds = [kind for kind, _ in STATUS_BY_ERROR]
+def test_a_subclass_is_never_shadowed_by_its_base_in_the_error_table() -> None:
+    kinds = [kind for kind, _ in FAILURES]
     for i, kind in enumerate(kinds):
         assert not any(issubclass(kind, earlier) for earlier in kinds[:i]), kind
+    assert kinds[-1] is harpoon.HostedAIError
+
+
+def test_every_error_type_is_snake_case() -> None:
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", f.kind) for _, f in FAILURES)
 
 
 # GET /health and /metrics ---------------------------------------------------------------
@@ -388,7 +423,7 @@ def test_stopping_the_service_lets_requests_in_flight_finish_then_releases_every
 
 def test_stopping_the_service_cut_short_still_releases_every_gpu(emulator: Emulator) -> None:
     emulator.faults = FaultPlan(rules=[Fault("latency", path="/v1/inference", delay=30)])
-    with served(emulator, graceful=0) as (http, server), ThreadPoolExecutor(4) as pool:
+    with served(emulator, grace=0) as (http, server), ThreadPoolExecutor(4) as pool:
         calls = [pool.submit(http.post, "/v2/process", json={"text": "Hi"}) for _ in range(4)]
         deadline = time.monotonic() + 10
         while len(emulator.live_allocations()) < 1:
