@@ -97,7 +97,7 @@ class Routed:
 class Engine:
     """Runs routed calls for the orchestrator and its sessions."""
 
-    def __init__(self, client: AsyncHostedAI, live: LiveState, *, max_attempts: int) -> None:
+    def __init__(self, client: AsyncHostedAI | None, live: LiveState, *, max_attempts: int) -> None:
         self.client = client
         self.live = live
         self.max_attempts = max_attempts
@@ -137,6 +137,9 @@ class Engine:
         await asyncio.shield(self.refresh_pools())
 
     async def _read(self) -> None:
+        if self.client is None:  # only endpoint targets: no pools to read
+            self.live.pools_seen([])
+            return
         try:
             pools = await self.client.list_pools()
         except HostedAIError as exc:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from .. import APIStatusError
-from ._group import Limits
+from ._group import Limits, Slot
 
 __all__ = ["Fleet"]
 
@@ -66,6 +66,8 @@ class Fleet:
         self._rng = rng or random.Random()
         self._counts: dict[str, _Count] = {}
         self._scopes: list[Scope] = []
+        self.endpoints: dict[str, Slot] = {}
+        """The shared slot of each endpoint target, by name."""
 
     def _count(self, name: str) -> _Count:
         count = self._counts.get(name)
@@ -155,6 +157,10 @@ class Fleet:
         count = self._count(name)
         count.timer = None
         count.retry_at = 0.0  # the latest refusal's wait is over (a later one replaces us)
+        self._wake(name)
+
+    def wake(self, name: str) -> None:
+        """Room may have come up on ``name`` (an endpoint's place was given back)."""
         self._wake(name)
 
     def _wake(self, name: str) -> None:

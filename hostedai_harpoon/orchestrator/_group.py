@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 
 from .. import AsyncLease, LeaseState
 from ..routing import Target
+from ._endpoints import EndpointLease
 
 __all__ = ["Group", "Limits", "Slot"]
 
@@ -35,8 +36,10 @@ class Slot:
 
     __slots__ = (
         "allocation_id",
+        "busy_cost",
         "closed_at",
         "dead",
+        "endpoint",
         "idle_cost",
         "in_use",
         "last_used",
@@ -52,7 +55,7 @@ class Slot:
     def __init__(
         self,
         target: Target,
-        lease: AsyncLease,
+        lease: AsyncLease | EndpointLease,
         stack: AsyncExitStack | None,
         now: float,
         *,
@@ -76,6 +79,10 @@ class Slot:
         # The time spent making it is idle cost: no call ran on it yet.
         self.idle_cost = (now - self.opened_at) * self.price
         self.marked = now
+        # An endpoint target's server: shared by every scope, never released, and paid
+        # only for the time calls run on it (no idle cost).
+        self.endpoint = isinstance(lease, EndpointLease)
+        self.busy_cost = 0.0
 
     def usable(self) -> bool:
         """Whether another call may run on it now."""
@@ -91,12 +98,15 @@ class Slot:
         if seconds > 0.0:
             if self.in_use:
                 self.share += seconds * self.price / self.in_use
-            else:
+                self.busy_cost += seconds * self.price
+            elif not self.endpoint:
                 self.idle_cost += seconds * self.price
         self.marked = now
 
     def cost(self, now: float) -> float:
         """What the allocation has cost so far, in dollars."""
+        if self.endpoint:
+            return self.busy_cost + (now - self.marked) * self.price * (self.in_use > 0)
         end = now if self.closed_at is None else self.closed_at
         return (end - self.opened_at) * self.price
 

@@ -278,6 +278,8 @@ class LocalLiveState:
         return self._pool_free(target)
 
     def _pool_free(self, target: Target) -> int | None:
+        if target.endpoint is not None:
+            return None  # a server that runs: no pool to find room in
         pool = target.pool if target.pool is not None else self._pool_id
         return self._free.get(pool)
 

@@ -31,9 +31,10 @@ from ._checks import (
     session_targets,
     target_names,
 )
+from ._endpoints import endpoints_of
 from ._engine import Engine, Routed
 from ._fleet import Fleet
-from ._group import Limits
+from ._group import Limits, Slot
 from ._inflight import InFlight, settle
 from ._live import LocalLiveState
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
@@ -130,8 +131,10 @@ class Orchestrator:
         check_options(policy, breaker, lease_ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
         self._min_warm = checked_warm(min_warm, names)
-        self._owns_client = client is None
-        self._client = AsyncHostedAI() if client is None else client
+        # Endpoint targets need no client; only targets leased on GPUs do.
+        leased = any(target.endpoint is None for target in self._targets)
+        self._owns_client = client is None and leased
+        self._client = AsyncHostedAI() if self._owns_client else client
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
         self._idle_release = idle_release
         self._queue_timeout = queue_timeout
@@ -149,11 +152,16 @@ class Orchestrator:
             clock=clock,
             window=error_window,
             refresh=pool_refresh,
-            pool_id=self._client.pool_id,
+            pool_id=None if self._client is None else self._client.pool_id,
         )
         self._deadline = check_deadline(deadline)
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
         self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
+        self._endpoints = endpoints_of(self._targets)
+        now = clock()
+        for name, lease in self._endpoints.items():
+            target = next(t for t in self._targets if t.name == name)
+            self._fleet.endpoints[name] = Slot(target, lease, None, now)
         self._warm = self._slots(None)
         self._calls = InFlight()
         self._scopes = (self._calls,)
@@ -169,7 +177,10 @@ class Orchestrator:
 
     @property
     def client(self) -> AsyncHostedAI:
-        """The client every request goes through."""
+        """The client every allocation is leased with (``UsageError`` when every target is
+        an endpoint target and none was given)."""
+        if self._client is None:
+            raise UsageError("this Orchestrator has no client: every target is an endpoint target")
         return self._client
 
     @property
@@ -234,7 +245,9 @@ class Orchestrator:
             await self._warm.aclose()
             if self._upkeep is not None:
                 await asyncio.gather(self._upkeep, return_exceptions=True)
-            if self._owns_client:
+            for lease in self._endpoints.values():
+                await lease.endpoint.aclose()
+            if self._owns_client and self._client is not None:
                 await self._client.close()
 
     close = aclose
@@ -406,6 +419,16 @@ class Orchestrator:
         allocations, tokens, GPU-seconds held, estimated cost and idle cost, latency
         p50/p95."""
         snapshot = self._live.snapshot()
+        now = self._clock()
+        busy = {name: slot.cost(now) for name, slot in self._fleet.endpoints.items()}
+        if busy:  # an endpoint target costs the time calls ran on it
+            snapshot = Snapshot(
+                {
+                    name: attrs.evolve(stats, cost=stats.cost + busy.get(name, 0.0))
+                    for name, stats in snapshot.targets.items()
+                },
+                attrs.evolve(snapshot.total, cost=snapshot.total.cost + sum(busy.values())),
+            )
         idle: dict[str, float] = {}
         for slots in (self._warm, *(session._slots for session in self._sessions)):
             for name, dollars in slots.idle_by_target().items():
@@ -422,17 +445,19 @@ class Orchestrator:
     async def health(self) -> HealthReport:
         """The API's health, each target's live state with a verdict, and an overall one
         (at best ``"degraded"`` once the background upkeep has died: ``upkeep_error``)."""
-        try:
-            api = await self._client.health()
-            api_error = None
-        except HostedAIError as exc:
-            api, api_error = None, f"{type(exc).__name__}: {exc}"
+        api, api_error = None, None
+        if self._client is not None:  # (only endpoint targets: no API to ask)
+            try:
+                api = await self._client.health()
+            except HostedAIError as exc:
+                api_error = f"{type(exc).__name__}: {exc}"
         await self._engine.read_pools()
         targets = {health.target.name: health for health in self._live.health()}
         verdicts = [health.verdict for health in targets.values()]
         verdict: Verdict = "degraded"
-        if api is None or all(v == "down" for v in verdicts):
+        api_ok = api.status == "ok" if api is not None else self._client is None
+        if (api is None and self._client is not None) or all(v == "down" for v in verdicts):
             verdict = "down"
-        elif api.status == "ok" and all(v == "ok" for v in verdicts) and not self._upkeep_error:
+        elif api_ok and all(v == "ok" for v in verdicts) and not self._upkeep_error:
             verdict = "ok"
         return HealthReport(verdict, api, api_error, targets, upkeep_error=self._upkeep_error)

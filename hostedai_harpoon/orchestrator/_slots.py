@@ -50,7 +50,7 @@ class Slots:
 
     def __init__(
         self,
-        client: AsyncHostedAI,
+        client: AsyncHostedAI | None,
         live: LiveState,
         fleet: Fleet,
         *,
@@ -84,6 +84,9 @@ class Slots:
             limits = self._limits
             limit = limits.get(target.name) if isinstance(limits, Mapping) else limits
             group = self._groups[target.name] = Group(target, limit)
+            shared = self._fleet.endpoints.get(target.name)
+            if shared is not None:  # an endpoint target: its one shared slot, never leased
+                group.slots.append(shared)
         return group
 
     def count(self, target: Target) -> int:
@@ -133,8 +136,9 @@ class Slots:
             busy = sum(1 for slot in group.slots if slot.in_use)
             total += price * busy * group.call_seconds
             total += price * group.leasing * (group.lease_seconds + group.call_seconds)
-            live = len(group.slots) + group.leasing + group.releasing
-            total += price * live * group.release_seconds
+            if group.target.endpoint is None:
+                live = len(group.slots) + group.leasing + group.releasing
+                total += price * live * group.release_seconds
         return total
 
     def _new_allocation_cost(self, group: Group) -> float:
@@ -151,7 +155,12 @@ class Slots:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        idle = [(g, s) for g in self._groups.values() for s in g.slots if not s.in_use]
+        idle = [
+            (g, s)
+            for g in self._groups.values()
+            for s in g.slots
+            if not s.in_use and not s.endpoint
+        ]
         if not idle:
             return
         headroom = budget - self.committed()
@@ -253,6 +262,15 @@ class Slots:
         group = self._groups[slot.target.name]
         if seconds is not None:
             group.call_seconds = timed(group.call_seconds, seconds)
+        if slot.endpoint:  # a server that stays: the call paid its share, others may go on
+            cost = slot.share - start
+            self._spent += cost
+            if group.waiting:
+                self._hand_out(group, slot)
+            self._fleet.wake(slot.target.name)
+            if self._budget is not None:
+                self._mind_budget()
+            return cost
         if broken or slot.lease.state is not LeaseState.ACTIVE:
             self._drop(group, slot)
         elif group.waiting and not slot.dead:
@@ -268,6 +286,8 @@ class Slots:
         seconds beyond ``keep`` per target."""
         now = self._clock()
         for name, group in self._groups.items():
+            if group.target.endpoint is not None:
+                continue  # a server that stays
             for slot in [s for s in group.slots if s.lease.state is not LeaseState.ACTIVE]:
                 if slot.in_use == 0:
                     self._drop(group, slot)
@@ -314,6 +334,8 @@ class Slots:
         """Why no lease of ``group`` may start now (None: it may)."""
         if self.closed:
             return "closed"
+        if group.target.endpoint is not None:
+            return "cap"  # nothing to lease: wait for a place on the server
         if not group.may_lease():
             return "cap"
         target = group.target
@@ -392,14 +414,18 @@ class Slots:
         target = group.target
         started = self._clock()
         stack = AsyncExitStack()
+        client = self._client
         try:
+            if client is None:  # pragma: no cover - only endpoint targets lack a client
+                raise AllocationError(f"{target.name} has no client to lease it with")
             with telemetry.priced(target.cost_per_gpu_hour):
                 lease = await stack.enter_async_context(
-                    self._client.allocate(
+                    client.allocate(
                         target.model,
                         target.gpus,
                         target.gpu_type,
                         target.pool,
+                        inference=target.inference,  # type: ignore[arg-type]
                         **self._lease_options,
                     )
                 )
@@ -481,7 +507,10 @@ class Slots:
             while (waiter := group.next_waiter()) is not None:
                 waiter.set_exception(OrchestratorClosedError("the allocations were released"))
             for slot in list(group.slots):
-                self._drop(group, slot)
+                if slot.endpoint:
+                    group.slots.remove(slot)  # shared with other scopes; stays open
+                else:
+                    self._drop(group, slot)
         await settle(list(self._making))
         for slot in list(self._held):  # those dropped with calls still on them too
             if slot.dead:

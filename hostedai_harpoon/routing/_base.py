@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Protocol
 import attrs
 
 from .._checks import MAX_GPUS, check_iterable, check_seconds, check_text
+from .._config import Secret
 from .._exceptions import ConfigurationError
 from .._resilience import CircuitState
 
@@ -108,6 +109,43 @@ def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str) ->
 def _optional_name(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None:
         _non_empty(instance, attribute, value)
+
+
+_INFERENCES = ("hostedai", "openai", "openai-completions")
+
+
+def _optional_url(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    _non_empty(instance, attribute, value)
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ConfigurationError(
+            f"{type(instance).__name__}.{attribute.name} must be an http(s) URL, got {value!r}"
+        )
+
+
+def _to_secret(value: object) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret.of(value, "Target.api_key")
+
+
+def _default_inference(target: Target) -> str:
+    return "hostedai" if target.endpoint is None else "openai"
+
+
+def _an_inference(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in _INFERENCES:
+        raise ConfigurationError(
+            f"{type(instance).__name__}.{attribute.name} must be one of {_INFERENCES}, "
+            f"got {value!r}"
+        )
+    if value == "hostedai" and getattr(instance, "endpoint", None) is not None:
+        raise ConfigurationError(
+            "an endpoint target speaks the OpenAI-compatible API: inference must be "
+            "'openai' or 'openai-completions'"
+        )
 
 
 def _flag(instance: object, attribute: attrs.Attribute[Any], value: bool) -> None:
@@ -228,6 +266,16 @@ class Target:
 
     The names are non-empty strings; ``gpus`` is an integer from 1 to 64 (the API's
     bounds), the other counts integers >= 1, the price a finite number >= 0.
+
+    ``inference`` says how the model is reached: ``"hostedai"`` (the API's
+    ``/v1/inference``, the default for allocated targets), ``"openai"`` (the
+    OpenAI-compatible chat API at the allocation's endpoint, as vLLM serves it) or
+    ``"openai-completions"`` (its plain completions). An **endpoint target**
+    (``endpoint="http://host:8000"``, with ``api_key=`` when the server wants one) is a
+    server that already runs, with no GPU allocation behind it: the orchestrator routes to
+    it, queues for its ``max_concurrency``, fails over and breaks its circuit as for any
+    target, and charges ``cost_per_gpu_hour`` (if given) only for the time calls run on it.
+    Its key never shows (in a repr, a log, an error or a snapshot).
     """
 
     name: str = attrs.field(validator=_non_empty)
@@ -244,6 +292,15 @@ class Target:
     max_concurrency: int = attrs.field(default=8, validator=_at_least_one, kw_only=True)
     context_tokens: int = attrs.field(default=8192, validator=_at_least_one, kw_only=True)
     max_tokens: int = attrs.field(default=4096, validator=_at_least_one, kw_only=True)
+    endpoint: str | None = attrs.field(default=None, validator=_optional_url, kw_only=True)
+    api_key: Secret | None = attrs.field(
+        default=None, converter=_to_secret, repr=False, eq=False, kw_only=True
+    )
+    inference: str = attrs.field(
+        default=attrs.Factory(_default_inference, takes_self=True),
+        validator=_an_inference,
+        kw_only=True,
+    )
     cost_per_hour: float = attrs.field(
         init=False, default=attrs.Factory(_hourly_cost, takes_self=True)
     )
