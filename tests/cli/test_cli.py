@@ -608,9 +608,13 @@ def test_the_help_options_are_the_ones_the_parser_takes(
     [
         (["--port", "http"], "harpoon emulator: error: argument --port: expected a port"),
         (["--pools", "x"], "harpoon emulator: error: argument --pools: expected POOL=GPUS"),
-        (["--ready-delay", "-1"], "harpoon emulator: error: ready_delay"),
-        (["--error-rate", "2"], "harpoon emulator: error: error_rate must be between 0 and 1"),
-        (["--error-rate", "0.8", "--drop-rate", "0.8"], "harpoon emulator: error: the fault "),
+        (["--ready-delay", "-1"], "harpoon emulator: error: argument --ready-delay: expected "),
+        (["--error-rate", "2"], "harpoon emulator: error: argument --error-rate: expected a "),
+        (
+            ["--error-rate", "0.8", "--drop-rate", "0.8"],
+            "harpoon emulator: error: the fault rates add up to more than 1 (--error-rate 0.8, "
+            "--drop-rate 0.8)",
+        ),
     ],
 )
 def test_emulator_rejects_bad_options_in_one_line_under_its_name(
