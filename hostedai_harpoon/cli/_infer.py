@@ -9,8 +9,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import attrs
-
 import hostedai_harpoon as harpoon
 
 from ._common import _check_pool, _connect, _one_line, _plural, _print_json, _UsageError
@@ -112,7 +110,6 @@ async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) 
         orchestrator.allocate() as session,
         session.stream(args.text, target=args.target, max_tokens=args.max_tokens) as chunks,
     ):
-        opened = time.perf_counter()
         decision = chunks.decision
         if args.json:
             print(json.dumps(_decision_json(decision)), flush=True)
@@ -128,20 +125,12 @@ async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) 
         ended = time.perf_counter()
     attempts = chunks.attempts
     latency = ended - started
-    cost = _stream_cost(attempts, ended - opened)
+    cost = sum(attempt.cost for attempt in attempts)  # as RoutedResult.cost
     if args.json:
         print(json.dumps(_outcome_json(usage, latency, cost, attempts)))
     else:
         print()
         _print_summary(attempts, usage, latency, cost)
-
-
-def _stream_cost(attempts: Sequence[Attempt], streaming: float) -> float:
-    """A routed stream's estimated cost: its attempts', the answering one's extended by the
-    ``streaming`` seconds after its first chunk (its own time ends at that chunk)."""
-    *failed, answered = attempts
-    answered = attrs.evolve(answered, seconds=answered.seconds + streaming)
-    return sum(attempt.cost for attempt in (*failed, answered))
 
 
 def _print_decision(decision: harpoon.RouteDecision) -> None:

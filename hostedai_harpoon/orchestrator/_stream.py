@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+import attrs
+
 from .. import HostedAIError, InferenceChunk, Usage
 from ..routing import RouteDecision, RouteRequest, RoutingPolicy
 from ._engine import Engine, OpenedStream, fails_over
@@ -107,6 +109,8 @@ class RoutedStream:
             if exc is None:
                 seconds = time.perf_counter() - opened.started
                 live.finished(name, opened.ticket, "ok", seconds, self._usage)
+                # The answering attempt's wall time runs to the stream's end, not its opening.
+                self.attempts[-1] = attrs.evolve(self.attempts[-1], seconds=seconds)
             elif isinstance(exc, HostedAIError):
                 broken = fails_over(exc)
                 live.finished(name, opened.ticket, "failed" if broken else "refused", 0.0, None)
