@@ -197,7 +197,8 @@ def _already_read() -> HostedAIError:
 
 class InferenceStream:
     """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
-    early. Stopping a ``for`` loop early also closes the connection.
+    early. Stopping a ``for`` loop early also closes the connection. Made by
+    ``HostedAI.stream(...)`` and ``Lease.stream(...)``.
 
     One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
     and the wait between two events at most the read timeout (see docs/limits.md).
@@ -252,7 +253,8 @@ class InferenceStream:
 
 
 class AsyncInferenceStream:
-    """The chunks of a streamed inference, for ``async for``.
+    """The chunks of a streamed inference, for ``async for``. Made by
+    ``AsyncHostedAI.stream(...)`` and ``AsyncLease.stream(...)``.
 
     ``async with client.stream(...) as chunks:`` sends the request on entering and closes
     the connection on leaving, however the block ends; ``chunks = await client.stream(...)``

@@ -23,6 +23,8 @@ __all__ = ["RoutedStream"]
 class RoutedStream:
     """The chunks of a routed, streamed inference: ``async with session.stream(...) as chunks``.
 
+    Made by ``Session.stream(...)``.
+
     Entering routes the request and opens the stream, failing over to the decision's
     fallbacks until a first chunk arrives; after that an error ends the stream. While the
     block runs, ``decision`` says where it went and why and ``attempts`` lists every try.
