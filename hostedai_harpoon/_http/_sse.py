@@ -81,7 +81,8 @@ class EventDecoder:
             self._pending += size
             if self._pending > self._limit:
                 raise too_large_error(self._response, self._limit, "an event of the stream")
-            self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            # The event-stream format drops one space after the colon, and no more.
+            self._data.append(line[6:] if line[5:6] == " " else line[5:])
             return None
         if line or not self._data:
             return None  # comments, other fields, or a blank line with no event pending
