@@ -89,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         "the network unencrypted)",
     )
     output = _Parser(add_help=False)
-    output.add_argument("--json", action="store_true", help="print JSON instead of text")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of text, a failure too (an error object on stdout)",
+    )
 
     parser = _Parser(
         prog=_PROG,
