@@ -271,7 +271,7 @@ def test_an_orphan_whose_id_never_arrived_is_named_by_its_idempotency_key(
     with sync_client(emu, circuit_breaker=None) as client:
         with (
             pytest.raises(harpoon.APIConnectionError) as raised,
-            client.allocate(model="gemma-3-270m", idempotency_key="harpoon-test-key-1"),
+            client.allocate(model="gemma-3-270m", idempotency_key="orphan-key-42"),
         ):
             pass
         [orphan] = client.orphans()
@@ -279,5 +279,5 @@ def test_an_orphan_whose_id_never_arrived_is_named_by_its_idempotency_key(
         notes = " ".join(getattr(raised.value, "__notes__", ()))
         for text in (caplog.text, notes):
             assert "could not release the allocation created with idempotency key " in text
-            assert "harpoon-test-key-1" in text
+            assert "orphan-key-42" in text
             assert "None" not in text
