@@ -13,6 +13,18 @@ from tests.conformance import check_exchanges
 
 EmulatorFactory = Callable[..., Emulator]
 
+# The per-test limit of a test marked slow (a soak, a long property run), instead of the 60 s
+# of pyproject.toml: generous, because a soak is bounded by its count of cycles and takes as
+# long as that count takes on a loaded machine; the limit is only there to end a hang.
+SLOW_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each slow test ``SLOW_TIMEOUT`` unless it names its own limit."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
 
 @pytest.fixture
 def make_emulator() -> Iterator[EmulatorFactory]:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +77,30 @@ def test_the_linked_files_are_the_ones_the_pages_name() -> None:
     linked = mkdocs_hooks.linked_files(DOCS)
     assert "examples/testing_your_app.py" in linked
     assert all((ROOT / target).is_file() for target in linked)
+
+
+def test_the_reference_shows_constructors_inherited_members_and_default_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import griffe
+
+    [mkdocstrings] = [p["mkdocstrings"] for p in config()["plugins"] if "mkdocstrings" in p]
+    options = mkdocstrings["handlers"]["python"]["options"]
+    assert options["merge_init_into_class"] is True  # HostedAI(base_url, ..., allow_insecure_http)
+    assert options["inherited_members"] is True  # with_options() lives on BaseClient
+    monkeypatch.chdir(ROOT)  # mkdocs.yml names the extension's file from the top folder
+    extensions = griffe.load_extensions(*options["extensions"])
+    package = griffe.load("hostedai_harpoon", search_paths=[str(ROOT)], extensions=extensions)
+
+    for name in ("HostedAI", "AsyncHostedAI"):
+        client = package[name]
+        assert "allow_insecure_http" in [p.name for p in client.all_members["__init__"].parameters]
+        assert "with_options" in client.all_members
+        allocate = client.all_members["allocate"].parameters
+        assert str(allocate["ttl"].default) == "120.0"  # not DEFAULT_LEASE_TTL
+        assert str(allocate["release_timeout"].default) == "30.0"
+    # A public constant keeps its name; a class the SDK makes shows no constructor.
+    orchestrator = package["Orchestrator"].all_members["__init__"].parameters
+    assert str(orchestrator["targets"].default) == "DEFAULT_TARGETS"
+    for made_by_the_sdk in ("Lease", "AsyncLease", "Session", "InferenceStream"):
+        assert "__init__" not in package[made_by_the_sdk].all_members

@@ -108,7 +108,8 @@ class EventDecoder:
             self._pending += size
             if self._pending > self._limit:
                 raise too_large_error(self._response, self._limit, "an event of the stream")
-            self._data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            # The event-stream format drops one space after the colon, and no more.
+            self._data.append(line[6:] if line[5:6] == " " else line[5:])
             return
         if line or not self._data:
             return  # comments, other fields, or a blank line with no event pending
@@ -224,7 +225,8 @@ def _already_read() -> HostedAIError:
 
 class InferenceStream:
     """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
-    early. Stopping a ``for`` loop early also closes the connection.
+    early. Stopping a ``for`` loop early also closes the connection. Made by
+    ``HostedAI.stream(...)`` and ``Lease.stream(...)``.
 
     One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
     and the wait between two events at most the read timeout (see docs/limits.md).
@@ -284,7 +286,8 @@ class InferenceStream:
 
 
 class AsyncInferenceStream:
-    """The chunks of a streamed inference, for ``async for``.
+    """The chunks of a streamed inference, for ``async for``. Made by
+    ``AsyncHostedAI.stream(...)`` and ``AsyncLease.stream(...)``.
 
     ``async with client.stream(...) as chunks:`` sends the request on entering and closes
     the connection on leaving, however the block ends; ``chunks = await client.stream(...)``

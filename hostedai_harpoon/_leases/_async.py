@@ -244,4 +244,4 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
             try:
                 driver.run(self._release_flow())
             except AllocationError as exc:  # already kept in client.orphans()
-                log.warning("could not release allocation %s at exit: %s", self._known_id(), exc)
+                log.warning("at interpreter exit: %s", exc)

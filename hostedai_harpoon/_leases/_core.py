@@ -147,6 +147,16 @@ class LeaseCore(Generic[DriverT, GateT]):
     def _known_id(self) -> str | None:
         return self.allocation.id if self.allocation else None
 
+    def _described(self) -> str:
+        """The allocation as a message names it: by id, or by the create's idempotency key
+        while the server has not answered with an id."""
+        if self.allocation is None:
+            return (
+                f"the allocation created with idempotency key {self.idempotency_key} "
+                "(its id never arrived)"
+            )
+        return f"allocation {self.allocation.id} (idempotency key {self.idempotency_key})"
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} id={self._known_id()!r} model={self.model!r} "
@@ -447,7 +457,7 @@ class LeaseCore(Generic[DriverT, GateT]):
         """Give up on the release: keep the allocation in ``client.orphans()`` and say so."""
         allocation_id = self._known_id()
         error = AllocationError(
-            f"could not release allocation {allocation_id}: {why}", allocation_id=allocation_id
+            f"could not release {self._described()}: {why}", allocation_id=allocation_id
         )
         if self.state is LeaseState.RELEASING:
             self._trace.errored(error)
@@ -465,13 +475,7 @@ class LeaseCore(Generic[DriverT, GateT]):
                 create_answered=self._create_answered,
             )
         )
-        log.warning(
-            "could not release allocation %s (idempotency key %s): %s; it is kept in "
-            "client.orphans()",
-            allocation_id,
-            self.idempotency_key,
-            why,
-        )
+        log.warning("%s; it is kept in client.orphans()", error)
         return error
 
     @staticmethod

@@ -13,7 +13,9 @@ The API commands read ``HOSTED_AI_BASE_URL``, ``HOSTED_AI_API_KEY`` and ``HOSTED
 ``--base-url`` and ``--pool`` override the first and the last. The key is only read from the
 environment, so that it never lands in a shell history or a process list. Configuration
 errors are worded for the command line (``--base-url``, the variables), not the SDK's
-Python arguments.
+Python arguments. Every API command checks the configured pool first. With ``--json`` a
+failure is a JSON object on stdout (``{"error": {"type", "message", "exit_code"}}``) instead
+of a line on stderr.
 """
 
 from ._parser import main

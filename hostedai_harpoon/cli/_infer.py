@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import hostedai_harpoon as harpoon
 
-from ._api import _connect
-from ._common import _one_line, _plural, _print_json, _UsageError
-
-ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
+from ._common import _check_pool, _connect, _one_line, _plural, _print_json, _UsageError
 
 if TYPE_CHECKING:
-    from ..orchestrator import Orchestrator, RoutedResult
+    from ..orchestrator import Attempt, Orchestrator, RoutedResult
 
 
 # infer -----------------------------------------------------------------------------------
@@ -27,6 +25,8 @@ def _infer(args: argparse.Namespace) -> int:
         from ._endpoint import _infer_endpoint
 
         return _infer_endpoint(args)
+    with _connect(args, harpoon.HostedAI) as client:  # before anything is leased
+        _check_pool(args, client)
     # asyncio.run turns Ctrl-C into a cancellation of this coroutine, so the orchestrator's
     # exit runs and releases what it leased before KeyboardInterrupt reaches main().
     return asyncio.run(_infer_async(args))
@@ -60,19 +60,27 @@ async def _infer_async(args: argparse.Namespace) -> int:
         return 0
     _print_decision(routed.decision)
     print(routed.result.text)
+    _print_summary(routed.attempts, routed.result.usage, routed.latency, routed.cost)
+    return 0
+
+
+def _print_summary(
+    attempts: Sequence[Attempt], usage: harpoon.Usage | None, latency: float, cost: float
+) -> None:
+    """What follows the answer: the failed attempts, the tokens, the latency and the cost."""
     failures = [
         f"{attempt.target.name} failed ({_one_line(attempt.error)})"
-        for attempt in routed.attempts
+        for attempt in attempts
         if attempt.error is not None
     ]
     if failures:
         print(f"failed over: {'; '.join(failures)}")
-    usage = routed.result.usage
-    print(
-        f"({_plural(usage.input_tokens, 'token')} in, {usage.output_tokens} out, "
-        f"{routed.latency:.2f}s, about ${routed.cost:.6f})"
+    tokens = (
+        ""
+        if usage is None
+        else f"{_plural(usage.input_tokens, 'token')} in, {usage.output_tokens} out, "
     )
-    return 0
+    print(f"({tokens}{latency:.2f}s, about ${cost:.6f})")
 
 
 def _too_large(args: argparse.Namespace, targets: Sequence[harpoon.Target]) -> str | None:
@@ -105,6 +113,7 @@ def _too_large(args: argparse.Namespace, targets: Sequence[harpoon.Target]) -> s
 
 
 async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) -> None:
+    started = time.perf_counter()
     async with (
         orchestrator.allocate() as session,
         session.stream(args.text, target=args.target, max_tokens=args.max_tokens) as chunks,
@@ -121,10 +130,15 @@ async def _infer_streamed(args: argparse.Namespace, orchestrator: Orchestrator) 
             else:
                 print(chunk.delta, end="", flush=True)
             usage = chunk.usage or usage
-    if not args.json:
+        ended = time.perf_counter()
+    attempts = chunks.attempts
+    latency = ended - started
+    cost = sum(attempt.cost for attempt in attempts)  # as RoutedResult.cost
+    if args.json:
+        print(json.dumps(_outcome_json(usage, latency, cost, attempts)))
+    else:
         print()
-        if usage is not None:
-            print(f"({_plural(usage.input_tokens, 'token')} in, {usage.output_tokens} out)")
+        _print_summary(attempts, usage, latency, cost)
 
 
 def _print_decision(decision: harpoon.RouteDecision) -> None:
@@ -142,12 +156,19 @@ def _routed_json(routed: RoutedResult) -> dict[str, object]:
         "text": result.text,
         "model": result.model,
         "finish_reason": result.finish_reason,
-        "usage": {
-            "input_tokens": result.usage.input_tokens,
-            "output_tokens": result.usage.output_tokens,
-        },
-        "latency": routed.latency,
-        "cost": routed.cost,
+        **_outcome_json(result.usage, routed.latency, routed.cost, routed.attempts),
+    }
+
+
+def _outcome_json(
+    usage: harpoon.Usage | None, latency: float, cost: float, attempts: Sequence[Attempt]
+) -> dict[str, object]:
+    return {
+        "usage": None
+        if usage is None
+        else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        "latency": latency,
+        "cost": cost,
         "attempts": [
             {
                 "target": attempt.target.name,
@@ -155,6 +176,6 @@ def _routed_json(routed: RoutedResult) -> dict[str, object]:
                 "allocation_id": attempt.allocation_id,
                 "error": None if attempt.error is None else _one_line(attempt.error),
             }
-            for attempt in routed.attempts
+            for attempt in attempts
         ],
     }

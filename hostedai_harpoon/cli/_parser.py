@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import hostedai_harpoon as harpoon
 
@@ -21,12 +21,10 @@ from ._common import (
     _USAGE_ERROR,
     _Failure,
     _Masked,
-    _one_line,
+    _report_error,
     _UsageError,
 )
 from ._infer import _infer
-
-ClientT = TypeVar("ClientT", harpoon.HostedAI, harpoon.AsyncHostedAI)
 
 # The parser ------------------------------------------------------------------------------
 
@@ -41,11 +39,19 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _BadUsage(Exception):
+    """What the parser found wrong with the command line, and the (sub)command it was for."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{message} (see {prog} --help)")
+        self.prog = prog
+
+
 class _Parser(argparse.ArgumentParser):
     """Reports bad usage in one line that points at the help, instead of the usage text."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(_USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise _BadUsage(self.prog, message)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -84,7 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         "the network unencrypted)",
     )
     output = _Parser(add_help=False)
-    output.add_argument("--json", action="store_true", help="print JSON instead of text")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of text, a failure too (an error object on stdout)",
+    )
 
     parser = _Parser(
         prog=_PROG,
@@ -131,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         "The health check itself needs no key, so the command also makes one authenticated "
         'call (it lists the pools): an answer of 401 or 403 is reported as "key refused".',
     )
-    health.set_defaults(run=_with_client(_health))
+    health.set_defaults(run=_with_client(_health, checks_pool=True))
     pools = command(
         "pools",
         "the pools, their free GPUs and their models",
@@ -139,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "Every pool, or only the one --pool names (an unknown pool is an error); "
         f"${ENV_POOL_ID} does not narrow the list.",
     )
-    pools.set_defaults(run=_with_client(_pools))
+    pools.set_defaults(run=_with_client(_pools, checks_pool=True))
 
     allocations = commands.add_parser(
         "allocations",
@@ -254,9 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    # Known before parsing, so that a command line the parser refuses is reported in JSON too.
+    as_json = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+    prog = _PROG
     parser = _parser()
     try:
         args, rest = parser.parse_known_args(argv)
+        prog = args.prog
         if args.run is None:
             from ..testing.__main__ import main as serve_emulator
 
@@ -269,22 +283,20 @@ def _run(argv: list[str]) -> int:
                 "the command line)"
             )
         if rest:
-            parser.exit(
-                _USAGE_ERROR,
-                f"{args.prog}: error: unrecognized arguments: {' '.join(rest)} "
-                f"(see {args.prog} --help)\n",
-            )
+            raise _BadUsage(args.prog, f"unrecognized arguments: {' '.join(rest)}")
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
-    except SystemExit as exit:
+    except SystemExit as exit:  # --help, --version
         return exit.code if isinstance(exit.code, int) else _USAGE_ERROR
+    except _BadUsage as exc:
+        return _report_error(exc.prog, exc, _USAGE_ERROR, as_json, "UsageError")
     except (_UsageError, harpoon.ConfigurationError) as exc:
-        print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return _USAGE_ERROR
+        return _report_error(prog, exc, _USAGE_ERROR, as_json)
     except (harpoon.HostedAIError, _Failure) as exc:
-        print(f"{args.prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return _report_error(prog, exc, 1, as_json)
     except KeyboardInterrupt:
+        if as_json:
+            return _report_error(_PROG, "interrupted", _INTERRUPTED, True, "KeyboardInterrupt")
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return _INTERRUPTED
 

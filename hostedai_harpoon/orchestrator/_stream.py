@@ -22,6 +22,8 @@ __all__ = ["RoutedStream"]
 class RoutedStream:
     """The chunks of a routed, streamed inference: ``async with session.stream(...) as chunks``.
 
+    Made by ``Session.stream(...)``.
+
     Entering routes the request and opens the stream, failing over to the decision's
     fallbacks until a first chunk arrives; after that an error ends the stream. While the
     block runs, ``decision`` says where it went and why and ``attempts`` lists every try.
@@ -93,6 +95,8 @@ class RoutedStream:
             seconds = time.perf_counter() - opened.started
             if exc is None:
                 live.finished(name, opened.ticket, "ok", seconds, self._usage)
+                # The answering attempt's wall time runs to the stream's end, not its opening.
+                self.attempts[-1] = attrs.evolve(self.attempts[-1], seconds=seconds)
             elif isinstance(exc, HostedAIError):
                 verdict = judge(exc)
                 broken = verdict == "failed"

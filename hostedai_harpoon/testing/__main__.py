@@ -6,7 +6,7 @@ import argparse
 import errno
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._emulator import Emulator
@@ -48,6 +48,26 @@ def _ttl(text: str) -> int | None:
             f"expected seconds from 1 to 86400, or 'none' for no expiry, got {text!r}"
         )
     return int(text)
+
+
+def _number(expected: str, maximum: float = float("inf")) -> Callable[[str], float]:
+    """An option's type: a number from 0 up to ``maximum`` (excluded when infinite)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (0 <= value <= maximum and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _number("a number of seconds from 0")
+_share = _number("a number from 0")
+_rate = _number("a share of requests from 0 to 1", 1.0)
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -92,7 +112,7 @@ def parse_args(
     )
     parser.add_argument(
         "--ready-delay",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="how long an allocation stays pending (default: %(default)s)",
@@ -106,14 +126,14 @@ def parse_args(
     )
     parser.add_argument(
         "--latency-scale",
-        type=float,
+        type=_share,
         default=0.0,
         metavar="SHARE",
         help="share of the modelled latency really waited (default: %(default)s)",
     )
     parser.add_argument(
         "--stream-chunk-delay",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="wait between streamed events (default: %(default)s)",
@@ -124,7 +144,7 @@ def parse_args(
     for kind, fault in _FAULTS:
         parser.add_argument(
             f"--{kind}-rate",
-            type=float,
+            type=_rate,
             default=0.0,
             metavar="RATE",
             help=f"share of requests that get {fault}, from 0 to 1 (default: %(default)s)",
@@ -149,6 +169,12 @@ def main(
         return status
 
     args = parse_args(argv, prog=prog, one_line_errors=one_line_errors)
+    rates = {
+        f"--{kind}-rate": getattr(args, f"{kind.replace('-', '_')}_rate") for kind, _ in _FAULTS
+    }
+    if sum(rates.values()) > 1:
+        given = ", ".join(f"{option} {rate:g}" for option, rate in rates.items() if rate)
+        return _fail(f"{prog}: error: the fault rates add up to more than 1 ({given})", 2)
     try:
         faults = FaultPlan(
             error_rate=args.error_rate,

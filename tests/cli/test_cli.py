@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,15 +187,84 @@ def test_an_unknown_pool_is_an_error(
     hostedai_emulator.reset()
 
 
-def test_an_unknown_pool_in_the_environment_is_named_as_such(
-    capsys: pytest.CaptureFixture[str], hostedai_env: str, monkeypatch: pytest.MonkeyPatch
+# Every command that calls the API, and its name in an error line.
+API_COMMANDS = [
+    (["health"], "harpoon health"),
+    (["pools"], "harpoon pools"),
+    (["allocations", "list"], "harpoon allocations list"),
+    (["allocations", "release", "--all"], "harpoon allocations release"),
+    (["allocations", "release", "alloc_1"], "harpoon allocations release"),
+    (["infer", "Hi"], "harpoon infer"),
+    (["infer", "Hi", "--stream"], "harpoon infer"),
+]
+
+
+@pytest.mark.parametrize(("argv", "prog"), API_COMMANDS)
+def test_every_command_reports_an_unknown_pool_in_the_environment_alike(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    hostedai_emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    prog: str,
 ) -> None:
+    held = allocate(hostedai_emulator)
     monkeypatch.setenv("HOSTED_AI_POOL_ID", "nope")
-    status, _, err = run(capsys, "allocations", "list")
-    assert status == 1
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (1, "")
     assert_one_error_line(
-        err, "harpoon allocations list: error: there is no pool 'nope' (from HOSTED_AI_POOL_ID)"
+        err,
+        f"{prog}: error: there is no pool 'nope' (from HOSTED_AI_POOL_ID); "
+        "the pools are: gpu-pool-1",
     )
+    status, out, err = run(capsys, *argv, "--json")
+    assert (status, err) == (1, "")
+    assert json.loads(out) == {
+        "error": {
+            "type": "NotFoundError",
+            "message": "there is no pool 'nope' (from HOSTED_AI_POOL_ID); the pools are: "
+            "gpu-pool-1",
+            "exit_code": 1,
+        }
+    }
+    # Nothing was done in the default pool instead.
+    assert [a.id for a in hostedai_emulator.live_allocations()] == [held]
+    assert hostedai_emulator.requests_to("POST", "/v1/inference") == []
+    hostedai_emulator.reset()
+
+
+@pytest.mark.parametrize(("argv", "prog"), API_COMMANDS)
+@pytest.mark.parametrize(
+    ("pool", "message"),
+    [
+        ("..", "HOSTED_AI_POOL_ID must not be '..'"),
+        ("\udcff", "HOSTED_AI_POOL_ID holds characters that cannot be sent"),
+    ],
+)
+def test_every_command_reports_a_malformed_pool_in_the_environment_alike(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    hostedai_emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    prog: str,
+    pool: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("HOSTED_AI_POOL_ID", pool)
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, f"{prog}: error: {message}")
+    assert hostedai_emulator.requests_to("GET") == []  # refused before any call
+
+
+def test_infer_names_an_unknown_pool_given_with_pool(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, err = run(capsys, "infer", "Hi", "--pool", "nope")
+    assert (status, out) == (1, "")
+    assert_one_error_line(err, "harpoon infer: error: there is no pool 'nope' (from --pool)")
+    assert hostedai_emulator.allocations() == []
 
 
 # allocations list ------------------------------------------------------------------------
@@ -368,7 +438,7 @@ def test_a_failed_release_is_reported_and_the_others_still_run(
     results = json.loads(out)
     assert [(r["id"], r["outcome"]) for r in results] == [(first, "failed"), (second, "released")]
     assert results[0]["error"].startswith("429 rate_limited")
-    assert_one_error_line(err, f"harpoon allocations release: error: {first}: 429 rate_limited")
+    assert err == ""  # the JSON carries the error: no text line besides it
     assert [a.id for a in hostedai_emulator.live_allocations()] == [first]
     hostedai_emulator.reset()
 
@@ -532,6 +602,123 @@ def test_ctrl_c_exits_130_without_a_traceback(
     assert (status, err) == (130, "harpoon: interrupted\n")
 
 
+# --json failures ---------------------------------------------------------------------------
+
+
+def json_error(out: str) -> dict[str, Any]:
+    """The one JSON error object on stdout."""
+    document = json.loads(out)
+    assert list(document) == ["error"], out
+    error: dict[str, Any] = document["error"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["pools", "--json", "--base-url", "ftp://x"],
+            {"type": "ConfigurationError", "exit_code": 2, "message": "base_url 'ftp://x' "},
+        ),
+        (
+            ["pools", "--json", "--colour"],
+            {"type": "UsageError", "exit_code": 2, "message": "unrecognized arguments: --colour"},
+        ),
+        (
+            ["infer", "Hi", "--json", "--max-tokens", "0"],
+            {"type": "UsageError", "exit_code": 2, "message": "argument --max-tokens: expected"},
+        ),
+        (
+            ["pools", "--json", "--api-key", "sk-typed-key"],
+            {"type": "UsageError", "exit_code": 2, "message": "--api-key is not an option"},
+        ),
+        (
+            ["infer", "Hi", "--json", "--max-tokens", "99999"],
+            {"type": "UsageError", "exit_code": 2, "message": "the request is too large for "},
+        ),
+        (
+            ["allocations", "list", "--json", "--pool", "nope"],
+            {"type": "NotFoundError", "exit_code": 1, "message": "there is no pool 'nope' (from "},
+        ),
+    ],
+)
+def test_json_reports_a_failure_as_a_json_object_not_a_text_line(
+    capsys: pytest.CaptureFixture[str],
+    hostedai_env: str,
+    argv: list[str],
+    expected: dict[str, Any],
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert (status, err) == (expected["exit_code"], "")
+    error = json_error(out)
+    assert (error["type"], error["exit_code"]) == (expected["type"], expected["exit_code"])
+    assert error["message"].startswith(expected["message"]), error
+    assert "sk-typed-key" not in out
+
+
+def test_json_reports_a_missing_address_as_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], no_env: None
+) -> None:
+    status, out, err = run(capsys, "health", "--json")
+    assert (status, err) == (2, "")
+    assert json_error(out) == {
+        "type": "ConfigurationError",
+        "message": "no API address: pass --base-url or set HOSTED_AI_BASE_URL",
+        "exit_code": 2,
+    }
+
+
+@pytest.mark.hostedai_emulator(api_keys=["the-right-key"])
+def test_json_reports_an_api_error_with_its_status_and_request_id(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, err = run(capsys, "allocations", "list", "--json")
+    assert (status, err) == (1, "")
+    error = json_error(out)
+    assert (error["type"], error["exit_code"]) == ("AuthenticationError", 1)
+    assert (error["status_code"], error["code"]) == (401, "invalid_api_key")
+    assert error["request_id"].startswith("req_")
+    assert error["message"].startswith("401 invalid_api_key")
+    assert "test-key" not in out
+
+
+@pytest.mark.hostedai_faults(Fault("error", path="/v1/inference", status=500))
+def test_json_reports_an_infer_whose_every_attempt_failed(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, hostedai_emulator: Emulator
+) -> None:
+    status, out, err = run(capsys, "infer", "Hi there!", "--json")
+    assert (status, err) == (1, "")
+    assert json_error(out)["type"] == "AllAttemptsFailedError"
+    status, out, err = run(capsys, "infer", "Hi there!", "--json", "--stream")
+    assert (status, err) == (1, "")
+    assert json_error(out.splitlines()[-1])["type"] == "AllAttemptsFailedError"
+    assert hostedai_emulator.live_allocations() == []
+
+
+def test_json_reports_ctrl_c(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(self: harpoon.HostedAI) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harpoon.HostedAI, "health", interrupted)
+    status, out, err = run(capsys, "health", "--json")
+    assert (status, err) == (130, "")
+    assert json_error(out) == {
+        "type": "KeyboardInterrupt",
+        "message": "interrupted",
+        "exit_code": 130,
+    }
+
+
+def test_a_json_after_double_dash_is_an_argument_not_the_option(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, err = run(capsys, "infer", "--max-tokens", "0", "--", "--json")
+    assert (status, out) == (2, "")
+    assert_one_error_line(err, "harpoon infer: error: argument --max-tokens: expected")
+
+
 # --help ----------------------------------------------------------------------------------
 
 COMMANDS = {
@@ -608,9 +795,13 @@ def test_the_help_options_are_the_ones_the_parser_takes(
     [
         (["--port", "http"], "harpoon emulator: error: argument --port: expected a port"),
         (["--pools", "x"], "harpoon emulator: error: argument --pools: expected POOL=GPUS"),
-        (["--ready-delay", "-1"], "harpoon emulator: error: ready_delay"),
-        (["--error-rate", "2"], "harpoon emulator: error: error_rate must be between 0 and 1"),
-        (["--error-rate", "0.8", "--drop-rate", "0.8"], "harpoon emulator: error: the fault "),
+        (["--ready-delay", "-1"], "harpoon emulator: error: argument --ready-delay: expected "),
+        (["--error-rate", "2"], "harpoon emulator: error: argument --error-rate: expected a "),
+        (
+            ["--error-rate", "0.8", "--drop-rate", "0.8"],
+            "harpoon emulator: error: the fault rates add up to more than 1 (--error-rate 0.8, "
+            "--drop-rate 0.8)",
+        ),
     ],
 )
 def test_emulator_rejects_bad_options_in_one_line_under_its_name(
@@ -854,14 +1045,31 @@ def test_infer_streams_the_answer_after_the_decision(
     assert (target, blank) == ("target: gemma-3-270m", "")
     assert reason.startswith("reason: ")
     assert len(text.split()) == 5
-    assert usage == "(1 token in, 5 out)"
+    assert re.fullmatch(r"\(1 token in, 5 out, \d+\.\d\ds, about \$\d+\.\d{6}\)", usage), usage
     assert hostedai_emulator.streams_completed == 1
 
     status, out, _ = run(capsys, "infer", "Hi", "--stream", "--max-tokens", "3", "--json")
-    decision, *chunks = (json.loads(line) for line in out.splitlines())
+    decision, *chunks, outcome = (json.loads(line) for line in out.splitlines())
     assert decision["target"] == "gemma-3-270m"
     assert len([c for c in chunks if c["delta"]]) == 3
     assert chunks[-1]["finish_reason"] == "length"
+    assert outcome["usage"] == {"input_tokens": 1, "output_tokens": 3}
+    assert outcome["latency"] > 0
+    assert outcome["cost"] > 0
+    [attempt] = outcome["attempts"]
+    assert (attempt["target"], attempt["error"]) == ("gemma-3-270m", None)
+
+
+@pytest.mark.hostedai_faults(Fault("error", path="/v1/inference", status=500, times=1))
+def test_infer_stream_shows_a_failover_and_prices_every_attempt(
+    capsys: pytest.CaptureFixture[str], hostedai_env: str
+) -> None:
+    status, out, _ = run(capsys, "infer", "Hi there!", "--stream", "--max-tokens", "4")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "target: qwen3-30b-a3b"
+    assert lines[4].startswith("failed over: gemma-3-270m failed (")
+    assert lines[5].startswith("(3 tokens in, 4 out, ")
 
 
 @pytest.mark.hostedai_faults(Fault("error", path="/v1/inference", status=500, times=1))

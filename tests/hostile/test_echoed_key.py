@@ -135,7 +135,7 @@ def test_harpoon_shows_no_key_from_an_echoing_server(
     monkeypatch.delenv("HOSTED_AI_POOL_ID", raising=False)
     assert main(command) == 1
     out, err = capsys.readouterr()
-    assert "error" in err
+    assert "error" in out + err  # (with --json, a JSON error object on stdout)
     assert_hidden(out + err)
 
 

@@ -259,3 +259,25 @@ def test_a_create_cut_by_the_deadline_is_replayed_and_released(waits: list[float
         assert emu.live_allocations() == []
         assert client.orphans() == []
         assert len(emu.created_by_key()) == 1
+
+
+def test_an_orphan_whose_id_never_arrived_is_named_by_its_idempotency_key(
+    waits: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every create is made but its answer lost, the replay's too: the id is never known.
+    emu = Emulator(
+        faults=FaultPlan(rules=[Fault("drop", method="POST", path="/v1/allocate", when="after")])
+    )
+    with sync_client(emu, circuit_breaker=None) as client:
+        with (
+            pytest.raises(harpoon.APIConnectionError) as raised,
+            client.allocate(model="gemma-3-270m", idempotency_key="orphan-key-42"),
+        ):
+            pass
+        [orphan] = client.orphans()
+        assert orphan.allocation_id is None
+        notes = " ".join(getattr(raised.value, "__notes__", ()))
+        for text in (caplog.text, notes):
+            assert "could not release the allocation created with idempotency key " in text
+            assert "orphan-key-42" in text
+            assert "None" not in text

@@ -7,6 +7,10 @@ cancelled task is cancelled at a random moment after its cycle began, so cancell
 in the create, the readiness wait, the block and the release.
 
 ``HARPOON_SOAK_CYCLES`` and ``HARPOON_SOAK_IN_FLIGHT`` make the run longer or wider.
+
+Bounded by its count of cycles, never by wall time: on a loaded machine it takes longer and
+still passes (it is marked slow, so its per-test limit, ``SLOW_TIMEOUT`` in
+tests/conftest.py, only ends a hang).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ IN_FLIGHT = int(os.environ.get("HARPOON_SOAK_IN_FLIGHT", "200"))
 SEED = 20261126
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
 async def test_concurrent_lease_cycles_with_faults_and_cancellations_leak_nothing() -> None:
     plan = FaultPlan(
         error_rate=0.07,
@@ -82,9 +86,7 @@ async def test_concurrent_lease_cycles_with_faults_and_cancellations_leak_nothin
                         outcomes[type(exc).__name__] += 1
 
             plans = [rng.uniform(0.0, 4.0) if rng.random() < 0.1 else None for _ in range(CYCLES)]
-            await asyncio.wait_for(
-                asyncio.gather(*(run(i, after) for i, after in enumerate(plans))), 240
-            )
+            await asyncio.gather(*(run(i, after) for i, after in enumerate(plans)))
             orphans = client.orphans()
             made_under = {key: ids[0] for key, ids in emu.created_by_key().items()}
             recorded = {o.allocation_id or made_under.get(o.idempotency_key) for o in orphans}

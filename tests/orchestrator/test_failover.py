@@ -199,6 +199,9 @@ async def test_a_stream_fails_over_before_its_first_chunk(
         assert chunks.decision.target.name == "gemma-3-270m"
         assert [a.target.name for a in chunks.attempts] == ["qwen3-30b-a3b", "gemma-3-270m"]
     assert len(text.split()) == 5
+    # Once the stream ended, its answering attempt is timed (and priced) to that end.
+    assert chunks.attempts[-1].seconds > 0
+    assert chunks.attempts[-1].cost > 0
     assert orch.snapshot().targets["gemma-3-270m"].tokens_out == 5
     assert live_ids(emu) == []
 

@@ -35,7 +35,6 @@ PROMPTS = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
 async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_nothing() -> None:
     plan = FaultPlan(
         error_rate=0.04,

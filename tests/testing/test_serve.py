@@ -425,18 +425,36 @@ def test_module_help_names_the_emulator_extra(capsys: pytest.CaptureFixture[str]
     assert "pip install 'hostedai-harpoon[emulator]'" in " ".join(capsys.readouterr().out.split())
 
 
+def test_module_refuses_impossible_fault_rates_naming_the_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert serve_main(["--port", "0", "--error-rate", "0.6", "--drop-rate", "0.6"]) == 2
+    assert capsys.readouterr().err == (
+        "python -m hostedai_harpoon.testing: error: the fault rates add up to more than 1 "
+        "(--error-rate 0.6, --drop-rate 0.6)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--error-rate", "2"], "error_rate must be between 0 and 1, got 2.0"),
-        (["--error-rate", "0.6", "--drop-rate", "0.6"], "the fault rates add up to more than 1"),
+        (["--error-rate", "2"], "argument --error-rate: expected a share of requests from 0 to 1"),
+        (["--drop-rate", "nan"], "argument --drop-rate: expected a share of requests from 0 to 1"),
+        (["--ready-delay", "-1"], "argument --ready-delay: expected a number of seconds from 0"),
+        (["--latency-scale", "inf"], "argument --latency-scale: expected a number from 0"),
+        (["--stream-chunk-delay", "x"], "argument --stream-chunk-delay: expected a number of "),
     ],
 )
-def test_module_refuses_impossible_fault_rates_in_one_line(
+def test_module_names_the_option_a_bad_number_was_given_to(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert serve_main(["--port", "0", *args]) == 2
-    assert capsys.readouterr().err == f"python -m hostedai_harpoon.testing: error: {message}\n"
+    with pytest.raises(SystemExit) as exited:
+        serve_main(["--port", "0", *args])
+
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"python -m hostedai_harpoon.testing: error: {message}")
+    assert "_" not in last.split(": error: ")[1].split(",")[0]  # no Python argument names
 
 
 def test_module_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
