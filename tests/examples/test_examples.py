@@ -147,3 +147,28 @@ def test_the_readme_demo_keeps_to_its_embedded_emulator_whatever_the_environment
 def test_every_example_script_is_run_by_a_test() -> None:
     covered = {*CHECKS, "demo.py", "testing_your_app.py", "test_testing_your_app.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == covered
+
+
+def check_vllm_endpoints(lines: list[str]) -> None:
+    routes = [line.split(":")[0] for line in lines[1:4]]
+    assert routes == ["small-vllm", "large-vllm", "small-vllm"]
+    assert "20 calls at once: 20 answered" in lines
+    assert any(line.startswith("streamed from small-vllm: '") for line in lines)
+    assert any(line.startswith("small-vllm: 23 requests, 0 errors") for line in lines)
+
+
+def test_the_vllm_endpoints_example_runs_against_its_emulated_servers() -> None:
+    lines = run_example("vllm_endpoints.py")
+    assert lines[0].startswith("against two emulated vLLM servers")
+    check_vllm_endpoints(lines)
+
+
+def test_the_vllm_endpoints_example_runs_against_the_servers_in_vllm_urls() -> None:
+    emulator = Emulator(api_keys=["sk-vllm-example"])
+    with emulator.serve_openai() as a, emulator.serve_openai() as b:
+        env = {"VLLM_URLS": f"{a},{b}", "VLLM_API_KEY": "sk-vllm-example"}
+        lines = run_example("vllm_endpoints.py", env)
+    assert lines[0] == f"against {a},{b} (from VLLM_URLS)"
+    check_vllm_endpoints(lines)
+    assert len(emulator.requests_to("POST", "/v1/chat/completions")) == 24
+    assert emulator.live_allocations() == []  # nothing allocated: servers that run
