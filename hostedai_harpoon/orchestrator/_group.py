@@ -18,9 +18,9 @@ Limits = int | Mapping[str, int] | None
 
 # Until a scope has timed them, the seconds a call, a lease and a release are taken to last
 # (budgets reserve money by these).
-_FIRST_CALL_SECONDS = 2.0
-_FIRST_LEASE_SECONDS = 2.0
-_FIRST_RELEASE_SECONDS = 1.0
+_FIRST_CALL_SECONDS = 1.0
+_FIRST_LEASE_SECONDS = 1.0
+_FIRST_RELEASE_SECONDS = 0.1
 _EWMA_WEIGHT = 0.2
 
 
@@ -140,9 +140,9 @@ class Group:
         self.waiters: deque[asyncio.Future[Slot]] = deque()
         self.waiting = 0  # the waiters not yet granted, refused or gone
         self.last_error: BaseException | None = None
-        self.call_seconds = _FIRST_CALL_SECONDS
-        self.lease_seconds = _FIRST_LEASE_SECONDS
-        self.release_seconds = _FIRST_RELEASE_SECONDS
+        self.call_seconds = Estimate(_FIRST_CALL_SECONDS)
+        self.lease_seconds = Estimate(_FIRST_LEASE_SECONDS)
+        self.release_seconds = Estimate(_FIRST_RELEASE_SECONDS)
 
     def free_slot(self) -> Slot | None:
         for slot in self.slots:
@@ -166,6 +166,18 @@ class Group:
         return None
 
 
-def timed(average: float, seconds: float) -> float:
-    """``average`` moved towards one more observation of ``seconds``."""
-    return average + _EWMA_WEIGHT * (seconds - average)
+class Estimate:
+    """How long something takes: a guess until first seen, then a moving average."""
+
+    __slots__ = ("seen", "value")
+
+    def __init__(self, guess: float) -> None:
+        self.value = guess
+        self.seen = False
+
+    def add(self, seconds: float) -> None:
+        """One more observation (the first replaces the guess)."""
+        if self.seen:
+            self.value += _EWMA_WEIGHT * (seconds - self.value)
+        else:
+            self.value, self.seen = seconds, True

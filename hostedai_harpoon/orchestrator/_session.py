@@ -196,6 +196,7 @@ class Session:
         if self._budget is not None:
             committed = self._slots.committed()
             if committed >= self._budget:
+                self._slots.mind_budget()  # reached: let go of what is idle
                 spent = self._slots.spent()
                 raise BudgetExceededError(
                     f"the session's budget of ${self._budget:.7g} is spent or committed "

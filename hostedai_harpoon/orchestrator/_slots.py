@@ -36,16 +36,17 @@ from .. import _telemetry as telemetry
 from ..routing import Target
 from ._failover import fails_over
 from ._fleet import Fleet
-from ._group import Group, Limits, Slot, timed
+from ._group import Group, Limits, Slot
 from ._inflight import settle
 from ._live import LiveState
+from ._spending import Spending
 
 __all__ = ["Slots"]
 
 log = logging.getLogger("hostedai_harpoon")
 
 
-class Slots:
+class Slots(Spending):
     """The allocations of one scope (a session, or the orchestrator's warm pool)."""
 
     def __init__(
@@ -93,88 +94,6 @@ class Slots:
         """How many allocations of ``target`` are held or being made."""
         group = self._group(target)
         return len(group.slots) + group.leasing
-
-    # Money
-
-    def spent(self) -> float:
-        """Dollars spent so far: every allocation's seconds from the start of its lease to
-        the end of its release, at its hourly price."""
-        now = self._clock()
-        total = self._spent + sum(slot.cost(now) for slot in self._held)
-        return total + sum(
-            (now - since) * target.cost_per_hour / 3600.0 for since, target in self._making.values()
-        )
-
-    def idle_cost(self) -> float:
-        """Of ``spent()``, the dollars of time with no call on the allocation: making it,
-        keeping it warm, releasing it."""
-        now = self._clock()
-        total = self._idle
-        for slot in self._held:
-            total += slot.idle_cost
-            if not slot.in_use:
-                total += (now - slot.marked) * slot.price
-        return total + sum(
-            (now - since) * target.cost_per_hour / 3600.0 for since, target in self._making.values()
-        )
-
-    def idle_by_target(self) -> dict[str, float]:
-        """The idle cost of the allocations held now, per target name."""
-        now = self._clock()
-        idle: dict[str, float] = {}
-        for slot in self._held:
-            cost = slot.idle_cost + (0.0 if slot.in_use else (now - slot.marked) * slot.price)
-            idle[slot.target.name] = idle.get(slot.target.name, 0.0) + cost
-        return idle
-
-    def committed(self) -> float:
-        """What is spent plus what is already bound to be: each busy allocation's calls,
-        each lease's remaining making and first call, and every release."""
-        total = self.spent()
-        for group in self._groups.values():
-            price = group.target.cost_per_hour / 3600.0
-            busy = sum(1 for slot in group.slots if slot.in_use)
-            total += price * busy * group.call_seconds
-            total += price * group.leasing * (group.lease_seconds + group.call_seconds)
-            if group.target.endpoint is None:
-                live = len(group.slots) + group.leasing + group.releasing
-                total += price * live * group.release_seconds
-        return total
-
-    def _new_allocation_cost(self, group: Group) -> float:
-        """What one more allocation of ``group`` costs at least: leased, one call, released."""
-        price = group.target.cost_per_hour / 3600.0
-        return price * (group.lease_seconds + group.call_seconds + group.release_seconds)
-
-    def _mind_budget(self) -> None:
-        """With a budget: release idle allocations once no further call could fit, and look
-        again when, at the current rate, that will be so."""
-        budget = self._budget
-        if budget is None or self.closed:
-            return
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        idle = [
-            (g, s)
-            for g in self._groups.values()
-            for s in g.slots
-            if not s.in_use and not s.endpoint
-        ]
-        if not idle:
-            return
-        headroom = budget - self.committed()
-        cheapest = min(slot.price * group.call_seconds for group, slot in idle)
-        if headroom < cheapest:
-            for group, slot in idle:
-                log.info("budget reached: releasing idle allocation %s", slot.allocation_id)
-                self._drop(group, slot)
-                self._close_later(slot)
-            return
-        rate = sum(slot.price for slot in self._held)
-        if rate > 0.0:
-            wait = (headroom - cheapest) / rate
-            self._watch = asyncio.get_running_loop().call_later(wait, self._mind_budget)
 
     # Taking and giving back
 
@@ -261,24 +180,26 @@ class Slots:
         slot.last_used = now
         group = self._groups[slot.target.name]
         if seconds is not None:
-            group.call_seconds = timed(group.call_seconds, seconds)
+            group.call_seconds.add(seconds)
+        # With a budget spent out, the callers still waiting are refused instead.
+        serve = group.waiting and (self._budget is None or not self._spent_out())
         if slot.endpoint:  # a server that stays: the call paid its share, others may go on
             cost = slot.share - start
             self._spent += cost
-            if group.waiting:
+            if serve:
                 self._hand_out(group, slot)
             self._fleet.wake(slot.target.name)
             if self._budget is not None:
-                self._mind_budget()
+                self.mind_budget()
             return cost
         if broken or slot.lease.state is not LeaseState.ACTIVE:
             self._drop(group, slot)
-        elif group.waiting and not slot.dead:
+        elif serve and not slot.dead:
             self._hand_out(group, slot)
         if slot.dead and slot.in_use == 0:
             self._close_later(slot)
         if self._budget is not None:
-            self._mind_budget()
+            self.mind_budget()
         return slot.share - start
 
     def release_idle(self, idle_for: float, keep: Mapping[str, int]) -> None:
@@ -312,6 +233,8 @@ class Slots:
 
     def _pump(self, group: Group) -> None:
         if self.closed:
+            return
+        if group.waiting and self._budget is not None and self._spent_out():
             return
         if group.waiting:
             for slot in group.slots:
@@ -347,8 +270,8 @@ class Slots:
         if free is not None and fleet.leasing(target.name) >= max(1, free // target.gpus):
             return "cap"
         budget = self._budget
-        if budget is not None and self.committed() + self._new_allocation_cost(group) > budget:
-            return "budget"
+        if budget is not None and self.committed() >= budget:
+            return "budget"  # (a lease started below it overshoots by one allocation's unit)
         return None
 
     def _refusal(self, group: Group, why: str) -> HostedAIError:
@@ -360,9 +283,9 @@ class Slots:
             budget = self._budget or 0.0
             spent = self.spent()
             return BudgetExceededError(
-                f"another allocation of {name} (at least "
-                f"${self._new_allocation_cost(group):.7g}) would not fit in the session's "
-                f"budget of ${budget:.7g} (${self.committed():.7g} spent or committed); "
+                f"the session's budget of ${budget:.7g} is spent or committed "
+                f"(${self.committed():.7g}): no allocation of {name} is leased for it, "
+                f"which would cost at least ${self._new_allocation_cost(group):.7g}; "
                 "the call was not sent",
                 budget=budget,
                 spent=spent,
@@ -442,7 +365,7 @@ class Slots:
         group.leasing -= 1
         self._fleet.succeeded(target.name)
         now = self._clock()
-        group.lease_seconds = timed(group.lease_seconds, now - started)
+        group.lease_seconds.add(now - started)
         slot = Slot(target, lease, stack, now, leased_at=started)
         self._making.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         group.slots.append(slot)
@@ -454,7 +377,7 @@ class Slots:
             return None
         self._pump(group)
         if self._budget is not None:
-            self._mind_budget()
+            self.mind_budget()
         return slot
 
     def _drop(self, group: Group, slot: Slot) -> None:
@@ -491,7 +414,7 @@ class Slots:
             self._live.idled(slot.target.name, slot.idle_cost)
             group = self._groups[slot.target.name]
             group.releasing -= 1
-            group.release_seconds = timed(group.release_seconds, now - started)
+            group.release_seconds.add(now - started)
             self._fleet.released(slot.target.name)
 
     async def aclose(self) -> None:

@@ -146,6 +146,7 @@ def test_the_readme_demo_keeps_to_its_embedded_emulator_whatever_the_environment
 
 def test_every_example_script_is_run_by_a_test() -> None:
     covered = {*CHECKS, "demo.py", "testing_your_app.py", "test_testing_your_app.py"}
+    covered.add("vllm_endpoints.py")
     assert {path.name for path in EXAMPLES.glob("*.py")} == covered
 
 

@@ -129,7 +129,7 @@ async def test_a_full_pool_gets_a_bounded_trickle_of_allocate_requests_and_no_re
     assert "RecursionError" not in kinds
     for outcome in outcomes:  # answered, or refused with a typed error
         assert isinstance(outcome, harpoon.RoutedResult | harpoon.HostedAIError), outcome
-    assert kinds["RoutedResult"] >= 900, kinds
+    assert kinds["RoutedResult"] >= 500, kinds  # (most: a failover to a full pool is a refusal)
     assert live_ids(emu) == []
     # The documented bound (docs/orchestrator.md): at most as many leases at once as the
     # pool has room for, then one per back-off wait (>= 0.125 s) and one per release.
