@@ -91,6 +91,17 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         self._attach(http, owned=http_client is None)
         self._driver = AsyncDriver(http, self._max_response_bytes)
+        if http_client is None:
+            # Renewals and releases get connections of their own: however much new work
+            # fills the main pool (a burst of calls, a full pool's queue), a lease's TTL is
+            # renewed and a GPU given back without waiting for a connection. (With your own
+            # http_client they share it: give it room, or a second client, as you see fit.)
+            upkeep = httpx.AsyncClient(
+                timeout=self.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+            )
+            self._upkeep_driver = AsyncDriver(upkeep, self._max_response_bytes)
 
     async def _run(self, call: Call[T], timeout: Timeout = NOT_GIVEN) -> T:
         return await self._driver.run(self._planner.plan(self._timed(call, timeout)))
@@ -106,6 +117,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         """Close the connection pool (unless it was passed in as ``http_client``)."""
         if self._owns_http:
             await self._http.aclose()
+            if self._upkeep_driver is not None:
+                await self._upkeep_driver.http.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -159,6 +159,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         # Shared with every with_options() copy, like the connection pool and the breaker.
         self._gates: dict[str | None, GateT] = {}
         self._orphans = OrphanLedger()
+        self._upkeep_driver: DriverT | None = None  # renewals' and releases' own pool
 
     def _attach(self, http: HttpT, owned: bool) -> None:
         self._http = http
@@ -285,6 +286,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             pool_id=self.pool_id,
             max_event_bytes=self._max_response_bytes,
             allow_insecure_http=self._allow_insecure_http,
+            upkeep=self._upkeep_driver,
         )
 
     def _new_lease(

@@ -71,7 +71,7 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
             raise
         # Real waits, not the clock seam: a test that skips waits must not spin renewals.
         self._keepalive = asyncio.create_task(
-            self._host.driver.run(self._keepalive_flow(), asyncio.sleep),
+            self._host.upkeep_driver.run(self._keepalive_flow(), asyncio.sleep),
             name=f"harpoon-keepalive-{self.id}",
         )
         return self
@@ -141,7 +141,7 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
             # No need to wait for it to end: a renewal that still lands after the release is
             # refused (410) and, the lease no longer being active, changes nothing.
             keepalive.cancel()
-        await self._host.driver.run(self._release_flow())
+        await self._host.upkeep_driver.run(self._release_flow())
 
     async def _acquire_slot(self) -> None:
         import asyncio

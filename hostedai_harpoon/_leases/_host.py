@@ -46,6 +46,14 @@ class LeaseHost(Generic[DriverT, GateT]):
     max_event_bytes: int
     # Whether an OpenAI lease may send the key over plain http to a host not this machine.
     allow_insecure_http: bool = False
+    # A driver on a connection pool of its own for renewals and releases, so that they
+    # never wait behind new work for a connection (None: ``driver``).
+    upkeep: DriverT | None = None
+
+    @property
+    def upkeep_driver(self) -> DriverT:
+        """The driver renewals and releases go through."""
+        return self.driver if self.upkeep is None else self.upkeep
 
     def endpoint_planner(self, allocation: Allocation) -> Planner:
         """The planner of calls to an OpenAI lease's endpoint: the client's settings and key,
