@@ -119,7 +119,7 @@ async def openai_python(url: str) -> AsyncIterator[Infer]:
 
 @contextlib.asynccontextmanager
 async def litellm_router(url: str) -> AsyncIterator[Infer]:
-    from litellm import Router
+    from litellm import Router  # type: ignore[attr-defined,unused-ignore]
 
     deployment = {"model": f"openai/{MODEL}", "api_base": f"{url}/v1", "api_key": "k"}
     router = Router(

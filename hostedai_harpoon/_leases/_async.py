@@ -4,7 +4,7 @@ cancellation-proof release."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, Self
@@ -45,6 +45,10 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
 
     _keepalive: asyncio.Task[None] | None = None
     _how_to_enter = "async with client.allocate(...) as lease:"
+    # Called (within the package: the orchestrator's queue) as soon as entering failed,
+    # before the clean-up releases what was made: callers waiting on the lease may fail
+    # over at once instead of after a patient release.
+    on_enter_failed: Callable[[BaseException], None] | None = None
 
     def __enter__(self) -> NoReturn:
         raise UsageError(
@@ -67,6 +71,8 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
             await self._acquire_slot()
             await self._host.driver.run(self._enter_flow())
         except BaseException as exc:
+            if self.on_enter_failed is not None:  # told now, before the clean-up runs
+                self.on_enter_failed(exc)
             await self._exit_cleanup(exc)
             raise
         # Real waits, not the clock seam: a test that skips waits must not spin renewals.

@@ -124,11 +124,23 @@ class Fleet:
     def failed(self, name: str, error: BaseException | None) -> None:
         """A lease of ``name`` ended without an allocation (nothing is held for it)."""
         count = self._count(name)
-        count.leasing -= 1
         count.live -= 1
         if error is None:  # cancelled: nothing learnt about the target
+            count.leasing -= 1
             self._wake(name)
             return
+        self.refused(name, error)
+
+    def cleaned(self, name: str) -> None:
+        """A refused lease's clean-up is over: what it made no longer counts."""
+        self._count(name).live -= 1
+        self._wake(name)
+
+    def refused(self, name: str, error: BaseException) -> None:
+        """A lease of ``name`` failed (its clean-up may still run: it stays counted until
+        ``cleaned``): back off."""
+        count = self._count(name)
+        count.leasing -= 1
         base = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2.0**count.failures)
         wait = base * self._rng.uniform(0.5, 1.0)
         cause: BaseException | None = error

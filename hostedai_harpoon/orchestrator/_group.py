@@ -116,6 +116,7 @@ class Group:
 
     __slots__ = (
         "call_seconds",
+        "cleaning",
         "for_queue",
         "last_error",
         "lease_seconds",
@@ -136,6 +137,7 @@ class Group:
         self.leasing = 0
         self.for_queue: set[asyncio.Task[Slot | None]] = set()  # leases the queue asked for
         self.releasing = 0
+        self.cleaning = 0  # failed leases whose clean-up is releasing what they made
         # A waiter's future gets a slot with one use already counted for it.
         self.waiters: deque[asyncio.Future[Slot]] = deque()
         self.waiting = 0  # the waiters not yet granted, refused or gone
@@ -152,7 +154,7 @@ class Group:
 
     def count(self) -> int:
         """Allocations held, being made or being released: all count against the cap."""
-        return len(self.slots) + self.leasing + self.releasing
+        return len(self.slots) + self.leasing + self.releasing + self.cleaning
 
     def may_lease(self) -> bool:
         return self.limit is None or self.count() < self.limit

@@ -338,29 +338,45 @@ class Slots(Spending):
         started = self._clock()
         stack = AsyncExitStack()
         client = self._client
+        early: list[Exception] = []
+
+        def failed_now(exc: BaseException) -> None:
+            """Entering failed: the callers waiting fail over now, while the lease's
+            clean-up releases what it made (which counts against the caps until then)."""
+            if isinstance(exc, Exception):
+                early.append(exc)
+                group.leasing -= 1
+                group.cleaning += 1
+                group.last_error = exc
+                self._fleet.refused(target.name, exc)
+                self._pump(group)
+
         try:
             if client is None:  # pragma: no cover - only endpoint targets lack a client
                 raise AllocationError(f"{target.name} has no client to lease it with")
+            making = client.allocate(
+                target.model,
+                target.gpus,
+                target.gpu_type,
+                target.pool,
+                inference=target.inference,  # type: ignore[arg-type]
+                **self._lease_options,
+            )
+            making.on_enter_failed = failed_now
             with telemetry.priced(target.cost_per_gpu_hour):
-                lease = await stack.enter_async_context(
-                    client.allocate(
-                        target.model,
-                        target.gpus,
-                        target.gpu_type,
-                        target.pool,
-                        inference=target.inference,  # type: ignore[arg-type]
-                        **self._lease_options,
-                    )
-                )
-        except Exception as exc:
-            group.leasing -= 1
-            group.last_error = exc
-            self._fleet.failed(target.name, exc)
-            self._pump(group)
-            return None
-        except BaseException:
-            group.leasing -= 1
-            self._fleet.failed(target.name, None)
+                lease = await stack.enter_async_context(making)
+        except BaseException as exc:
+            if early:  # told already; its clean-up is over now
+                group.cleaning -= 1
+                self._fleet.cleaned(target.name)
+            else:
+                group.leasing -= 1
+                error = exc if isinstance(exc, Exception) else None
+                group.last_error = error or group.last_error
+                self._fleet.failed(target.name, error)
+                self._pump(group)
+            if isinstance(exc, Exception):
+                return None
             raise
         group.leasing -= 1
         self._fleet.succeeded(target.name)

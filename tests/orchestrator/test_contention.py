@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator, FaultPlan, ManualClock
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock
 from tests.conftest import EmulatorFactory
 from tests.orchestrator.conftest import Connect, live_ids
 
@@ -444,3 +444,25 @@ async def test_a_deadline_covers_the_whole_call_every_target_included(
         with pytest.raises(harpoon.ConfigurationError, match="deadline"):
             await orch.process("Hi", deadline=-1)
     assert live_ids(emulator) == []
+
+
+async def test_a_target_whose_lease_fails_slowly_is_failed_over_before_its_clean_up_ends(
+    make_emulator: EmulatorFactory,
+) -> None:
+    """Failover starts when the target's own attempts are used up, not after the patient
+    release of whatever the failed create may have made."""
+    slow = Fault("latency", method="POST", path="/v1/allocate", delay=3.0)
+    emu = make_emulator(faults=FaultPlan(rules=[slow]))
+    with emu.serve() as base_url, emu.serve_openai() as url:
+        backup = harpoon.Target("backup", tier="large", model=QWEN, endpoint=url)
+        async with (
+            harpoon.AsyncHostedAI(base_url, "k", timeout=0.5, max_retries=1) as client,
+            harpoon.Orchestrator(client, targets=[GEMMA, backup]) as orch,
+        ):
+            routed = await orch.process("Hi")
+            assert [a.target.name for a in routed.attempts] == [GEMMA, "backup"]
+            assert isinstance(routed.attempts[0].error, harpoon.AllocationError)
+            # What the failed create may have made is still being let go, and counts.
+            assert orch._fleet.live(GEMMA) == 1
+        # Released, or (its id never arrived in time) kept in the orphan ledger.
+        assert len(emu.live_allocations()) <= len(client.orphans())
