@@ -22,7 +22,7 @@ from .._config import (
     resolve_dialect,
     resolve_settings,
 )
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, UsageError
 from .._http._plan import Planner
 from .._http._steps import Call
 from .._leases import LeaseHost, OrphanedAllocation, OrphanLedger
@@ -298,6 +298,19 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         if not isinstance(timeout, NotGiven):
             call.timeout = pick_timeout(timeout)
         return call
+
+    def _planner_for(self, timeout: float | httpx.Timeout | NotGiven | None) -> Planner:
+        """The planner of a call made of several (a ``gpuaas`` operation), with its timeout."""
+        if isinstance(timeout, NotGiven):
+            return self._planner
+        return attrs.evolve(self._planner, timeout=pick_timeout(timeout))
+
+    def _not_on_gpuaas(self, name: str) -> None:
+        if self._gpuaas is not None:
+            raise UsageError(
+                f"client.{name}(allocation_id, ...) is the v1 API's; on the gpuaas dialect "
+                "the model is served by the pod: use client.allocate(..., inference='openai')"
+            )
 
     def _pool(self, pool_id: str | None) -> str | None:
         return pool_id if pool_id is not None else self._settings.pool_id

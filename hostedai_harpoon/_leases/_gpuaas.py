@@ -12,142 +12,39 @@ The plane is shared by a client and its copies; the calls themselves are ``_http
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import os
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from .._config import ENV_LEDGER_DIR
 from .._exceptions import (
     AllocationError,
     APIStatusError,
     CapacityError,
-    ConfigurationError,
     ConflictError,
     HostedAIError,
+    NotFoundError,
 )
 from .._http import _clock
 from .._http import _gpuaas as wire
 from .._http._plan import Planner
 from .._http._steps import Flow, Sleep
-from .._models import Allocation, AllocationStatus
+from .._models import Allocation, AllocationStatus, Health, Pool
 from .._resilience import RetryPolicy
+from ._ledger import SubscriptionLedger, alive
 from ._release import nothing_was_made
 
 __all__ = ["GpuaasPlane", "SubscriptionLedger"]
+
 
 log = logging.getLogger("hostedai_harpoon")
 
 # Clocks differ: a row made this long before the request was sent may still be its answer.
 _CLOCK_SKEW = timedelta(seconds=5)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-class SubscriptionLedger:
-    """The subscriptions this client made (and the subscribes it sent whose subscription is
-    not known yet), in ``<dir>/gpuaas-<hash of base URL and team>.json``, shared by every
-    process of this user on this machine (a lock file serialises the writes).
-
-    An entry names the process that made it: while that process lives, its subscriptions
-    are its own; once it is gone, ``reconcile`` releases them.
-    """
-
-    def __init__(self, directory: Path, base_url: str, team_id: str) -> None:
-        digest = hashlib.sha256(f"{base_url}\n{team_id}".encode()).hexdigest()[:16]
-        self.path = directory / f"gpuaas-{digest}.json"
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                lock = open(self.path.with_suffix(".lock"), "a")  # noqa: SIM115
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"cannot write the subscription ledger in {self.path.parent} ({exc}); "
-                    f"pass ledger_dir= or set {ENV_LEDGER_DIR}"
-                ) from None
-            with lock:
-                try:
-                    import fcntl
-                except ImportError:  # not POSIX: the thread lock only
-                    fcntl = None  # type: ignore[assignment]
-                if fcntl is not None:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                data = self._read()
-                yield data
-                temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-                temporary.write_text(json.dumps(data))
-                os.replace(temporary, self.path)
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            data = None
-        if type(data) is not dict:
-            data = {}
-        owned, pending = data.get("owned"), data.get("pending")
-        return {
-            "owned": owned if type(owned) is dict else {},
-            "pending": pending if type(pending) is dict else {},
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        """What the file says now."""
-        with self._lock:
-            return self._read()
-
-    def sent(self, pool_id: str, at: datetime) -> str:
-        """Record a subscribe about to be sent; returns its token."""
-        token = uuid.uuid4().hex
-        with self._editing() as data:
-            data["pending"][token] = {"pool_id": pool_id, "at": at.isoformat(), "pid": os.getpid()}
-        return token
-
-    def own(self, subscription_id: str, pool_id: str, token: str | None) -> None:
-        """Record a subscription this client made (settling its subscribe, if any)."""
-        with self._editing() as data:
-            if token is not None:
-                data["pending"].pop(token, None)
-            data["owned"][subscription_id] = {"pool_id": pool_id, "pid": os.getpid()}
-
-    def settle(self, token: str) -> None:
-        """A subscribe that certainly made nothing."""
-        with self._editing() as data:
-            data["pending"].pop(token, None)
-
-    def forget(self, subscription_id: str) -> None:
-        """A subscription released."""
-        with self._editing() as data:
-            data["owned"].pop(subscription_id, None)
-
-    def owner(self, subscription_id: str) -> int | None:
-        """The process that made ``subscription_id``, if this ledger says one did."""
-        entry = self.snapshot()["owned"].get(subscription_id)
-        return entry.get("pid") if type(entry) is dict and type(entry.get("pid")) is int else None
 
 
 @attrs.define
@@ -269,7 +166,7 @@ class GpuaasPlane:
         if (
             owner is not None
             and row.id not in self.held
-            and not (owner != os.getpid() and _alive(owner))
+            and not (owner != os.getpid() and alive(owner))
         ):
             return row
         self.ledger.settle(token)
@@ -373,12 +270,12 @@ class GpuaasPlane:
             entry = book["owned"].get(row.id)
             if type(entry) is dict and row.id not in self.held:
                 pid = entry.get("pid")
-                if not (type(pid) is int and pid != os.getpid() and _alive(pid)):
+                if not (type(pid) is int and pid != os.getpid() and alive(pid)):
                     mine.append(row)
                     claimed.add(row.id)
         for token, entry in book["pending"].items():
             pid = entry.get("pid") if type(entry) is dict else None
-            if token in self.in_flight or (type(pid) is int and pid != os.getpid() and _alive(pid)):
+            if token in self.in_flight or (type(pid) is int and pid != os.getpid() and alive(pid)):
                 continue
             sent_at = datetime.fromisoformat(entry["at"])
             for row in rows:
@@ -409,6 +306,37 @@ class GpuaasPlane:
         return released
 
     # The plain calls -----------------------------------------------------------------------
+
+    def create_allocation(
+        self, planner: Planner, pool_id: str | None, gpus: int, model: str
+    ) -> Flow[Allocation]:
+        """``client.create_allocation``: subscribe and learn the subscription (not ready yet)."""
+        found = yield from self.subscribe(planner, pool_id, gpus, model)
+        if found is None:
+            raise AllocationError(
+                "the subscribe was answered with no subscription id, and none showed in the "
+                "team's list; it may still appear (client.reconcile() releases it)"
+            )
+        self.held.discard(found.id)  # no lease holds it: reconcile() may release it
+        return found
+
+    def list_pools(self, planner: Planner) -> Flow[list[Pool]]:
+        """The pools this team can subscribe to."""
+        return (yield from planner.plan(wire.list_pools(self.team_id)))
+
+    def get_pool(self, planner: Planner, pool_id: str) -> Flow[Pool]:
+        """One pool this team can subscribe to."""
+        for pool in (yield from self.list_pools(planner)):
+            if pool.id == pool_id:
+                return pool
+        raise NotFoundError(
+            f"team {self.team_id} has no pool {pool_id}", status_code=404, code="not_found"
+        )
+
+    def health(self, planner: Planner) -> Flow[Health]:
+        """The platform has no health endpoint: listing the pools answering is health."""
+        yield from self.list_pools(planner)
+        return Health(status="ok", version="gpuaas")
 
     def list_allocations(self, planner: Planner, pool_id: str | None) -> Flow[list[Allocation]]:
         """This team's subscriptions as allocations (other teams' rows never appear)."""
@@ -446,8 +374,6 @@ _STATUS: Final = {
 
 
 def _not_found(allocation_id: str, team_id: str) -> APIStatusError:
-    from .._exceptions import NotFoundError
-
     return NotFoundError(
         f"team {team_id} has no subscription {allocation_id}", status_code=404, code="not_found"
     )
