@@ -290,7 +290,7 @@ def _connection_of(
 
     def parse(data: object, _: str | None) -> list[Subscription]:
         return [
-            _row({**row, "status": "subscribed"}, team_id)
+            _row({"pool_id": "?", **row, "status": "subscribed"}, team_id)
             for row in _items(data)
             if type(row) is dict and str(row.get("id")) == subscription_id
         ]
