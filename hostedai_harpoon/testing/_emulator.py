@@ -142,18 +142,10 @@ class Emulator:
         if dialect not in ("v1", "gpuaas"):
             raise ValueError(f"dialect must be 'v1' or 'gpuaas', got {dialect!r}")
         self.dialect = dialect
-        self._gpuaas: GpuaasApi | None = None
-        if dialect == "gpuaas":
-            specs = pools_from(pools if pools is not None else _GPUAAS_POOLS)
-            self._gpuaas = GpuaasApi(
-                specs,
-                self._state,
-                gpuaas or GpuaasQuirks(),
-                api_keys=api_keys,
-                latency_scale=latency_scale,
-            )
-        elif gpuaas is not None:
-            raise ValueError("gpuaas= quirks need dialect='gpuaas'")
+        self._gpuaas = None if dialect == "v1" else GpuaasApi(
+            pools_from(pools or _GPUAAS_POOLS), self._state, gpuaas or GpuaasQuirks(),
+            api_keys=api_keys, latency_scale=latency_scale,
+        )  # fmt: skip
         self._plan = faults
         self._app: EmulatorApp | None = None
         self._clear()
@@ -324,14 +316,13 @@ class Emulator:
 
         with serve_in_thread(self.asgi_app, host, port) as base_url:
             self._api.endpoint_base = base_url  # allocations' endpoints, served here too
-            if self._gpuaas is not None:
-                self._gpuaas.endpoint_base = base_url  # the pods' exposed services too
+            gpuaas = self._gpuaas or self._api  # where the pods' services are, on gpuaas
+            gpuaas.endpoint_base = base_url
             try:
                 yield base_url
             finally:
                 self._api.endpoint_base = IN_PROCESS_ENDPOINTS
-                if self._gpuaas is not None:
-                    self._gpuaas.endpoint_base = GPUAAS_IN_PROCESS
+                gpuaas.endpoint_base = GPUAAS_IN_PROCESS if self._gpuaas else IN_PROCESS_ENDPOINTS
 
     def openai_server(self, models: Sequence[str] | None = None) -> OpenAIServer:
         """A standalone OpenAI-compatible server (``/v1/chat/completions``,

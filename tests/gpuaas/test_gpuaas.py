@@ -35,10 +35,12 @@ def client(emu: Emulator, ledger: Path, **options: object) -> harpoon.HostedAI:
 
 def test_a_lease_is_a_subscription_released_on_exit(tmp_path: Path) -> None:
     emu = Emulator(dialect="gpuaas", gpuaas=GpuaasQuirks(unsubscribe_delay=0.05))
-    with client(emu, tmp_path, pool_id="101") as c:
-        with c.allocate("gemma-3-270m", inference="openai") as lease:
-            assert [s.id for s in emu.live_allocations()] == [int(lease.id)]
-            assert lease.infer("hello").text
+    with (
+        client(emu, tmp_path, pool_id="101") as c,
+        c.allocate("gemma-3-270m", inference="openai") as lease,
+    ):
+        assert [s.id for s in emu.live_allocations()] == [int(lease.id)]
+        assert lease.infer("hello").text
     assert emu.live_allocations() == []
     paths = [e.path for e in emu.exchanges]
     assert paths[:3] == [
@@ -94,9 +96,8 @@ def test_the_platforms_envelopes_are_typed_errors(
     with harpoon.HostedAI(
         "https://emulator.local", KEY, dialect="gpuaas", team_id=TEAM, ledger_dir=tmp_path,
         http_client=http, max_retries=0,
-    ) as c:  # fmt: skip
-        with pytest.raises(error) as caught:
-            c.list_pools()
+    ) as c, pytest.raises(error) as caught:  # fmt: skip
+        c.list_pools()
     assert KEY not in repr(caught.value) + str(caught.value)
 
 
@@ -118,9 +119,11 @@ def test_a_409_for_a_subscription_this_client_did_not_make_names_it(tmp_path: Pa
     theirs = client(emu, tmp_path / "theirs", pool_id="101")
     ours = client(emu, tmp_path / "ours", pool_id="101")
     with theirs.allocate("gemma-3-270m", inference="openai") as held:
-        with pytest.raises(harpoon.ConflictError) as caught:
-            with ours.allocate("gemma-3-270m", inference="openai", capacity_timeout=0):
-                pass
+        with (
+            pytest.raises(harpoon.ConflictError) as caught,
+            ours.allocate("gemma-3-270m", inference="openai", capacity_timeout=0),
+        ):
+            pass
         assert held.id in str(caught.value)
         assert [str(s.id) for s in emu.live_allocations()] == [held.id]
     assert emu.live_allocations() == []
@@ -128,12 +131,14 @@ def test_a_409_for_a_subscription_this_client_did_not_make_names_it(tmp_path: Pa
 
 def test_max_lifetime_releases_the_subscription_itself(tmp_path: Path) -> None:
     emu = Emulator(dialect="gpuaas")
-    with client(emu, tmp_path, pool_id="103") as c:
-        with c.allocate("gemma-3-270m", inference="openai", max_lifetime=0.2) as lease:
-            lease._keepalive.join(timeout=10)  # type: ignore[union-attr]
-            assert emu.live_allocations() == []
-            with pytest.raises(harpoon.AllocationError, match="max_lifetime"):
-                lease.infer("too late")
+    with (
+        client(emu, tmp_path, pool_id="103") as c,
+        c.allocate("gemma-3-270m", inference="openai", max_lifetime=0.2) as lease,
+    ):
+        lease._keepalive.join(timeout=10)  # type: ignore[union-attr]
+        assert emu.live_allocations() == []
+        with pytest.raises(harpoon.AllocationError, match="max_lifetime"):
+            lease.infer("too late")
     assert len(emu.requests_to("POST", "/api/gpuaas/pool/unsubscribe")) >= 1
 
 
@@ -155,6 +160,7 @@ def test_the_async_twin_leases_and_releases_under_cancellation(tmp_path: Path) -
             "https://emulator.local", KEY, dialect="gpuaas", team_id=TEAM, ledger_dir=tmp_path,
             http_client=emu.async_http_client(),
         ) as c:  # fmt: skip
+
             async def hold() -> None:
                 async with c.allocate("gemma-3-270m", pool_id="104", inference="openai"):
                     await asyncio.sleep(10)
@@ -218,7 +224,8 @@ def test_reconcile_in_a_new_process_releases_what_a_killed_one_held(tmp_path: Pa
             [sys.executable, "-c", _HOLDER], env=env, stdout=subprocess.PIPE, text=True
         )
         try:
-            assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "holding\n"
             assert len(emu.live_allocations()) == 3
         finally:
             holder.send_signal(signal.SIGKILL)
