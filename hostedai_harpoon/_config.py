@@ -8,6 +8,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 
 import attrs
@@ -29,12 +30,19 @@ __all__ = [
     "NotGiven",
     "Secret",
     "Settings",
+    "resolve_dialect",
     "resolve_settings",
 ]
 
 ENV_BASE_URL: Final = "HOSTED_AI_BASE_URL"
 ENV_API_KEY: Final = "HOSTED_AI_API_KEY"
 ENV_POOL_ID: Final = "HOSTED_AI_POOL_ID"
+ENV_DIALECT: Final = "HOSTED_AI_DIALECT"
+ENV_TEAM_ID: Final = "HOSTED_AI_TEAM_ID"
+ENV_LEDGER_DIR: Final = "HOSTED_AI_LEDGER_DIR"
+DIALECTS: Final = ("v1", "gpuaas")
+# The headers a key may travel in: each is masked wherever a server echoes it.
+AUTH_HEADERS: Final = ("authorization", "x-api-key", "api-key")
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 DEFAULT_MAX_RETRIES: Final = 2
@@ -288,3 +296,71 @@ def key_problem(secret: Secret, source: str = "api_key") -> str | None:
 def new_idempotency_key() -> str:
     """A fresh ``Idempotency-Key`` value."""
     return f"harpoon-{uuid.uuid4().hex}"
+
+
+@attrs.frozen
+class DialectSettings:
+    """Which API the control plane speaks, and what the ``gpuaas`` dialect needs."""
+
+    dialect: str
+    auth_header: str
+    team_id: str | None = None
+    ledger_dir: Path = Path()
+    subscribe_options: Mapping[str, object] = attrs.field(factory=dict)
+
+
+def resolve_dialect(
+    dialect: str | None,
+    team_id: str | None,
+    auth_header: str | None,
+    ledger_dir: str | os.PathLike[str] | None,
+    subscribe_options: Mapping[str, object] | None,
+) -> DialectSettings:
+    """The dialect from the argument, else ``HOSTED_AI_DIALECT`` (default ``"v1"``); a
+    ``gpuaas`` client needs a team (``team_id=`` or ``HOSTED_AI_TEAM_ID``)."""
+    chosen = _from_env(dialect, "dialect", ENV_DIALECT) or "v1"
+    if chosen not in DIALECTS:
+        source = "dialect" if dialect is not None else ENV_DIALECT
+        raise ConfigurationError(f"{source} must be one of {DIALECTS}, got {chosen!r}")
+    header = _from_env(auth_header, "auth_header", "HOSTED_AI_AUTH_HEADER")
+    header = (header or ("x-api-key" if chosen == "gpuaas" else "authorization")).lower()
+    if header not in AUTH_HEADERS:
+        raise ConfigurationError(f"auth_header must be one of {AUTH_HEADERS}, got {header!r}")
+    if chosen == "v1":
+        for name, value in (
+            ("team_id", team_id),
+            ("ledger_dir", ledger_dir),
+            ("subscribe_options", subscribe_options),
+        ):
+            if value is not None:
+                raise ConfigurationError(f"{name} is for dialect='gpuaas' only")
+        return DialectSettings("v1", header)
+    team = _from_env(team_id, "team_id", ENV_TEAM_ID)
+    if team is None:
+        raise ConfigurationError(
+            f"dialect='gpuaas' needs a team: pass team_id= or set {ENV_TEAM_ID}"
+        )
+    if ledger_dir is not None and not isinstance(ledger_dir, str | os.PathLike):
+        raise ConfigurationError(f"ledger_dir must be a path, got {type(ledger_dir).__name__}")
+    if subscribe_options is not None and not (
+        isinstance(subscribe_options, Mapping)
+        and all(isinstance(key, str) for key in subscribe_options)
+    ):
+        raise ConfigurationError("subscribe_options must be a mapping with string keys")
+    return DialectSettings(
+        "gpuaas",
+        header,
+        team,
+        Path(ledger_dir) if ledger_dir is not None else default_ledger_dir(),
+        dict(subscribe_options or {}),
+    )
+
+
+def default_ledger_dir() -> Path:
+    """Where the ``gpuaas`` ledger lives: ``$HOSTED_AI_LEDGER_DIR``, else the user's cache
+    directory (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``hostedai-harpoon``."""
+    found = os.environ.get(ENV_LEDGER_DIR, "").strip()
+    if found:
+        return Path(found)
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(cache) if cache else Path.home() / ".cache") / "hostedai-harpoon"

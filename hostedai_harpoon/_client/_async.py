@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 import httpx
 
@@ -33,6 +34,7 @@ from .._leases import (
     OrphanedAllocation,
     release_orphans_flow,
 )
+from .._leases._release import for_release
 from .._models import Allocation, Health, InferenceResult, Pool
 from .._resilience import CircuitBreakerConfig, RetryPolicy
 from ._base import BaseClient
@@ -67,6 +69,11 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
+        dialect: Literal["v1", "gpuaas"] | None = None,
+        team_id: str | None = None,
+        auth_header: str | None = None,
+        ledger_dir: str | os.PathLike[str] | None = None,
+        subscribe_options: Mapping[str, object] | None = None,
     ) -> None:
         key = Secret.of(api_key, "api_key")
         del api_key  # only in the Secret from here on: no frame that can raise holds it
@@ -87,6 +94,11 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
             default_headers=headers,
             max_response_bytes=max_response_bytes,
             max_allocations_per_pool=max_allocations_per_pool,
+            dialect=dialect,
+            team_id=team_id,
+            auth_header=auth_header,
+            ledger_dir=ledger_dir,
+            subscribe_options=subscribe_options,
         )
         http = http_client or httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         self._attach(http, owned=http_client is None)
@@ -156,6 +168,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         renew_interval: float | None = None,
         idempotency_key: str | None = None,
         inference: Inference = "hostedai",
+        max_lifetime: float | None = None,
     ) -> AsyncLease:
         """GPUs for the length of a block: ``async with client.allocate(model=...) as lease:``.
 
@@ -173,13 +186,27 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         """
         return self._new_lease(
             AsyncLease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,
-            release_timeout, renew_interval, idempotency_key, inference,
+            release_timeout, renew_interval, idempotency_key, inference, max_lifetime,
         )  # fmt: skip
 
     async def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
-        flow = release_orphans_flow(self._orphans, self._planner, DEFAULT_RELEASE_TIMEOUT)
+        flow = release_orphans_flow(
+            self._orphans, self._planner, DEFAULT_RELEASE_TIMEOUT, self._gpuaas
+        )
         return await self._driver.run(flow)
+
+    async def reconcile(self) -> list[str]:
+        """Release what this client's ledger owns that no live lease holds, and return the
+        ids released. On ``gpuaas`` (no server TTL reclaims a subscription): this team's
+        subscriptions made by this client's ledger (a JSON file under ``ledger_dir``, shared
+        by its processes) whose process is gone or is this one. On ``v1``: the orphans."""
+        if self._gpuaas is None:
+            before = {orphan.allocation_id for orphan in self._orphans.snapshot()}
+            still = {orphan.allocation_id for orphan in await self.release_orphans()}
+            return sorted(i for i in before - still if i is not None)
+        patient = for_release(self._planner, DEFAULT_RELEASE_TIMEOUT)
+        return await self._driver.run(self._gpuaas.reconcile(patient))
 
     # The API
 
@@ -196,6 +223,14 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
     ) -> Allocation:
         """Allocate ``gpus`` GPUs (1 to 64) for ``model``. Safe to retry: every attempt of
         one call carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(
+                plane.create_allocation(
+                    self._planner_for(timeout), self._pool(pool_id), gpus, model
+                )
+            )
+
         pool = self._pool(pool_id)
         return await self._run(
             api.create_allocation(model, gpus, gpu_type, pool, ttl, idempotency_key), timeout
@@ -205,12 +240,22 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         self, allocation_id: str, *, timeout: Timeout = NOT_GIVEN
     ) -> Allocation:
         """The allocation as the server sees it now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(
+                plane.get_allocation(self._planner_for(timeout), allocation_id)
+            )
         return await self._run(api.get_allocation(allocation_id), timeout)
 
     async def list_allocations(
         self, pool_id: str | None = None, *, timeout: Timeout = NOT_GIVEN
     ) -> list[Allocation]:
         """The live allocations, optionally of one pool."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(
+                plane.list_allocations(self._planner_for(timeout), pool_id)
+            )
         return await self._run(api.list_allocations(pool_id), timeout)
 
     async def renew_allocation(
@@ -221,10 +266,20 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         timeout: Timeout = NOT_GIVEN,
     ) -> Allocation:
         """Push the allocation's expiry ``ttl`` seconds (default: its own TTL) from now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(
+                plane.get_allocation(self._planner_for(timeout), allocation_id)
+            )
         return await self._run(api.renew_allocation(allocation_id, ttl), timeout)
 
     async def release_allocation(self, allocation_id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Release the allocation. Idempotent: an unknown or already released one is fine."""
+        plane = self._gpuaas
+        if plane is not None:
+            await self._driver.run(plane.release_by_id(self._planner_for(timeout), allocation_id))
+            return
+
         await self._run(api.release_allocation(allocation_id), timeout)
 
     async def infer(
@@ -239,6 +294,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         timeout: Timeout = NOT_GIVEN,
     ) -> InferenceResult:
         """Run one inference on the allocation."""
+        self._not_on_gpuaas("infer")
+
         call = api.infer(allocation_id, prompt, model, max_tokens, temperature, stop)
         return await self._run(call, timeout)
 
@@ -255,18 +312,29 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
     ) -> AsyncInferenceStream:
         """A streamed inference: ``async with client.stream(...) as chunks: async for ...``
         (or ``await`` it to send the request at once)."""
+        self._not_on_gpuaas("stream")
+
         call = api.stream(allocation_id, prompt, model, max_tokens, temperature, stop)
         timed = self._timed(call, timeout)  # a bad timeout is refused now, not on entering
         return AsyncInferenceStream(lambda: self._run(timed), self._max_response_bytes)
 
     async def list_pools(self, *, timeout: Timeout = NOT_GIVEN) -> list[Pool]:
         """The pools this key can use, the default pool first."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(plane.list_pools(self._planner_for(timeout)))
         return await self._run(api.list_pools(), timeout)
 
     async def get_pool(self, pool_id: str, *, timeout: Timeout = NOT_GIVEN) -> Pool:
         """One pool, with its free capacity now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(plane.get_pool(self._planner_for(timeout), pool_id))
         return await self._run(api.get_pool(pool_id), timeout)
 
     async def health(self, *, timeout: Timeout = NOT_GIVEN) -> Health:
         """The service's health."""
+        plane = self._gpuaas
+        if plane is not None:
+            return await self._driver.run(plane.health(self._planner_for(timeout)))
         return await self._run(api.health(), timeout)

@@ -3,6 +3,8 @@ the planner every call goes through, and the host side of leases. The twins add 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Generic, Self, TypeVar
 
@@ -17,13 +19,15 @@ from .._config import (
     NotGiven,
     Secret,
     Settings,
+    resolve_dialect,
     resolve_settings,
 )
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, UsageError
 from .._http._plan import Planner
 from .._http._steps import Call
 from .._leases import LeaseHost, OrphanedAllocation, OrphanLedger
 from .._leases._core import LeaseCore
+from .._leases._gpuaas import GpuaasPlane, SubscriptionLedger
 from .._resilience import CircuitBreaker, CircuitBreakerConfig, RetryPolicy
 from .._version import __version__
 
@@ -124,10 +128,20 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         default_headers: DefaultHeaders,
         max_response_bytes: int,
         max_allocations_per_pool: int | None,
+        dialect: str | None = None,
+        team_id: str | None = None,
+        auth_header: str | None = None,
+        ledger_dir: str | os.PathLike[str] | None = None,
+        subscribe_options: Mapping[str, object] | None = None,
     ) -> None:
         settings = resolve_settings(
             base_url, api_key, pool_id, allow_insecure_http=allow_insecure_http
         )
+        dialect_settings = resolve_dialect(
+            dialect, team_id, auth_header, ledger_dir, subscribe_options
+        )
+        if dialect_settings.dialect == "gpuaas":
+            settings = attrs.evolve(settings, base_url=settings.base_url.removesuffix("/api"))
         check_optional_text(settings.pool_id, "pool_id")
         self._settings: Settings = settings
         self._allow_insecure_http = allow_insecure_http is True
@@ -155,7 +169,17 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             deadline=check_deadline(deadline),
             retry=check_retry(retry, max_retries),
             breaker=None if breaker_config is None else CircuitBreaker(breaker_config, name=host),
+            auth_header=dialect_settings.auth_header,
         )
+        self._dialect = dialect_settings.dialect
+        self._gpuaas: GpuaasPlane | None = None
+        if dialect_settings.team_id is not None:
+            ledger = SubscriptionLedger(
+                dialect_settings.ledger_dir, settings.base_url, dialect_settings.team_id
+            )
+            self._gpuaas = GpuaasPlane(
+                dialect_settings.team_id, ledger, dict(dialect_settings.subscribe_options)
+            )
         # Shared with every with_options() copy, like the connection pool and the breaker.
         self._gates: dict[str | None, GateT] = {}
         self._orphans = OrphanLedger()
@@ -172,6 +196,16 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
     def base_url(self) -> str:
         """The API's base URL, without a trailing slash."""
         return self._settings.base_url
+
+    @property
+    def dialect(self) -> str:
+        """The control plane's API: ``"v1"`` or ``"gpuaas"`` (hosted·ai's platform)."""
+        return self._dialect
+
+    @property
+    def team_id(self) -> str | None:
+        """The team a ``gpuaas`` client acts for (``None`` on ``v1``)."""
+        return None if self._gpuaas is None else self._gpuaas.team_id
 
     @property
     def pool_id(self) -> str | None:
@@ -209,7 +243,9 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             return f"<{type(self).__name__} (not configured)>"
         return (
             f"<{type(self).__name__} base_url={self.base_url!r} pool_id={self.pool_id!r} "
-            f"max_retries={self.max_retries}>"
+            f"max_retries={self.max_retries}"
+            + ("" if self._gpuaas is None else f" dialect='gpuaas' team_id={self.team_id!r}")
+            + ">"
         )
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -264,6 +300,19 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             call.timeout = pick_timeout(timeout)
         return call
 
+    def _planner_for(self, timeout: float | httpx.Timeout | NotGiven | None) -> Planner:
+        """The planner of a call made of several (a ``gpuaas`` operation), with its timeout."""
+        if isinstance(timeout, NotGiven):
+            return self._planner
+        return attrs.evolve(self._planner, timeout=pick_timeout(timeout))
+
+    def _not_on_gpuaas(self, name: str) -> None:
+        if self._gpuaas is not None:
+            raise UsageError(
+                f"client.{name}(allocation_id, ...) is the v1 API's; on the gpuaas dialect "
+                "the model is served by the pod: use client.allocate(..., inference='openai')"
+            )
+
     def _pool(self, pool_id: str | None) -> str | None:
         return pool_id if pool_id is not None else self._settings.pool_id
 
@@ -287,6 +336,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             max_event_bytes=self._max_response_bytes,
             allow_insecure_http=self._allow_insecure_http,
             upkeep=self._upkeep_driver,
+            gpuaas=self._gpuaas,
         )
 
     def _new_lease(
@@ -303,6 +353,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         renew_interval: float | None,
         idempotency_key: str | None,
         inference: str,
+        max_lifetime: float | None = None,
     ) -> LeaseT:
         return lease_class(
             self._lease_host(pool_id),
@@ -317,4 +368,5 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             renew_interval=renew_interval,
             idempotency_key=idempotency_key,
             inference=inference,
+            max_lifetime=max_lifetime,
         )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import httpx
 
@@ -34,6 +35,7 @@ from .._leases import (
     OrphanedAllocation,
     release_orphans_flow,
 )
+from .._leases._release import for_release
 from .._models import Allocation, Health, InferenceResult, Pool
 from .._resilience import CircuitBreakerConfig, RetryPolicy
 from ._base import BaseClient
@@ -76,6 +78,11 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_allocations_per_pool: int | None = None,
+        dialect: Literal["v1", "gpuaas"] | None = None,
+        team_id: str | None = None,
+        auth_header: str | None = None,
+        ledger_dir: str | os.PathLike[str] | None = None,
+        subscribe_options: Mapping[str, object] | None = None,
     ) -> None:
         key = Secret.of(api_key, "api_key")
         del api_key  # only in the Secret from here on: no frame that can raise holds it
@@ -96,6 +103,11 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
             default_headers=headers,
             max_response_bytes=max_response_bytes,
             max_allocations_per_pool=max_allocations_per_pool,
+            dialect=dialect,
+            team_id=team_id,
+            auth_header=auth_header,
+            ledger_dir=ledger_dir,
+            subscribe_options=subscribe_options,
         )
         http = http_client or httpx.Client(timeout=self.timeout, follow_redirects=False)
         self._attach(http, owned=http_client is None)
@@ -150,6 +162,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         renew_interval: float | None = None,
         idempotency_key: str | None = None,
         inference: Inference = "hostedai",
+        max_lifetime: float | None = None,
     ) -> Lease:
         """GPUs for the length of a block: ``with client.allocate(model=...) as lease:``.
 
@@ -167,13 +180,27 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         """
         return self._new_lease(
             Lease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,
-            release_timeout, renew_interval, idempotency_key, inference,
+            release_timeout, renew_interval, idempotency_key, inference, max_lifetime,
         )  # fmt: skip
 
     def release_orphans(self) -> list[OrphanedAllocation]:
         """Try again to release every orphan; return those that are still held."""
-        flow = release_orphans_flow(self._orphans, self._planner, DEFAULT_RELEASE_TIMEOUT)
+        flow = release_orphans_flow(
+            self._orphans, self._planner, DEFAULT_RELEASE_TIMEOUT, self._gpuaas
+        )
         return self._driver.run(flow)
+
+    def reconcile(self) -> list[str]:
+        """Release what this client's ledger owns that no live lease holds, and return the
+        ids released. On ``gpuaas`` (no server TTL reclaims a subscription): this team's
+        subscriptions made by this client's ledger (a JSON file under ``ledger_dir``, shared
+        by its processes) whose process is gone or is this one. On ``v1``: the orphans."""
+        if self._gpuaas is None:
+            before = {orphan.allocation_id for orphan in self._orphans.snapshot()}
+            still = {orphan.allocation_id for orphan in self.release_orphans()}
+            return sorted(i for i in before - still if i is not None)
+        patient = for_release(self._planner, DEFAULT_RELEASE_TIMEOUT)
+        return self._driver.run(self._gpuaas.reconcile(patient))
 
     # The API
 
@@ -190,6 +217,14 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
     ) -> Allocation:
         """Allocate ``gpus`` GPUs (1 to 64) for ``model``. Safe to retry: every attempt of
         one call carries the same ``Idempotency-Key``, so it creates at most one allocation."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(
+                plane.create_allocation(
+                    self._planner_for(timeout), self._pool(pool_id), gpus, model
+                )
+            )
+
         pool = self._pool(pool_id)
         return self._run(
             api.create_allocation(model, gpus, gpu_type, pool, ttl, idempotency_key), timeout
@@ -197,12 +232,18 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
 
     def get_allocation(self, allocation_id: str, *, timeout: Timeout = NOT_GIVEN) -> Allocation:
         """The allocation as the server sees it now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.get_allocation(self._planner_for(timeout), allocation_id))
         return self._run(api.get_allocation(allocation_id), timeout)
 
     def list_allocations(
         self, pool_id: str | None = None, *, timeout: Timeout = NOT_GIVEN
     ) -> list[Allocation]:
         """The live allocations, optionally of one pool."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.list_allocations(self._planner_for(timeout), pool_id))
         return self._run(api.list_allocations(pool_id), timeout)
 
     def renew_allocation(
@@ -213,10 +254,18 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         timeout: Timeout = NOT_GIVEN,
     ) -> Allocation:
         """Push the allocation's expiry ``ttl`` seconds (default: its own TTL) from now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.get_allocation(self._planner_for(timeout), allocation_id))
         return self._run(api.renew_allocation(allocation_id, ttl), timeout)
 
     def release_allocation(self, allocation_id: str, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Release the allocation. Idempotent: an unknown or already released one is fine."""
+        plane = self._gpuaas
+        if plane is not None:
+            self._driver.run(plane.release_by_id(self._planner_for(timeout), allocation_id))
+            return
+
         self._run(api.release_allocation(allocation_id), timeout)
 
     def infer(
@@ -231,6 +280,8 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         timeout: Timeout = NOT_GIVEN,
     ) -> InferenceResult:
         """Run one inference on the allocation."""
+        self._not_on_gpuaas("infer")
+
         call = api.infer(allocation_id, prompt, model, max_tokens, temperature, stop)
         return self._run(call, timeout)
 
@@ -246,17 +297,28 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         timeout: Timeout = NOT_GIVEN,
     ) -> InferenceStream:
         """Start a streamed inference; iterate the result for ``InferenceChunk``s."""
+        self._not_on_gpuaas("stream")
+
         call = api.stream(allocation_id, prompt, model, max_tokens, temperature, stop)
         return InferenceStream(self._run(call, timeout), self._max_response_bytes)
 
     def list_pools(self, *, timeout: Timeout = NOT_GIVEN) -> list[Pool]:
         """The pools this key can use, the default pool first."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.list_pools(self._planner_for(timeout)))
         return self._run(api.list_pools(), timeout)
 
     def get_pool(self, pool_id: str, *, timeout: Timeout = NOT_GIVEN) -> Pool:
         """One pool, with its free capacity now."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.get_pool(self._planner_for(timeout), pool_id))
         return self._run(api.get_pool(pool_id), timeout)
 
     def health(self, *, timeout: Timeout = NOT_GIVEN) -> Health:
         """The service's health."""
+        plane = self._gpuaas
+        if plane is not None:
+            return self._driver.run(plane.health(self._planner_for(timeout)))
         return self._run(api.health(), timeout)

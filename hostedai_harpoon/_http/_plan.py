@@ -75,6 +75,8 @@ class Planner:
     breaker: CircuitBreaker | None
     # default_headers that carry a credential: sent, never shown.
     secret_headers: Mapping[str, Secret] = attrs.field(factory=dict)
+    # The header the key goes in: ``authorization`` (as ``Bearer <key>``) or a bare-key one.
+    auth_header: str = "authorization"
     # The headers of a call with a JSON body, merged once rather than on every call.
     _json_headers: Mapping[str, str] = attrs.field(
         init=False,
@@ -125,7 +127,10 @@ class Planner:
         if self.secret_headers:
             merged.update({name: value.reveal() for name, value in self.secret_headers.items()})
         if self.secret is not None:
-            merged["authorization"] = self.secret.bearer()
+            if self.auth_header == "authorization":
+                merged["authorization"] = self.secret.bearer()
+            else:
+                merged[self.auth_header] = self.secret.reveal()
         return merged
 
     def plan(self, call: Call[T]) -> Plan[T]:
@@ -185,12 +190,21 @@ class Planner:
                             attempt + 1,
                             request_id(response),
                         )
-                    if status < 300 or status in call.absent_ok:
+                    if call.check is None:  # v1: the status says it
+                        answered = (
+                            None
+                            if status < 300 or status in call.absent_ok
+                            else status_error(response, outcome.body)
+                        )
+                    else:  # another dialect reads its own envelopes (errors as 200 too)
+                        answered = call.check(response, outcome.body)
+                    if answered is None:
                         if breaker is not None:
                             breaker.record(probe, True)
                         result = parse_reply(call, outcome)
                         break
-                    error: HostedAIError = status_error(response, outcome.body)
+                    error: HostedAIError = answered
+                    status = answered.status_code
                     if breaker is not None:
                         # A full pool is an answer about capacity, not about the host's health.
                         breaker.record(probe, status < 500 or isinstance(error, CapacityError))

@@ -18,6 +18,8 @@ from .._telemetry import Operation
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
+    from .._exceptions import APIStatusError
+
 __all__ = ["Call", "Flow", "Outcome", "Plan", "Reply", "Send", "Sleep", "Step"]
 
 T = TypeVar("T")
@@ -28,6 +30,7 @@ class Call(Generic[T]):
 
     __slots__ = (
         "absent_ok",
+        "check",
         "headers",
         "idempotent",
         "json",
@@ -79,6 +82,10 @@ class Call(Generic[T]):
         self.timeout: httpx.Timeout | None = None
         # The trace context the call's span starts in (``None``: the caller's current one).
         self.parent: Context | None = None
+        # How a dialect other than v1 reads its answers: the error an answer carries (a 2xx
+        # may carry one too), ``None`` for a success. ``None`` here: v1's envelope, by status.
+        # Such a call's parser is handed ``None`` for an empty body.
+        self.check: Callable[[httpx.Response, bytes], APIStatusError | None] | None = None
 
 
 class Send:

@@ -215,8 +215,9 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         )
 
     async def renew(self, ttl: float | timedelta | None = None) -> Allocation:
-        """Renew the TTL now (the lease also does this by itself in the background)."""
-        self.allocation = await self._host.driver.run(self._work(self._renew_call(ttl)))
+        """Renew the TTL now (the lease also does this by itself in the background; a
+        ``gpuaas`` lease has no TTL and sends nothing)."""
+        self.allocation = await self._host.driver.run(self._renew_flow(ttl))
         return self.allocation
 
     async def release(self) -> None:

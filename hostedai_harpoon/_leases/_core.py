@@ -6,6 +6,7 @@ generators built of the client's plans (``yield from``), so the client's drivers
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -27,6 +28,7 @@ from .._config import new_idempotency_key
 from .._exceptions import (
     AllocationError,
     CapacityError,
+    ConfigurationError,
     GoneError,
     HostedAIError,
     NotFoundError,
@@ -43,7 +45,7 @@ from .._models import Allocation, AllocationStatus
 from .._resilience import RetryPolicy
 from ._host import Gate, LeaseHost
 from ._release import OrphanedAllocation, for_release, nothing_was_made, release_flow
-from ._state import DEFAULT_LEASE_TTL, MIN_RENEW_INTERVAL, TRANSITIONS, LeaseState
+from ._state import DEFAULT_LEASE_TTL, MIN_RENEW_INTERVAL, LeaseLife, LeaseState
 
 __all__ = ["GONE", "LeaseCore"]
 
@@ -60,7 +62,7 @@ GONE = (GoneError, NotFoundError)
 _GARBLED_ANSWER_TRIES = 3
 
 
-class LeaseCore(Generic[DriverT, GateT]):
+class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
     """The decisions of a lease. Attributes a user reads: ``state``, ``allocation``, ``id``,
     ``model``, ``gpus``, ``gpu_type``, ``pool_id``, ``idempotency_key``."""
 
@@ -82,11 +84,26 @@ class LeaseCore(Generic[DriverT, GateT]):
         renew_interval: float | None,
         idempotency_key: str | None,
         inference: str = openai.HOSTEDAI,
+        max_lifetime: float | None = None,
     ) -> None:
         self._host = host
         self.inference = openai.check_inference(inference)
         """How the model is reached: ``"hostedai"`` (``POST /v1/inference``), ``"openai"`` or
         ``"openai-completions"`` (the OpenAI-compatible API at the allocation's endpoint)."""
+        if host.gpuaas is not None and self.inference == openai.HOSTEDAI:
+            raise ConfigurationError(
+                "inference='hostedai' does not exist on the gpuaas dialect: the pod's vLLM "
+                "server is reached with inference='openai' (or 'openai-completions')"
+            )
+        self.max_lifetime = (
+            None
+            if max_lifetime is None
+            else check_seconds(max_lifetime, "max_lifetime", positive=True)
+        )
+        """Seconds after entering at which the package releases the allocation itself."""
+        self._active_since: float | None = None
+        # A gpuaas subscribe sent whose subscription is not known yet: its ledger token, pool.
+        self._pending: tuple[str, str] | None = None
         # The planner of calls to the allocation's endpoint (an OpenAI lease, once ready).
         self._endpoint: Planner | None = None
         self.model = check_text(model, "model")
@@ -123,30 +140,6 @@ class LeaseCore(Generic[DriverT, GateT]):
         # The lease's span and allocation metrics, from entering on.
         self._trace: telemetry.AllocationTrace = telemetry.NO_ALLOCATION
 
-    # State
-
-    def _move(self, to: LeaseState, *, only_from: LeaseState | None = None) -> bool:
-        """Take a legal transition; with ``only_from``, only from that state. The keepalive
-        thread and the block both move the state, hence the lock."""
-        with self._state_lock:
-            if to is self.state or (only_from is not None and self.state is not only_from):
-                return False
-            if to not in TRANSITIONS[self.state]:
-                raise AssertionError(f"illegal lease transition {self.state} -> {to}")
-            old, self.state = self.state, to
-            self._trace.moved(old.value, to.value)
-            return True
-
-    @property
-    def id(self) -> str:
-        """The allocation's id."""
-        if self.allocation is None:
-            raise AllocationError("the lease has no allocation yet")
-        return self.allocation.id
-
-    def _known_id(self) -> str | None:
-        return self.allocation.id if self.allocation else None
-
     def _described(self) -> str:
         """The allocation as a message names it: by id, or by the create's idempotency key
         while the server has not answered with an id."""
@@ -156,45 +149,6 @@ class LeaseCore(Generic[DriverT, GateT]):
                 "(its id never arrived)"
             )
         return f"allocation {self.allocation.id} (idempotency key {self.idempotency_key})"
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} id={self._known_id()!r} model={self.model!r} "
-            f"state={self.state.value}>"
-        )
-
-    def _check_fresh(self) -> None:
-        if self._entered or self.state is not LeaseState.CREATING:
-            raise AllocationError(
-                "a lease can be entered only once; call client.allocate(...) for another"
-            )
-        self._entered = True
-
-    def _check_usable(self) -> str:
-        """The allocation id, or the reason this lease can take no more work."""
-        if self.state is LeaseState.ACTIVE and self.allocation is not None:
-            return self.allocation.id
-        if self.lost_error is not None:
-            raise self.lost_error
-        if not self._entered:
-            raise UsageError(f"the lease was not entered: use `{self._how_to_enter}`")
-        raise AllocationError(
-            f"the lease is {self.state.value}; it can take no work",
-            allocation_id=self._known_id(),
-        )
-
-    def _lose(self, reason: str, cause: BaseException | None = None) -> AllocationError:
-        allocation_id = self._known_id()
-        error = AllocationError(
-            f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
-        )
-        error.__cause__ = cause
-        if self.state is LeaseState.ACTIVE:
-            self._trace.errored(error)
-        if self._move(LeaseState.LOST, only_from=LeaseState.ACTIVE):
-            self.lost_error = error
-            log.warning("allocation %s was lost: %s", allocation_id, reason)
-        return error
 
     @property
     def renew_interval(self) -> float:
@@ -270,6 +224,17 @@ class LeaseCore(Generic[DriverT, GateT]):
         replaying the key is how to learn its id. The lease waits out full pools itself,
         within its capacity timeout.
         """
+        plane = self._host.gpuaas
+        if plane is not None:
+            found = yield from plane.subscribe(
+                planner, self.pool_id, self.gpus, self.model, self._note_subscribe
+            )
+            if found is None:
+                raise AllocationError(
+                    "the subscribe was answered with no subscription id, and none showed in "
+                    "the team's list; it may still appear (client.reconcile() releases it)"
+                )
+            return found
         tries = 1
         while True:
             call = api.create_allocation(
@@ -289,6 +254,9 @@ class LeaseCore(Generic[DriverT, GateT]):
                 if tries == _GARBLED_ANSWER_TRIES:
                     raise
                 tries += 1
+
+    def _note_subscribe(self, token: str | None, pool_id: str) -> None:
+        self._pending = None if token is None else (token, pool_id)
 
     def _enter_flow(self) -> Flow[Allocation]:
         """Create the allocation (waiting out full pools) and wait until it is ready."""
@@ -312,6 +280,7 @@ class LeaseCore(Generic[DriverT, GateT]):
         if self.inference != openai.HOSTEDAI:
             self._endpoint = self._host.endpoint_planner(allocation)
         self._move_while_entering(LeaseState.ACTIVE)
+        self._active_since = _clock.monotonic()
         return allocation
 
     def _in_phase(self, name: str, flow: Callable[[telemetry.SpanTrace], Flow[T]]) -> Flow[T]:
@@ -362,6 +331,10 @@ class LeaseCore(Generic[DriverT, GateT]):
 
     def _ready(self, allocation: Allocation, phase: telemetry.SpanTrace) -> Flow[Allocation]:
         """Poll ``allocation`` until it is ready, within the ready timeout."""
+        if self._host.gpuaas is not None:
+            ready = self._host.gpuaas.ready(self._host.planner, allocation, self.ready_timeout)
+            self.allocation = yield from ready
+            return self.allocation
         polls = RetryPolicy(initial_backoff=0.05, max_backoff=2.0, jitter=False).backoff_delays()
         ready_by = _clock.monotonic() + self.ready_timeout
         while allocation.status is not AllocationStatus.READY:
@@ -382,24 +355,28 @@ class LeaseCore(Generic[DriverT, GateT]):
             self.allocation = allocation
         return allocation
 
-    def _move_while_entering(self, to: LeaseState) -> None:
-        # release() from elsewhere may have run meanwhile: then the lease is over already.
-        if to not in TRANSITIONS[self.state]:
-            raise AllocationError(
-                f"the lease was {self.state.value} while entering", allocation_id=self._known_id()
-            )
-        self._move(to)
-
     # Keeping it alive
 
     def _keepalive_flow(self) -> Flow[None]:
         """Renew the TTL until stopped; mark the lease lost if the server lets it go.
         Renewals skip the breaker, like releases: an unhealthy-looking host is no reason to
         let the allocation expire under the user."""
+        renews = self._host.gpuaas is None  # the platform has no TTL to renew
         while self.state is LeaseState.ACTIVE and self.allocation is not None:
-            yield Sleep(self.renew_interval)
+            left = self._lifetime_left()
+            if not renews and left is None:
+                return
+            yield Sleep(self.renew_interval if left is None else min(left, self.renew_interval))
             if self.state is not LeaseState.ACTIVE:
                 return
+            left = self._lifetime_left()
+            if left is not None and left <= 0:
+                self._lose(f"its max_lifetime of {self.max_lifetime}s passed")
+                with contextlib.suppress(AllocationError):  # kept in client.orphans()
+                    yield from self._release_flow()
+                return
+            if not renews:
+                continue
             call = api.renew_allocation(self.allocation.id, self.ttl_seconds)
             try:
                 renewed = yield from self._in_phase("renew", self._planned(call))
@@ -415,6 +392,19 @@ class LeaseCore(Generic[DriverT, GateT]):
                 continue
             if self.state is LeaseState.ACTIVE:
                 self.allocation = renewed
+
+    def _lifetime_left(self) -> float | None:
+        if self.max_lifetime is None or self._active_since is None:
+            return None
+        return self._active_since + self.max_lifetime - _clock.monotonic()
+
+    def _renew_flow(self, ttl: float | timedelta | None) -> Flow[Allocation]:
+        """``lease.renew()``: the platform has no TTL, so a gpuaas lease renews nothing."""
+        if self._host.gpuaas is None:
+            return (yield from self._work(self._renew_call(ttl)))
+        self._check_usable()
+        assert self.allocation is not None
+        return self.allocation
 
     # Releasing (the flow itself is in _release.py)
 
@@ -432,6 +422,11 @@ class LeaseCore(Generic[DriverT, GateT]):
             raise self._orphaned(f"{type(exc).__name__}: {exc}") from exc
 
     def _releasing(self, phase: telemetry.SpanTrace) -> Flow[Allocation | None]:
+        if self._host.gpuaas is not None:
+            yield from self._host.gpuaas.release_lease(
+                self._release_planner, self.allocation, self._pending
+            )
+            return None
         find = functools.partial(self._replay, phase) if self._create_sent else None
         return (
             yield from release_flow(
@@ -462,6 +457,8 @@ class LeaseCore(Generic[DriverT, GateT]):
         if self.state is LeaseState.RELEASING:
             self._trace.errored(error)
         self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
+        if self._host.gpuaas is not None and allocation_id is not None:
+            self._host.gpuaas.held.discard(allocation_id)  # reconcile() may release it now
         self._host.ledger.add(
             OrphanedAllocation(
                 allocation_id=allocation_id,
@@ -477,16 +474,6 @@ class LeaseCore(Generic[DriverT, GateT]):
         )
         log.warning("%s; it is kept in client.orphans()", error)
         return error
-
-    @staticmethod
-    def _finish_exit(exc: BaseException | None, release_error: AllocationError | None) -> None:
-        """Never mask the block's own exception: attach the release failure to it."""
-        if release_error is None:
-            return
-        if exc is not None:
-            exc.add_note(f"hostedai-harpoon: releasing the allocation also failed: {release_error}")
-            return
-        raise release_error
 
     def _release_slot(self) -> None:
         """Give up the place under the client's per-pool limit, if this lease holds one."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 import httpx
@@ -13,6 +13,9 @@ from .._http._plan import Planner
 from .._models import Allocation
 from .._resilience import CircuitBreaker
 from ._release import OrphanLedger
+
+if TYPE_CHECKING:
+    from ._gpuaas import GpuaasPlane
 
 __all__ = ["Gate", "LeaseHost"]
 
@@ -46,6 +49,8 @@ class LeaseHost(Generic[DriverT, GateT]):
     max_event_bytes: int
     # Whether an OpenAI lease may send the key over plain http to a host not this machine.
     allow_insecure_http: bool = False
+    # The platform side of a ``gpuaas`` client (``None``: the v1 API).
+    gpuaas: GpuaasPlane | None = None
     # A driver on a connection pool of its own for renewals and releases, so that they
     # never wait behind new work for a connection (None: ``driver``).
     upkeep: DriverT | None = None
@@ -58,11 +63,13 @@ class LeaseHost(Generic[DriverT, GateT]):
     def endpoint_planner(self, allocation: Allocation) -> Planner:
         """The planner of calls to an OpenAI lease's endpoint: the client's settings and key,
         the endpoint as prefix, a breaker of its own (its host is not the control plane's).
-        An endpoint that is missing or unusable is an ``AllocationError``: nothing is sent."""
+        An endpoint that is missing or unusable is an ``AllocationError``: nothing is sent.
+        A ``gpuaas`` pod's vLLM server is sent no key: the platform's key is not its."""
+        keyed = self.gpuaas is None
         root, why = openai.check_endpoint(
             allocation.endpoint,
             f"the endpoint of allocation {allocation.id}",
-            keyed=True,
+            keyed=keyed,
             allow_insecure_http=self.allow_insecure_http,
         )
         if root is None:
@@ -74,4 +81,8 @@ class LeaseHost(Generic[DriverT, GateT]):
         breaker = self.planner.breaker
         if breaker is not None:
             breaker = CircuitBreaker(breaker.config, name=httpx.URL(root).netloc.decode("ascii"))
+        if not keyed:
+            return attrs.evolve(
+                self.planner, prefix=root, breaker=breaker, secret=None, secret_headers={}
+            )
         return attrs.evolve(self.planner, prefix=root, breaker=breaker)

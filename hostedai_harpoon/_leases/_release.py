@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
@@ -40,6 +40,9 @@ from .._http._plan import Planner
 from .._http._steps import Flow
 from .._models import Allocation
 from .._resilience import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._gpuaas import GpuaasPlane
 
 __all__ = [
     "RELEASE_RETRY",
@@ -198,15 +201,24 @@ def _release_orphan_flow(orphan: OrphanedAllocation, planner: Planner) -> Flow[A
 
 
 def release_orphans_flow(
-    ledger: OrphanLedger, planner: Planner, release_timeout: float
+    ledger: OrphanLedger,
+    planner: Planner,
+    release_timeout: float,
+    gpuaas: GpuaasPlane | None = None,
 ) -> Flow[list[OrphanedAllocation]]:
     """Try again to release every orphan; return those still held. Each leaves the ledger
-    only once released, whatever interrupts the loop."""
+    only once released, whatever interrupts the loop. (On ``gpuaas``, an orphan whose
+    subscription is unknown is left to ``client.reconcile()``.)"""
     patient = for_release(planner, release_timeout)
     still: list[OrphanedAllocation] = []
     for orphan in ledger.snapshot():
         try:
-            yield from _release_orphan_flow(orphan, patient)
+            if gpuaas is None:
+                yield from _release_orphan_flow(orphan, patient)
+            elif orphan.allocation_id is not None:
+                yield from gpuaas.release_by_id(patient, orphan.allocation_id)
+            else:
+                yield from gpuaas.reconcile(patient)
         except HostedAIError:
             still.append(orphan)
         else:

@@ -147,8 +147,9 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
         return InferenceStream(response, self._host.max_event_bytes, events)
 
     def renew(self, ttl: float | timedelta | None = None) -> Allocation:
-        """Renew the TTL now (the lease also does this by itself in the background)."""
-        self.allocation = self._host.driver.run(self._work(self._renew_call(ttl)))
+        """Renew the TTL now (the lease also does this by itself in the background; a
+        ``gpuaas`` lease has no TTL and sends nothing)."""
+        self.allocation = self._host.driver.run(self._renew_flow(ttl))
         return self.allocation
 
     def release(self) -> None:

@@ -157,3 +157,15 @@ def _release_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> 
     if args.json:
         _print_json(results)
     return 1 if any(result["error"] for result in results) else 0
+
+
+def _reconcile(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
+    released = client.reconcile()
+    if args.json:
+        _print_json({"released": released})
+    elif released:
+        for subscription_id in released:
+            print(f"{subscription_id}: released")
+    else:
+        print("nothing to release: the ledger owns nothing left held")
+    return 0

@@ -11,7 +11,14 @@ from typing import NoReturn
 import hostedai_harpoon as harpoon
 
 from .._config import ENV_API_KEY, ENV_BASE_URL, ENV_POOL_ID
-from ._api import _health, _list_allocations, _pools, _release_allocations, _with_client
+from ._api import (
+    _health,
+    _list_allocations,
+    _pools,
+    _reconcile,
+    _release_allocations,
+    _with_client,
+)
 from ._bench import _bench
 from ._common import (
     _EPILOG,
@@ -191,6 +198,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     which.add_argument("--all", action="store_true", help="release every allocation holding GPUs")
     release.set_defaults(run=_with_client(_release_allocations), prog=release.prog)
+    reconcile = actions.add_parser(
+        "reconcile",
+        parents=api,
+        help="release what this client's ledger owns and no live process holds",
+        description="On hosted·ai's platform (HOSTED_AI_DIALECT=gpuaas), release this team's "
+        "subscriptions that this machine's ledger says a process of this user made and that "
+        "no running process holds (there is no server TTL: a killed process leaves them "
+        "billing). Other teams' subscriptions are never touched. On v1: nothing to do.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    reconcile.set_defaults(run=_with_client(_reconcile), prog=reconcile.prog)
 
     infer = command(
         "infer",

@@ -8,6 +8,7 @@ from ._asgi import EmulatorApp
 from ._clock import EPOCH, Clock, ManualClock, SystemClock
 from ._emulator import Emulator, Exchange
 from ._faults import Fault, FaultKind, FaultPlan
+from ._gpuaas import GpuaasQuirks, SubscriptionRecord
 from ._state import DEFAULT_MODELS, AllocationRecord, AllocationStatus, PoolRecord, PoolSpec
 from ._transports import AsyncEmulatorTransport, EmulatorTransport
 from ._wire import Reply, Request
@@ -26,11 +27,13 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultPlan",
+    "GpuaasQuirks",
     "ManualClock",
     "PoolRecord",
     "PoolSpec",
     "Reply",
     "Request",
+    "SubscriptionRecord",
     "SystemClock",
 ]
 

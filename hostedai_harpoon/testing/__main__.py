@@ -141,6 +141,13 @@ def parse_args(
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for ids and faults (default: %(default)s)"
     )
+    parser.add_argument(
+        "--dialect",
+        choices=("v1", "gpuaas"),
+        default="v1",
+        help="the API to speak: v1, or hosted·ai's platform (gpuaas; clients then take "
+        "dialect='gpuaas' and a team_id) (default: %(default)s)",
+    )
     for kind, fault in _FAULTS:
         parser.add_argument(
             f"--{kind}-rate",
@@ -194,6 +201,7 @@ def main(
             seed=args.seed,
             latency_scale=args.latency_scale,
             stream_chunk_delay=args.stream_chunk_delay,
+            dialect=args.dialect,
         )
     except ValueError as exc:
         return _fail(f"{prog}: error: {exc}", 2)

@@ -17,6 +17,7 @@ from ._api import Api
 from ._clock import Clock, SystemClock
 from ._encode import apply_fault, encode_body, encode_events
 from ._faults import FaultInjector, FaultKind, FaultPlan
+from ._gpuaas import OTHER_TEAM, GpuaasApi, GpuaasQuirks
 from ._openai import OpenAIServer, is_openai_path, openai_error
 from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
 from ._wire import (
@@ -38,6 +39,9 @@ __all__ = ["Emulator", "Exchange"]
 
 _ANSWER_FAULTS = frozenset({FaultKind.ERROR, FaultKind.RATE_LIMIT, FaultKind.DROP})
 _BUG = "emulator_bug"
+# The gpuaas dialect's default pools: numeric ids, as the platform's, serving both models.
+_GPUAAS_POOLS = {"101": 8, "102": 8, "103": 8, "104": 8}
+GPUAAS_IN_PROCESS = "http://127.0.0.1:80"
 _LOG = logging.getLogger("hostedai_harpoon.testing")
 
 
@@ -109,6 +113,8 @@ class Emulator:
         latency_scale: float = 0.0,
         stream_chunk_delay: float = 0.0,
         version: str = f"{__version__}+emulator",
+        dialect: str = "v1",
+        gpuaas: GpuaasQuirks | None = None,
     ) -> None:
         if default_ttl is not None and not (is_int(default_ttl) and 1 <= default_ttl <= 86400):
             raise ValueError(
@@ -133,6 +139,13 @@ class Emulator:
             version=version,
             latency_scale=latency_scale,
         )
+        if dialect not in ("v1", "gpuaas"):
+            raise ValueError(f"dialect must be 'v1' or 'gpuaas', got {dialect!r}")
+        self.dialect = dialect
+        self._gpuaas = None if dialect == "v1" else GpuaasApi(
+            pools_from(pools or _GPUAAS_POOLS), self._state, gpuaas or GpuaasQuirks(),
+            api_keys=api_keys, latency_scale=latency_scale,
+        )  # fmt: skip
         self._plan = faults
         self._app: EmulatorApp | None = None
         self._clear()
@@ -158,7 +171,11 @@ class Emulator:
                     fault = self._injector.decide(request.method, request.path)
                 outcome = None
                 if fault is None or fault.when == "after" or fault.kind not in _ANSWER_FAULTS:
-                    outcome = self._api.dispatch(request, request_id, now, models)
+                    if self._gpuaas is not None and models is None:
+                        self._gpuaas.settle(now)
+                        outcome = self._gpuaas.dispatch(request, now)
+                    else:
+                        outcome = self._api.dispatch(request, request_id, now, models)
                 created = None if outcome is None else outcome.allocation_id
                 if fault is not None:
                     outcome = apply_fault(fault, outcome, request_id)
@@ -180,6 +197,8 @@ class Emulator:
             request_headers = request.headers
             if "authorization" in request_headers:
                 request_headers = {**request_headers, "authorization": "Bearer ***"}
+            if "x-api-key" in request_headers:
+                request_headers = {**request_headers, "x-api-key": "***"}
             self._exchanges.append(
                 Exchange(
                     method=request.method,
@@ -297,10 +316,13 @@ class Emulator:
 
         with serve_in_thread(self.asgi_app, host, port) as base_url:
             self._api.endpoint_base = base_url  # allocations' endpoints, served here too
+            gpuaas = self._gpuaas or self._api  # where the pods' services are, on gpuaas
+            gpuaas.endpoint_base = base_url
             try:
                 yield base_url
             finally:
                 self._api.endpoint_base = IN_PROCESS_ENDPOINTS
+                gpuaas.endpoint_base = GPUAAS_IN_PROCESS if self._gpuaas else IN_PROCESS_ENDPOINTS
 
     def openai_server(self, models: Sequence[str] | None = None) -> OpenAIServer:
         """A standalone OpenAI-compatible server (``/v1/chat/completions``,
@@ -325,11 +347,21 @@ class Emulator:
 
     # Inspection
 
-    def live_allocations(self) -> list[AllocationRecord]:
-        """The allocations still holding GPUs (pending, ready, releasing), oldest first."""
+    def live_allocations(self) -> list[Any]:
+        """The allocations still holding GPUs (pending, ready, releasing), oldest first; on
+        ``gpuaas``, the subscriptions not yet gone, of every team
+        (:class:`SubscriptionRecord`)."""
         with self._lock:
+            if self._gpuaas is not None:
+                self._gpuaas.settle(self.clock.now())
+                return [r for r in self._gpuaas.live() if r.team_id != OTHER_TEAM]
             self._state.settle(self.clock.now())
             return self._state.live()
+
+    @property
+    def foreign_touches(self) -> int:
+        """``gpuaas``: how many requests named another team's subscription (should be 0)."""
+        return 0 if self._gpuaas is None else self._gpuaas.foreign_touches
 
     def allocations(self) -> list[AllocationRecord]:
         """Every allocation made, in any state, oldest first."""

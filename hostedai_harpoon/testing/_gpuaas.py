@@ -1,0 +1,374 @@
+"""hosted·ai's platform API (the ``gpuaas`` dialect) as the emulator speaks it: pool
+subscriptions per (team, pool), their pods, exposed services, and the platform's quirks
+(``GpuaasQuirks``). Each running pod serves the OpenAI-compatible API (``_openai.py``) at the
+URL its exposed service names.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+
+from ._openai import STANDALONE_ROUTES, OpenAIApi
+from ._state import PoolSpec, State
+from ._wire import Outcome, Request, WireError, check_delay, parse_json_object
+
+__all__ = ["OTHER_TEAM", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
+
+OTHER_TEAM = 9001
+"""The team (a number, as the platform may send it) of the rows ``other_teams`` adds."""
+_PREFIX = "/api"
+
+
+@attrs.frozen
+class GpuaasQuirks:
+    """The platform's quirks, each switchable (rates are shares of the requests concerned,
+    drawn from ``seed``):
+
+    - ``subscribe_delay``: seconds a subscribe takes to answer (the subscription is made at once);
+    - ``empty_subscribe_rate``: subscribes answered 200 with an empty body (made all the same);
+    - ``lost_subscribe_rate``: subscribes made but answered only after ``lost_subscribe_delay``
+      (the client times out first: a subscribe that timed out but worked);
+    - ``conflict_rate``: subscribes made but answered 409 "Already subscribed";
+    - ``unsubscribe_delay``: seconds a row stays ``un_subscribing`` before it leaves the list;
+    - ``other_teams``: how many rows of another team (``OTHER_TEAM``) every list carries;
+    - ``policy_error_rate`` / ``policy_error_200_rate``: answers replaced by ``{"code": 12370004}``
+      as a 500 / as a 200;
+    - ``no_capacity_rate``: subscribes refused ``10189007`` "Insufficient resources";
+    - ``empty_200_rate``: list answers replaced by an empty 200;
+    - ``never_running_rate``: pods that never reach ``running``;
+    - ``ready_delay``: seconds a pod takes to reach ``running``.
+    """
+
+    seed: int = 0
+    subscribe_delay: float = 0.0
+    empty_subscribe_rate: float = 0.0
+    lost_subscribe_rate: float = 0.0
+    lost_subscribe_delay: float = 30.0
+    conflict_rate: float = 0.0
+    unsubscribe_delay: float = 0.0
+    other_teams: int = 0
+    policy_error_rate: float = 0.0
+    policy_error_200_rate: float = 0.0
+    no_capacity_rate: float = 0.0
+    empty_200_rate: float = 0.0
+    never_running_rate: float = 0.0
+    ready_delay: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if field.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{field.name} must be from 0 to 1, got {value!r}")
+            if field.name.endswith("_delay"):
+                check_delay(field.name, value)
+
+
+@attrs.define
+class SubscriptionRecord:
+    """One subscription as the emulated platform holds it."""
+
+    id: int
+    pool_id: int
+    team_id: str | int
+    vgpus: int
+    status: str
+    created_at: float
+    pod_name: str
+    running_at: float | None  # None: never
+    gone_at: float | None = None
+    exposed: bool = False
+
+    def to_wire(self, now: float, url: str | None) -> dict[str, Any]:
+        running = self.running_at is not None and now >= self.running_at
+        pod: dict[str, Any] = {
+            "pod_name": self.pod_name,
+            "pod_status": "running" if running and self.status != "un_subscribing" else "pending",
+            "gpu_count": self.vgpus,
+        }
+        if url is not None:
+            pod["discovered_services"] = [{"name": "harpoon-vllm", "url": url}]
+        return {
+            "id": self.id,
+            "pool_id": self.pool_id,
+            "team_id": self.team_id,
+            "status": self.status,
+            "created_at": datetime.fromtimestamp(self.created_at, UTC).isoformat(),
+            "pods": [pod],
+        }
+
+
+def _error(status: int, payload: Any) -> WireError:
+    error = WireError("internal_error", "", status=status)
+    error.payload = payload  # type: ignore[attr-defined]
+    return error
+
+
+class GpuaasApi:
+    """Answers the platform's paths over the emulator's pools (``pool id -> PoolSpec``)."""
+
+    def __init__(
+        self,
+        pools: list[PoolSpec],
+        state: State,
+        quirks: GpuaasQuirks,
+        *,
+        api_keys: Collection[str] | None,
+        latency_scale: float,
+    ) -> None:
+        self._pools = {int(pool.id) if pool.id.isdigit() else pool.id: pool for pool in pools}
+        self._quirks = quirks
+        self._api_keys = None if api_keys is None else frozenset(api_keys)
+        self._random = random.Random(quirks.seed)
+        self._next_id = 1000
+        self.subscriptions: dict[int, SubscriptionRecord] = {}
+        self.foreign_touches = 0
+        self.openai = OpenAIApi(state, latency_scale)
+        self.endpoint_base = "http://127.0.0.1:80"  # in-process: the host is not used
+        now = 0.0
+        for index in range(quirks.other_teams):
+            pool = list(self._pools)[index % len(self._pools)]
+            self._add(pool, OTHER_TEAM, 1, now, running=True)
+
+    # Records
+
+    def _add(
+        self, pool_id: Any, team: str | int, vgpus: int, now: float, *, running: bool
+    ) -> SubscriptionRecord:
+        self._next_id += 1
+        never = not running or self._draw(self._quirks.never_running_rate)
+        record = SubscriptionRecord(
+            id=self._next_id,
+            pool_id=pool_id,
+            team_id=team,
+            vgpus=vgpus,
+            status="subscribing",
+            created_at=now,
+            pod_name=f"pod-{self._next_id}",
+            running_at=None if never else now + self._quirks.ready_delay,
+        )
+        if team == OTHER_TEAM:
+            record.status, record.running_at = "active", now
+        self.subscriptions[record.id] = record
+        return record
+
+    def _draw(self, rate: float) -> bool:
+        return rate > 0 and self._random.random() < rate
+
+    def settle(self, now: float) -> None:
+        """Move each subscription on to where ``now`` puts it."""
+        for record in list(self.subscriptions.values()):
+            if record.status == "un_subscribing" and record.gone_at is not None:
+                if now >= record.gone_at:
+                    del self.subscriptions[record.id]
+            elif record.status == "subscribing" and (
+                record.running_at is not None and now >= record.running_at
+            ):
+                record.status = "subscribed"
+
+    def live(self, team: str | None = None) -> list[SubscriptionRecord]:
+        """Subscriptions not yet gone (of every team, or of ``team``), oldest first."""
+        return [r for r in self.subscriptions.values() if team is None or r.team_id == team]
+
+    # Requests
+
+    def dispatch(self, request: Request, now: float) -> Outcome:
+        """The outcome of ``request`` at time ``now``."""
+        try:
+            if request.path in STANDALONE_ROUTES:  # a pod's vLLM server: no platform key
+                return self._on_pod(request, now)
+            self._authenticate(request)
+            handler = self._routes().get((request.method, request.path))
+            if handler is None:
+                raise _error(404, {"message": f"Cannot {request.method} {request.path}"})
+            self._count_foreign(request)
+            quirk = self._quirk(request)
+            if quirk is not None:
+                return quirk
+            answer: Outcome = handler(request, now)
+            return answer
+        except WireError as error:
+            payload = getattr(error, "payload", None)
+            if payload is None:
+                payload = {"message": error.message}
+            return Outcome(error.status, payload)
+
+    def _routes(self) -> Mapping[tuple[str, str], Any]:
+        return {
+            ("GET", f"{_PREFIX}/gpuaas/available-pools"): self._available_pools,
+            ("POST", f"{_PREFIX}/gpuaas/pool/subscribe"): self._subscribe,
+            ("GET", f"{_PREFIX}/gpuaas/pool-subscription"): self._list,
+            ("GET", f"{_PREFIX}/gpuaas/connection-info"): self._connection_info,
+            ("POST", f"{_PREFIX}/pods/expose-service"): self._expose,
+            ("POST", f"{_PREFIX}/gpuaas/pool/unsubscribe"): self._unsubscribe,
+        }
+
+    def _authenticate(self, request: Request) -> None:
+        key = request.headers.get("x-api-key", "").strip()
+        if not key:
+            scheme, _, key = request.headers.get("authorization", "").partition(" ")
+            key = key.strip() if scheme.lower() == "bearer" else ""
+        if not key or (self._api_keys is not None and key not in self._api_keys):
+            raise _error(401, {"error": "Unauthorized"})
+
+    def _count_foreign(self, request: Request) -> None:
+        named: list[Any] = list(parse_qs(request.query).get("subscription_id", []))
+        if request.body:
+            try:
+                body = parse_json_object(request.body)
+            except WireError:
+                body = {}
+            named += [body.get("subscription_id"), body.get("pool_subscription_id")]
+        for value in named:
+            try:
+                record = self.subscriptions.get(int(value))
+            except (TypeError, ValueError):
+                continue
+            if record is not None and record.team_id == OTHER_TEAM:
+                self.foreign_touches += 1
+
+    def _quirk(self, request: Request) -> Outcome | None:
+        quirks = self._quirks
+        if self._draw(quirks.policy_error_rate):
+            return Outcome(500, _POLICY)
+        if self._draw(quirks.policy_error_200_rate):
+            return Outcome(200, _POLICY)
+        if request.method == "GET" and self._draw(quirks.empty_200_rate):
+            return Outcome(200)
+        return None
+
+    def _team(self, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise _error(422, {"errors": [{"field": "team_id", "message": "is required"}]})
+        return value
+
+    def _query(self, request: Request, name: str) -> str | None:
+        return parse_qs(request.query).get(name, [None])[0]
+
+    def _available_pools(self, request: Request, now: float) -> Outcome:
+        self._team(self._query(request, "team_id"))
+        return Outcome(
+            200,
+            [
+                {
+                    "id": pool_id,
+                    "pool_name": f"pool-{pool_id}",
+                    "gpu_model_type": spec.gpu_type,
+                    "available_vgpus": self._free(pool_id),
+                    "pricing_hourly": "2.50",
+                }
+                for pool_id, spec in self._pools.items()
+            ],
+        )
+
+    def _free(self, pool_id: Any) -> int:
+        used = sum(r.vgpus for r in self.subscriptions.values() if r.pool_id == pool_id)
+        return max(0, self._pools[pool_id].gpus - used)
+
+    def _subscribe(self, request: Request, now: float) -> Outcome:
+        body = parse_json_object(request.body)
+        team = self._team(body.get("team_id"))
+        pool_id, vgpus = body.get("pool_id"), body.get("vgpus", 1)
+        if pool_id not in self._pools:
+            raise _error(404, {"message": f"Pool {pool_id!r} not found"})
+        if type(vgpus) is not int or vgpus < 1:
+            raise _error(422, {"errors": [{"field": "vgpus", "message": "must be >= 1"}]})
+        if any(r.pool_id == pool_id and r.team_id == team for r in self.subscriptions.values()):
+            raise _error(409, {"message": "Already subscribed to this pool"})
+        if self._free(pool_id) < vgpus or self._draw(self._quirks.no_capacity_rate):
+            raise _error(400, {"code": 10189007, "message": "Insufficient resources"})
+        record = self._add(pool_id, team, vgpus, now, running=True)
+        quirks = self._quirks
+        if self._draw(quirks.conflict_rate):
+            return Outcome(409, {"message": "Already subscribed to this pool"})
+        if self._draw(quirks.lost_subscribe_rate):
+            return Outcome(200, {"subscription_id": record.id}, delay=quirks.lost_subscribe_delay)
+        if self._draw(quirks.empty_subscribe_rate):
+            return Outcome(200, delay=quirks.subscribe_delay)
+        return Outcome(200, {"subscription_id": record.id}, delay=quirks.subscribe_delay)
+
+    def _list(self, request: Request, now: float) -> Outcome:
+        self._team(self._query(request, "team_id"))  # and then ignored, as the platform does
+        items = [r.to_wire(now, self._url(r)) for r in self.subscriptions.values()]
+        return Outcome(
+            200,
+            {
+                "items": items,
+                "page": 0,
+                "per_page": 100,
+                "total_items": len(items),
+                "total_pages": 1,
+            },
+        )
+
+    def _url(self, record: SubscriptionRecord) -> str | None:
+        return self.endpoint_base if record.exposed else None
+
+    def _connection_info(self, request: Request, now: float) -> Outcome:
+        self._team(self._query(request, "team_id"))
+        wanted = self._query(request, "subscription_id")
+        rows = []
+        for record in self.subscriptions.values():
+            if wanted is None or str(record.id) == wanted:
+                row = record.to_wire(now, self._url(record))
+                rows.append({"id": row["id"], "pool_name": f"pool-{record.pool_id}",
+                             "region_id": 1, "pods": row["pods"]})  # fmt: skip
+        return Outcome(200, rows)
+
+    def _expose(self, request: Request, now: float) -> Outcome:
+        body = parse_json_object(request.body)
+        record = self.subscriptions.get(body.get("pool_subscription_id"))  # type: ignore[arg-type]
+        if record is None or record.pod_name != body.get("pod_name"):
+            raise _error(404, {"message": "Pod not found"})
+        record.exposed = True
+        host, _, port = self.endpoint_base.removeprefix("http://").rpartition(":")
+        return Outcome(
+            200,
+            {
+                "id": record.id,
+                "pod_name": record.pod_name,
+                "team_id": record.team_id,
+                "service_name": body.get("service_name"),
+                "ip": host,
+                "node_port": int(port),
+                "pod_port": body.get("port"),
+                "protocol": "TCP",
+                "status": "active",
+                "service_type": "http",
+            },
+        )
+
+    def _unsubscribe(self, request: Request, now: float) -> Outcome:
+        body = parse_json_object(request.body)
+        self._team(body.get("team_id"))
+        record = self.subscriptions.get(body.get("subscription_id"))  # type: ignore[arg-type]
+        if record is None:
+            raise _error(404, {"message": "Subscription not found"})
+        if record.status != "un_subscribing":
+            record.status = "un_subscribing"
+            record.gone_at = now + self._quirks.unsubscribe_delay
+            self.settle(now)
+        return Outcome(200, {"message": "Unsubscribed"})
+
+    def _on_pod(self, request: Request, now: float) -> Outcome:
+        """A running pod's vLLM server: serves the models of the pools with one."""
+        models = tuple(
+            dict.fromkeys(
+                model
+                for record in self.subscriptions.values()
+                if record.exposed and record.status != "un_subscribing"
+                for model in self._pools[record.pool_id].models
+            )
+        )
+        if not models:
+            raise _error(404, {"error": {"message": "no pod serves here", "type": "NotFound"}})
+        outcome: Outcome = self.openai.handle(request, now, models)
+        return outcome
+
+
+_POLICY = {"code": 12370004, "message": "unable to retrieve resource access permissions"}
