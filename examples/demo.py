@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan
@@ -60,6 +61,25 @@ async def tour(emu: Emulator) -> None:
             row(prompt, await orch.process(prompt, max_tokens=48))
         warm = orch.snapshot().total.warm_allocations
         print(f"  {len(PROMPTS)} calls ran on {warm} allocations, kept warm for the next calls")
+
+        heading("200 calls at once: single-flight leasing and a FIFO queue on a pool that fills up")
+        allocated = len(emu.allocations())
+        started = time.perf_counter()
+        burst = await asyncio.gather(
+            *(orch.infer(f"Hi there, number {i}", max_tokens=16) for i in range(200))
+        )
+        seconds = time.perf_counter() - started
+        leased = len(emu.allocations()) - allocated
+        full = sum(e.status == 503 for e in emu.requests_to("POST", "/v1/allocate"))
+        print(
+            f"  {len(burst)} answered in {seconds:.1f} s on {leased} more allocations: as many as"
+        )
+        print(
+            f"  the pool had room for ({full} allocate requests refused), 8 calls on each at once,"
+        )
+        print("  the other callers queued, first come first served")
+        shares = sum(r.cost for r in burst)
+        print(f"  their cost shares add up to ${shares:.7f}: the GPU time they shared")
 
         heading("Failover: the large model's server answers 503 (an injected fault)")
         emu.faults = FaultPlan(rules=[Fault("error", status=503, path="/v1/inference", times=2)])
