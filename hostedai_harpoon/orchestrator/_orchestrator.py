@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -35,7 +36,9 @@ from ._engine import Engine, Routed
 from ._fleet import Fleet
 from ._group import Limits
 from ._inflight import InFlight, settle
-from ._live import LocalLiveState
+from ._live import LiveState, LocalLiveState
+from ._redis import STATE_URL_ENV, RedisState
+from ._replica import Replica
 from ._results import HealthReport, RoutedResult, Snapshot, Verdict
 from ._session import Session, check_deadline, inference_options
 from ._slots import Slots
@@ -74,7 +77,10 @@ class Orchestrator:
     reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
     ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
-    release, breaker cool-downs, budgets), so tests can replace them.
+    release, breaker cool-downs, budgets), so tests can replace them. ``state`` is where
+    the orchestrator's state lives: ``None`` keeps it in this process (unless
+    ``HOSTED_AI_STATE_URL`` names a Redis), a ``RedisState`` shares it with every replica
+    of a fleet (``max_allocations`` then holds fleet-wide; docs/scale-out.md).
 
     Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
     ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
@@ -105,6 +111,7 @@ class Orchestrator:
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        state: RedisState | None = None,
     ) -> None:
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
@@ -143,17 +150,31 @@ class Orchestrator:
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
         }
-        self._live = LocalLiveState(
-            self._targets,
-            breaker=breaker,
-            clock=clock,
-            window=error_window,
-            refresh=pool_refresh,
-            pool_id=self._client.pool_id,
-        )
+        if state is None and os.environ.get(STATE_URL_ENV):
+            state = RedisState()
+        if state is not None and not isinstance(state, RedisState):
+            raise ConfigurationError(f"state must be a RedisState or None, got {state!r}")
+        self._replica: Replica | None = None
+        self._live: LiveState
+        if state is None:
+            self._live = LocalLiveState(
+                self._targets,
+                breaker=breaker,
+                clock=clock,
+                window=error_window,
+                refresh=pool_refresh,
+                pool_id=self._client.pool_id,
+            )
+            self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
+        else:
+            self._replica = Replica(
+                state, self._client, self._targets, self._max_allocations,
+                breaker=breaker, clock=clock, sleep=sleep, window=error_window,
+                refresh=pool_refresh,
+            )  # fmt: skip
+            self._live, self._fleet = self._replica.live, self._replica.fleet
         self._deadline = check_deadline(deadline)
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
-        self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
         self._warm = self._slots(None)
         self._calls = InFlight()
         self._scopes = (self._calls,)
@@ -209,6 +230,8 @@ class Orchestrator:
             raise OrchestratorClosedError("the orchestrator is closed")
         if self._upkeep is None:
             self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+            if self._replica is not None:
+                self._replica.start()
 
     async def aclose(self) -> None:
         """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
@@ -234,6 +257,8 @@ class Orchestrator:
             await self._warm.aclose()
             if self._upkeep is not None:
                 await asyncio.gather(self._upkeep, return_exceptions=True)
+            if self._replica is not None:
+                await self._replica.aclose()
             if self._owns_client:
                 await self._client.close()
 
@@ -406,6 +431,8 @@ class Orchestrator:
         allocations, tokens, GPU-seconds held, estimated cost and idle cost, latency
         p50/p95."""
         snapshot = self._live.snapshot()
+        if self._replica is not None:
+            snapshot = attrs.evolve(snapshot, shared_state=self._replica.status())
         idle: dict[str, float] = {}
         for slots in (self._warm, *(session._slots for session in self._sessions)):
             for name, dollars in slots.idle_by_target().items():
@@ -417,7 +444,7 @@ class Orchestrator:
             for name, stats in snapshot.targets.items()
         }
         total = attrs.evolve(snapshot.total, idle_cost=sum(t.idle_cost for t in targets.values()))
-        return Snapshot(targets, total)
+        return Snapshot(targets, total, shared_state=snapshot.shared_state)
 
     async def health(self) -> HealthReport:
         """The API's health, each target's live state with a verdict, and an overall one
@@ -430,9 +457,17 @@ class Orchestrator:
         await self._engine.read_pools()
         targets = {health.target.name: health for health in self._live.health()}
         verdicts = [health.verdict for health in targets.values()]
+        shared = "local" if self._replica is None else self._replica.status()
         verdict: Verdict = "degraded"
         if api is None or all(v == "down" for v in verdicts):
             verdict = "down"
-        elif api.status == "ok" and all(v == "ok" for v in verdicts) and not self._upkeep_error:
+        elif (
+            api.status == "ok"
+            and all(v == "ok" for v in verdicts)
+            and not self._upkeep_error
+            and (self._replica is None or self._replica.store.up is not False)
+        ):
             verdict = "ok"
-        return HealthReport(verdict, api, api_error, targets, upkeep_error=self._upkeep_error)
+        return HealthReport(
+            verdict, api, api_error, targets, upkeep_error=self._upkeep_error, shared_state=shared
+        )

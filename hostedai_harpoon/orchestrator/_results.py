@@ -128,10 +128,13 @@ def totalled(stats: Iterable[TargetStats], latencies: Sequence[float]) -> Target
 
 @attrs.frozen
 class Snapshot:
-    """The orchestrator's counters: per target name and in total."""
+    """The orchestrator's counters: per target name and in total. ``shared_state`` says
+    where the orchestrator's state lives: ``"local"``, or with a ``RedisState`` whether
+    Redis is reached (``"redis (...)"``) or this replica fell back to local state."""
 
     targets: Mapping[str, TargetStats]
     total: TargetStats
+    shared_state: str = attrs.field(default="local", kw_only=True)
 
 
 @attrs.frozen
@@ -156,13 +159,15 @@ class HealthReport:
     target's health, and an overall verdict: ``"down"`` when the API is unreachable or no
     target is up, ``"ok"`` when the API and every target are, else ``"degraded"``.
     ``upkeep_error`` says why the background upkeep (idle release, ``min_warm``) died, if
-    it did; the verdict is then ``"degraded"`` at best."""
+    it did; the verdict is then ``"degraded"`` at best. ``shared_state`` is as in
+    ``Snapshot``; a replica whose Redis is down is ``"degraded"`` at best too."""
 
     verdict: Verdict
     api: Health | None
     api_error: str | None
     targets: Mapping[str, TargetHealth]
     upkeep_error: str | None = attrs.field(default=None, kw_only=True)
+    shared_state: str = attrs.field(default="local", kw_only=True)
 
 
 # More than this share of recent calls failing makes a target degraded.
