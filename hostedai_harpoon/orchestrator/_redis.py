@@ -134,6 +134,8 @@ class Store:
     def __init__(self, state: RedisState) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
             from redis.exceptions import RedisError
         except ImportError:
             raise ConfigurationError(
@@ -151,6 +153,7 @@ class Store:
                 state.url or "",
                 socket_timeout=state.timeout,
                 socket_connect_timeout=state.timeout,
+                retry=Retry(NoBackoff(), 0),  # our own timeout and fallback instead
                 decode_responses=True,
             )
             self._owned = True
