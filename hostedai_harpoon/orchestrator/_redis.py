@@ -75,7 +75,7 @@ class RedisState:
         fleet: str | None = None,
         heartbeat_ttl: float = 10.0,
         sync_interval: float = 0.5,
-        timeout: float = 0.1,
+        timeout: float = 0.25,
         client: Any = None,
     ) -> None:
         if url is None and client is None:
@@ -121,6 +121,10 @@ class RedisState:
     def __repr__(self) -> str:
         where = _masked(self.url) if self.url is not None else "<client>"
         return f"RedisState({where!r}, fleet={self.fleet!r})"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Down(Exception):
@@ -241,12 +245,11 @@ class Store:
 
     async def claim(self, allocation_id: str, seconds: float) -> bool:
         """Whether this replica may release orphan ``allocation_id`` now (no other is)."""
-        claimed = await self.call(
-            "claim",
-            self._redis.set(
-                self.key(f"claim:{allocation_id}"), self.replica, nx=True, px=int(seconds * 1000)
-            ),
-        )
+        key = self.key(f"claim:{allocation_id}")
+        ms = int(seconds * 1000)
+        claimed = await self.call("claim", self._redis.set(key, self.replica, nx=True, px=ms))
+        if not claimed:  # ours already (a release that failed, tried again)?
+            claimed = _text(await self.call("claim", self._redis.get(key))) == self.replica
         return bool(claimed)
 
     async def orphan_done(self, allocation_id: str) -> None:

@@ -30,9 +30,10 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # KEYS: replicas, allocs, orphans, stats.
 # ARGV: me, heartbeat ttl (ms), ledger ttl (ms), key prefix, allocs given ("1"/"0"),
 #       my allocations ("id<TAB>target<TAB>state" lines), my stats ("target<TAB>values"
-#       lines), the cool keys to read (names, TAB-separated).
+#       lines), the targets to read (names, TAB-separated).
 # Returns: {lapsed (1: my heartbeat had lapsed or never was), replicas alive,
-#           stats (flat field/value list), orphans (flat id/value list), cool PTTLs}.
+#           stats (flat field/value list), orphans (flat id/value list), each target's
+#           cool-down PTTL, each target's places of the cap held in the fleet}.
 SYNC = (
     _NOW
     + """
@@ -88,38 +89,32 @@ for line in string.gmatch(ARGV[7], '[^\\n]+') do
 end
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], keep) end
 local cools = {}
+local held = {}
 for name in string.gmatch(ARGV[8], '[^\\t]+') do
   table.insert(cools, redis.call('PTTL', prefix .. 'cool:' .. name))
+  local total = 0
+  local shares = redis.call('HVALS', prefix .. 'cap:' .. name)
+  for _, share in ipairs(shares) do total = total + tonumber(share) end
+  table.insert(held, total)
 end
 return {lapsed, redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[3]), cools}
+        redis.call('HGETALL', KEYS[3]), cools, held}
 """
 )
 
 # KEYS: replicas, cap:<target>.  ARGV: me, limit, ledger ttl (ms).
 # Takes one place of the fleet-wide cap for me: 1, or 0 when the fleet is at the limit.
-# The shares of replicas whose heartbeat lapsed are dropped first (their allocations are
-# counted under ~orphans by the replica that reaps them).
-ACQUIRE = (
-    _NOW
-    + """
-local shares = redis.call('HGETALL', KEYS[2])
+# A dead replica's share counts until a sync reaps it: then its allocations count under
+# ~orphans until released, so the fleet never leases in their place too early.
+ACQUIRE = """
+local shares = redis.call('HVALS', KEYS[2])
 local total = 0
-for i = 1, #shares, 2 do
-  local owner = shares[i]
-  local alive = true
-  if owner ~= ARGV[1] and string.sub(owner, 1, 1) ~= '~' then
-    local until_ms = redis.call('ZSCORE', KEYS[1], owner)
-    alive = until_ms ~= false and tonumber(until_ms) >= now
-  end
-  if alive then total = total + tonumber(shares[i + 1]) end
-end
+for _, share in ipairs(shares) do total = total + tonumber(share) end
 if total + 1 > tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
-)
 
 # KEYS: cap:<target>.  ARGV: me, how many places to give back.
 GIVE_BACK = """

@@ -19,7 +19,8 @@ from .. import AsyncHostedAI, CircuitBreakerConfig, HostedAIError
 from ..routing import Target
 from ._group import Limits
 from ._redis import Down, RedisState, Store
-from ._shared import SharedFleet, SharedLiveState, _text
+from ._redis import _text
+from ._shared import SharedFleet, SharedLiveState
 
 __all__ = ["Replica"]
 
@@ -103,7 +104,7 @@ class Replica:
             answer = await store.sync(allocations, live.stats(), self._names)
             lapsed = int(answer[0])
             if was is not True or lapsed:
-                await fleet.reconcile()
+                await fleet.reconcile(back=was is False)
                 self._published.clear()
         except Down:
             live.mine_dirty = True
@@ -117,6 +118,8 @@ class Replica:
         store.trouble = None
         self.syncs += 1
         fleet.replicas = max(1, int(answer[1]))
+        if not fleet.grace_until:  # (just back: the shares read are not all written yet)
+            fleet.held = dict(zip(self._names, (int(n) for n in answer[5]), strict=False))
         live.apply(answer[2], answer[4])
         fleet.tick()
         await self._orphans(answer[3])

@@ -23,7 +23,7 @@ from ..routing import Target, TargetState
 from ._fleet import Fleet, _Count
 from ._group import Limits
 from ._live import LocalLiveState, Outcome, _Target
-from ._redis import Down, Store
+from ._redis import Down, Store, _text
 
 __all__ = ["SharedFleet", "SharedLiveState"]
 
@@ -33,10 +33,6 @@ _OPEN = CircuitState.OPEN
 # How long an allocation whose release began stays in the fleet's registry: should this
 # replica die meanwhile, the others release it again (the API answers 404: no harm).
 _RELEASING_KEPT = 60.0
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SharedFleet(Fleet):
@@ -56,7 +52,11 @@ class SharedFleet(Fleet):
         """Places of the fleet's cap this replica holds in Redis, per target name."""
         self.wanted: set[str] = set()
         self.replicas = 1
-        """Replicas alive at the last sync (Redis down: each may hold limit // replicas)."""
+        """Replicas alive at the last sync."""
+        self.held: dict[str, int] = {}
+        """Places of the cap held in the whole fleet at the last sync, per target name."""
+        self.grace_until = 0.0
+        """Until then, Redis being just back, lease only within the fallback share."""
         self._asking: dict[str, asyncio.Task[None]] = {}
         self._giving: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # this replica's changes to its shares, in order
@@ -65,9 +65,11 @@ class SharedFleet(Fleet):
         share = self.shares.get(name, 0)
         if count.live < share:
             return False
-        if self._store.up is False:
-            # Redis is down: this replica's part of the limit (docs/scale-out.md).
-            return count.live >= max(share, (count.limit or 0) // max(1, self.replicas))
+        if self._store.up is False or self._clock() < self.grace_until:
+            # Redis is down (or just back, while the others write their shares again): this replica's share, and its part of the room the fleet had
+            # left at the last sync (so that the replicas together stay within the limit).
+            room = max(0, (count.limit or 0) - self.held.get(name, 0))
+            return count.live >= share + room // max(1, self.replicas)
         self.wanted.add(name)
         self.ask(name)
         return True
@@ -132,6 +134,9 @@ class SharedFleet(Fleet):
 
     def tick(self) -> None:
         """At each sync: ask again for the places still wanted, give back the spare."""
+        if self.grace_until and self._clock() >= self.grace_until:
+            self.grace_until = 0.0
+            self.wake_all()
         for name in list(self.wanted):
             if self._count(name).live < self.shares.get(name, 0):
                 self.wanted.discard(name)
@@ -141,9 +146,14 @@ class SharedFleet(Fleet):
             if name not in self.wanted:
                 self.give_back(name)
 
-    async def reconcile(self) -> None:
-        """Write this replica's true shares (Redis was down, or forgot this replica)."""
+    async def reconcile(self, *, back: bool) -> None:
+        """Write this replica's true shares (Redis was down, or forgot this replica); when
+        ``back`` from an outage, wait two syncs for the others to do so before asking for
+        more."""
         async with self._lock:
+            if back:
+                state = self._store.state
+                self.grace_until = self._clock() + 2 * state.sync_interval + state.timeout
             for name, count in self._counts.items():
                 if count.limit is not None:
                     share = max(self.shares.get(name, 0), count.live)
