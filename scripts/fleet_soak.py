@@ -125,7 +125,7 @@ def _owned(url: str, fleet: str, replica: str) -> set[str]:
     import redis
 
     with redis.Redis.from_url(url, decode_responses=True) as raw:
-        allocs: dict[str, str] = raw.hgetall(f"harpoon:{{{fleet}}}:allocs")  # type: ignore[assignment]
+        allocs: dict[str, str] = raw.hgetall(f"harpoon:{{{fleet}}}:allocs")
     return {key for key, value in allocs.items() if value.split("\t")[0] == replica}
 
 
@@ -166,7 +166,7 @@ def run(calls: int, *, kill: bool, outage: float, ttl: float, seed: int = 7) -> 
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for index in range(4)
         ]
         ids: list[str | None] = [None] * 4
@@ -193,7 +193,8 @@ def run(calls: int, *, kill: bool, outage: float, ttl: float, seed: int = 7) -> 
         # Every wait below is bounded by a count of short sleeps.
         for _ in range(60_000):
             finished = [
-                c.poll() is not None or "calls_done" in r for c, r in zip(children, reports)
+                c.poll() is not None or "calls_done" in r
+                for c, r in zip(children, reports, strict=True)
             ]
             if all(finished) and (not killed or not kill_at) and outage_done:
                 break

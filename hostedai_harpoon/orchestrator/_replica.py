@@ -18,8 +18,7 @@ from typing import Any
 from .. import AsyncHostedAI, CircuitBreakerConfig, HostedAIError
 from ..routing import Target
 from ._group import Limits
-from ._redis import Down, RedisState, Store
-from ._redis import _text
+from ._redis import Down, RedisState, Store, _text
 from ._shared import SharedFleet, SharedLiveState
 
 __all__ = ["Replica"]

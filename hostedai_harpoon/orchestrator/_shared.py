@@ -66,8 +66,9 @@ class SharedFleet(Fleet):
         if count.live < share:
             return False
         if self._store.up is False or self._clock() < self.grace_until:
-            # Redis is down (or just back, while the others write their shares again): this replica's share, and its part of the room the fleet had
-            # left at the last sync (so that the replicas together stay within the limit).
+            # Redis is down (or just back, while the others write their shares again):
+            # this replica's share, and its part of the room the fleet had left at the
+            # last sync (so that the replicas together stay within the limit).
             room = max(0, (count.limit or 0) - self.held.get(name, 0))
             return count.live >= share + room // max(1, self.replicas)
         self.wanted.add(name)

@@ -39,7 +39,7 @@ def replica(emu: Emulator, url: str, fleet: str, **options: object) -> Orchestra
     client = harpoon.AsyncHostedAI(
         "http://127.0.0.1:8080", "sk-redis-test", http_client=emu.async_http_client()
     )
-    state = RedisState(url, fleet=fleet, **FAST)  # type: ignore[arg-type]
+    state = RedisState(url, fleet=fleet, **FAST)
     return Orchestrator(client, state=state, **options)  # type: ignore[arg-type]
 
 
