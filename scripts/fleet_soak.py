@@ -189,6 +189,7 @@ def run(calls: int, *, kill: bool, outage: float, ttl: float, seed: int = 7) -> 
             reader.start()
         killed: set[str] = set()
         kill_at = 0.0
+        killed_wall = 0.0
         outage_done = outage <= 0
         # Every wait below is bounded by a count of short sleeps.
         for _ in range(60_000):
@@ -202,6 +203,7 @@ def run(calls: int, *, kill: bool, outage: float, ttl: float, seed: int = 7) -> 
                 killed = _owned(redis_url, fleet, ids[0]) or {"-"}
                 children[0].send_signal(signal.SIGKILL)
                 kill_at = time.monotonic()
+                killed_wall = emu.clock.now()
                 sampler.events.append(("kill", round(kill_at - sampler.began, 3)))
             if (
                 not outage_done
@@ -248,7 +250,11 @@ def run(calls: int, *, kill: bool, outage: float, ttl: float, seed: int = 7) -> 
             exit_codes=[child.returncode for child in children],
             states=[report.get("state") for report in reports],
             live_at_end=len(emu.live_allocations()),
-            left=[(a.id, a.model, str(a.status), a.id in killed) for a in emu.live_allocations()],
+            # What is left: (id, model, status, seconds from its create to the kill).
+            left=[
+                (a.id, a.model, str(a.status), round(killed_wall - a.created_at, 3))
+                for a in emu.live_allocations()
+            ],
             killed_statuses=sorted({str(a.status) for a in released}),
             heartbeat_ttl=ttl,
             redis_outage_s=outage,
