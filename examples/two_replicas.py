@@ -63,13 +63,17 @@ async def main() -> None:
             await asyncio.sleep(0.01)
 
     with redis_url() as url:
-        options = {"max_allocations": {SMALL: 1}, "idle_release": 0.5}
-        async with (
-            one,
-            two,
-            harpoon.Orchestrator(one, state=RedisState(url, fleet="example"), **options) as a,
-            harpoon.Orchestrator(two, state=RedisState(url, fleet="example"), **options) as b,
-        ):
+
+        def replica(client: harpoon.AsyncHostedAI) -> harpoon.Orchestrator:
+            """One replica: the same settings and fleet in every process of the service."""
+            return harpoon.Orchestrator(
+                client,
+                max_allocations={SMALL: 1},  # for the whole fleet
+                idle_release=0.5,
+                state=RedisState(url, fleet="example"),
+            )
+
+        async with one, two, replica(one) as a, replica(two) as b:
             watcher = asyncio.get_running_loop().create_task(watch())
             calls = [r.process(f"hello from {n}", target=SMALL) for n, r in (("A", a), ("B", b))]
             for name, routed in zip("AB", await asyncio.gather(*calls), strict=True):
