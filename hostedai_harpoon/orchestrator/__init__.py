@@ -12,6 +12,7 @@ Async only: the sync client and leases are there for scripts.
 
 from .. import AllAttemptsFailedError, BudgetExceededError, OrchestratorClosedError
 from ._orchestrator import Orchestrator
+from ._redis import RedisState
 from ._results import (
     Attempt,
     HealthReport,
@@ -31,6 +32,7 @@ __all__ = [
     "HealthReport",
     "Orchestrator",
     "OrchestratorClosedError",
+    "RedisState",
     "RoutedResult",
     "RoutedStream",
     "Session",

@@ -92,11 +92,16 @@ class Fleet:
         """Why no lease of ``name`` may start now: ``"cap"`` (the orchestrator-wide limit is
         reached), ``"backoff"`` (a lease was refused: wait, then one probe), or None."""
         count = self._count(name)
-        if count.limit is not None and count.live >= count.limit:
+        if count.limit is not None and self._at_cap(name, count):
             return "cap"
         if count.failures and (count.leasing or self._clock() < count.retry_at):
             return "backoff"
         return None
+
+    def _at_cap(self, name: str, count: _Count) -> bool:
+        """Whether ``name`` (which has a limit) may not have one more allocation now. A
+        fleet of replicas decides this in Redis (``_shared.SharedFleet``)."""
+        return count.live >= (count.limit or 0)
 
     def leasing(self, name: str) -> int:
         """Leases of ``name`` under way in every scope."""

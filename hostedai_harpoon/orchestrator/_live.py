@@ -1,8 +1,8 @@
 """The live state of every target: what routing sees, snapshots count and health judges.
 
 ``LiveState`` is the one interface the rest of the orchestrator uses; ``LocalLiveState``
-keeps it in this process. A store shared by several replicas plugs in here by
-implementing the same few methods.
+keeps it in this process, and ``_shared.SharedLiveState`` extends it with what the other
+replicas of a fleet report through Redis.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -36,8 +37,10 @@ from ._engine import Engine, Routed
 from ._fleet import Fleet
 from ._group import Limits, Slot
 from ._inflight import InFlight, settle
-from ._live import LocalLiveState
-from ._results import HealthReport, RoutedResult, Snapshot, Verdict
+from ._live import LiveState, LocalLiveState
+from ._redis import STATE_URL_ENV, RedisState
+from ._replica import Replica
+from ._results import HealthReport, RoutedResult, Snapshot, Verdict, with_costs
 from ._session import Session, check_deadline, inference_options
 from ._slots import Slots
 from ._stream import RoutedStream
@@ -75,7 +78,10 @@ class Orchestrator:
     reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
     ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
-    release, breaker cool-downs, budgets), so tests can replace them.
+    release, breaker cool-downs, budgets), so tests can replace them. ``state`` is where
+    the orchestrator's state lives: ``None`` keeps it in this process (unless
+    ``HOSTED_AI_STATE_URL`` names a Redis), a ``RedisState`` shares it with every replica
+    of a fleet (``max_allocations`` then holds fleet-wide; docs/scale-out.md).
 
     Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
     ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
@@ -106,6 +112,7 @@ class Orchestrator:
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        state: RedisState | None = None,
     ) -> None:
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
@@ -146,17 +153,36 @@ class Orchestrator:
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
         }
-        self._live = LocalLiveState(
-            self._targets,
-            breaker=breaker,
-            clock=clock,
-            window=error_window,
-            refresh=pool_refresh,
-            pool_id=None if self._client is None else self._client.pool_id,
-        )
+        if state is None and os.environ.get(STATE_URL_ENV):
+            state = RedisState()
+        if state is not None and not isinstance(state, RedisState):
+            raise ConfigurationError(f"state must be a RedisState or None, got {state!r}")
+        self._replica: Replica | None = None
+        self._live: LiveState
+        if state is None:
+            self._live = LocalLiveState(
+                self._targets,
+                breaker=breaker,
+                clock=clock,
+                window=error_window,
+                refresh=pool_refresh,
+                pool_id=None if self._client is None else self._client.pool_id,
+            )
+            self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
+        else:
+            if self._client is None:
+                raise ConfigurationError(
+                    "state= shares the allocations of a fleet; an Orchestrator of endpoint "
+                    "targets alone has none (give it a client, or leave state out)"
+                )
+            self._replica = Replica(
+                state, self._client, self._targets, self._max_allocations,
+                breaker=breaker, clock=clock, sleep=sleep, window=error_window,
+                refresh=pool_refresh,
+            )  # fmt: skip
+            self._live, self._fleet = self._replica.live, self._replica.fleet
         self._deadline = check_deadline(deadline)
         self._engine = Engine(self._client, self._live, max_attempts=max_attempts)
-        self._fleet = Fleet(self._max_allocations, clock=clock, sleep=sleep)
         self._endpoints = endpoints_of(self._targets)
         now = clock()
         for name, lease in self._endpoints.items():
@@ -220,6 +246,8 @@ class Orchestrator:
             raise OrchestratorClosedError("the orchestrator is closed")
         if self._upkeep is None:
             self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+            if self._replica is not None:
+                self._replica.start()
 
     async def aclose(self) -> None:
         """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
@@ -247,6 +275,8 @@ class Orchestrator:
                 await asyncio.gather(self._upkeep, return_exceptions=True)
             for lease in self._endpoints.values():
                 await lease.endpoint.aclose()
+            if self._replica is not None:
+                await self._replica.aclose()
             if self._owns_client and self._client is not None:
                 await self._client.close()
 
@@ -419,28 +449,15 @@ class Orchestrator:
         allocations, tokens, GPU-seconds held, estimated cost and idle cost, latency
         p50/p95."""
         snapshot = self._live.snapshot()
+        if self._replica is not None:
+            snapshot = attrs.evolve(snapshot, shared_state=self._replica.status())
         now = self._clock()
         busy = {name: slot.cost(now) for name, slot in self._fleet.endpoints.items()}
-        if busy:  # an endpoint target costs the time calls ran on it
-            snapshot = Snapshot(
-                {
-                    name: attrs.evolve(stats, cost=stats.cost + busy.get(name, 0.0))
-                    for name, stats in snapshot.targets.items()
-                },
-                attrs.evolve(snapshot.total, cost=snapshot.total.cost + sum(busy.values())),
-            )
         idle: dict[str, float] = {}
         for slots in (self._warm, *(session._slots for session in self._sessions)):
             for name, dollars in slots.idle_by_target().items():
                 idle[name] = idle.get(name, 0.0) + dollars
-        if not idle:
-            return snapshot
-        targets = {
-            name: attrs.evolve(stats, idle_cost=stats.idle_cost + idle.get(name, 0.0))
-            for name, stats in snapshot.targets.items()
-        }
-        total = attrs.evolve(snapshot.total, idle_cost=sum(t.idle_cost for t in targets.values()))
-        return Snapshot(targets, total)
+        return with_costs(snapshot, busy, idle)
 
     async def health(self) -> HealthReport:
         """The API's health, each target's live state with a verdict, and an overall one
@@ -454,10 +471,18 @@ class Orchestrator:
         await self._engine.read_pools()
         targets = {health.target.name: health for health in self._live.health()}
         verdicts = [health.verdict for health in targets.values()]
+        shared = "local" if self._replica is None else self._replica.status()
         verdict: Verdict = "degraded"
         api_ok = api.status == "ok" if api is not None else self._client is None
         if (api is None and self._client is not None) or all(v == "down" for v in verdicts):
             verdict = "down"
-        elif api_ok and all(v == "ok" for v in verdicts) and not self._upkeep_error:
+        elif (
+            api_ok
+            and all(v == "ok" for v in verdicts)
+            and not self._upkeep_error
+            and (self._replica is None or self._replica.store.up is not False)
+        ):
             verdict = "ok"
-        return HealthReport(verdict, api, api_error, targets, upkeep_error=self._upkeep_error)
+        return HealthReport(
+            verdict, api, api_error, targets, upkeep_error=self._upkeep_error, shared_state=shared
+        )

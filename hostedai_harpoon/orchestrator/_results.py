@@ -21,6 +21,7 @@ __all__ = [
     "judged",
     "percentile",
     "totalled",
+    "with_costs",
 ]
 
 Verdict = Literal["ok", "degraded", "down"]
@@ -128,10 +129,13 @@ def totalled(stats: Iterable[TargetStats], latencies: Sequence[float]) -> Target
 
 @attrs.frozen
 class Snapshot:
-    """The orchestrator's counters: per target name and in total."""
+    """The orchestrator's counters: per target name and in total. ``shared_state`` says
+    where the orchestrator's state lives: ``"local"``, or with a ``RedisState`` whether
+    Redis is reached (``"redis (...)"``) or this replica fell back to local state."""
 
     targets: Mapping[str, TargetStats]
     total: TargetStats
+    shared_state: str = attrs.field(default="local", kw_only=True)
 
 
 @attrs.frozen
@@ -156,13 +160,15 @@ class HealthReport:
     target's health, and an overall verdict: ``"down"`` when the API is unreachable or no
     target is up, ``"ok"`` when the API and every target are, else ``"degraded"``.
     ``upkeep_error`` says why the background upkeep (idle release, ``min_warm``) died, if
-    it did; the verdict is then ``"degraded"`` at best."""
+    it did; the verdict is then ``"degraded"`` at best. ``shared_state`` is as in
+    ``Snapshot``; a replica whose Redis is down is ``"degraded"`` at best too."""
 
     verdict: Verdict
     api: Health | None
     api_error: str | None
     targets: Mapping[str, TargetHealth]
     upkeep_error: str | None = attrs.field(default=None, kw_only=True)
+    shared_state: str = attrs.field(default="local", kw_only=True)
 
 
 # More than this share of recent calls failing makes a target degraded.
@@ -191,3 +197,27 @@ def judged(state: TargetState) -> TargetHealth:
         latency_p50=state.latency_p50,
         latency_p95=state.latency_p95,
     )
+
+
+def with_costs(
+    snapshot: Snapshot, busy: Mapping[str, float], idle: Mapping[str, float]
+) -> Snapshot:
+    """``snapshot`` with what the live state cannot see added per target: the cost of the
+    endpoint targets' busy time (``busy``) and the idle cost of the allocations held now
+    (``idle``)."""
+    if not busy and not idle:
+        return snapshot
+    targets = {
+        name: attrs.evolve(
+            stats,
+            cost=stats.cost + busy.get(name, 0.0),
+            idle_cost=stats.idle_cost + idle.get(name, 0.0),
+        )
+        for name, stats in snapshot.targets.items()
+    }
+    total = attrs.evolve(
+        snapshot.total,
+        cost=sum(t.cost for t in targets.values()),
+        idle_cost=sum(t.idle_cost for t in targets.values()),
+    )
+    return attrs.evolve(snapshot, targets=targets, total=total)

@@ -9,6 +9,7 @@ from ._clock import EPOCH, Clock, ManualClock, SystemClock
 from ._emulator import Emulator, Exchange
 from ._faults import Fault, FaultKind, FaultPlan
 from ._gpuaas import GpuaasQuirks, SubscriptionRecord
+from ._redis import RedisServer
 from ._state import DEFAULT_MODELS, AllocationRecord, AllocationStatus, PoolRecord, PoolSpec
 from ._transports import AsyncEmulatorTransport, EmulatorTransport
 from ._wire import Reply, Request
@@ -31,6 +32,7 @@ __all__ = [
     "ManualClock",
     "PoolRecord",
     "PoolSpec",
+    "RedisServer",
     "Reply",
     "Request",
     "SubscriptionRecord",

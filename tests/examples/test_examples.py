@@ -101,12 +101,22 @@ def check_prometheus_metrics(lines: list[str]) -> None:
     assert lines[-1] == "scraped once from a server on 127.0.0.1, now stopped"
 
 
+def check_two_replicas(lines: list[str]) -> None:
+    assert lines[1] == "started a Redis for this run on 127.0.0.1"
+    assert lines[2].startswith("replica A: gemma-3-270m answered")
+    assert lines[3].startswith("replica B: gemma-3-270m answered")
+    assert "replica A's state: redis (fleet 'example', 2 replicas)" in lines
+    assert "most allocations of gemma-3-270m at once, fleet-wide: 1 (max_allocations 1)" in lines
+    assert lines[-1] == "both replicas left the fleet"
+
+
 CHECKS: dict[str, Callable[[list[str]], None]] = {
     "quickstart.py": check_quickstart,
     "sync_client.py": check_sync_client,
     "custom_policy.py": check_custom_policy,
     "streaming.py": check_streaming,
     "prometheus_metrics.py": check_prometheus_metrics,
+    "two_replicas.py": check_two_replicas,
 }
 
 

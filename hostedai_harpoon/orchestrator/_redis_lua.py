@@ -1,0 +1,180 @@
+"""The Lua scripts behind ``RedisState``: each change to the fleet's state is one of them,
+so it is atomic however many replicas run it at once.
+
+Times are the Redis server's (``TIME``), so the replicas' clocks never need to agree.
+Every key is ``harpoon:{fleet}:...``: the hash tag puts one fleet on one Cluster slot, and
+the scripts build the few keys they cannot be passed from the same prefix.
+
+The layout:
+
+``replicas``        sorted set: replica id -> when its heartbeat lapses (ms)
+``cap:<target>``    hash: replica id -> allocations of ``<target>`` it may hold (its share
+                    of ``max_allocations``); ``~orphans`` -> those of dead replicas that
+                    are still to be released
+``allocs``          hash: allocation id -> ``owner<TAB>target<TAB>state``
+``orphans``         hash: allocation id -> ``target<TAB>counted`` (``1``: in the cap)
+``stats``           hash: ``replica<TAB>target`` -> that replica's recent statistics
+``cool:<target>``   string with a TTL: the target's breaker is open fleet-wide until then
+``claim:<id>``      string with a TTL: a replica is releasing orphan ``<id>`` now
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACQUIRE", "COOL", "GIVE_BACK", "LEAVE", "ORPHAN_DONE", "SET_SHARE", "SYNC"]
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: replicas, allocs, orphans, stats.
+# ARGV: me, heartbeat ttl (ms), ledger ttl (ms), key prefix, allocs given ("1"/"0"),
+#       my allocations ("id<TAB>target<TAB>state" lines), my stats ("target<TAB>values"
+#       lines), the targets to read (names, TAB-separated).
+# Returns: {lapsed (1: my heartbeat had lapsed or never was), replicas alive,
+#           stats (flat field/value list), orphans (flat id/value list), each target's
+#           cool-down PTTL, each target's places of the cap held in the fleet}.
+SYNC = (
+    _NOW
+    + """
+local me = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local keep = tonumber(ARGV[3])
+local prefix = ARGV[4]
+local known = redis.call('ZSCORE', KEYS[1], me)
+local lapsed = 0
+if known == false or tonumber(known) < now then lapsed = 1 end
+redis.call('ZADD', KEYS[1], now + ttl, me)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+if #dead > 0 then
+  local gone = {}
+  for _, replica in ipairs(dead) do
+    gone[replica] = true
+    redis.call('ZREM', KEYS[1], replica)
+  end
+  local allocs = redis.call('HGETALL', KEYS[2])
+  for i = 1, #allocs, 2 do
+    local owner, target = string.match(allocs[i + 1], '^([^\\t]*)\\t([^\\t]*)')
+    if gone[owner] then
+      redis.call('HDEL', KEYS[2], allocs[i])
+      if redis.call('HSETNX', KEYS[3], allocs[i], target .. '\\t1') == 1 then
+        redis.call('HINCRBY', prefix .. 'cap:' .. target, '~orphans', 1)
+      end
+    end
+  end
+  local fields = redis.call('HKEYS', KEYS[4])
+  for _, field in ipairs(fields) do
+    local owner, target = string.match(field, '^([^\\t]*)\\t(.*)$')
+    if gone[owner] then
+      redis.call('HDEL', KEYS[4], field)
+      redis.call('HDEL', prefix .. 'cap:' .. target, owner)
+    end
+  end
+end
+if ARGV[5] == '1' then
+  local allocs = redis.call('HGETALL', KEYS[2])
+  for i = 1, #allocs, 2 do
+    if string.match(allocs[i + 1], '^([^\\t]*)\\t') == me then
+      redis.call('HDEL', KEYS[2], allocs[i])
+    end
+  end
+  for line in string.gmatch(ARGV[6], '[^\\n]+') do
+    local id, rest = string.match(line, '^([^\\t]+)\\t(.*)$')
+    redis.call('HSET', KEYS[2], id, me .. '\\t' .. rest)
+  end
+end
+for line in string.gmatch(ARGV[7], '[^\\n]+') do
+  local target, values = string.match(line, '^([^\\t]+)\\t(.*)$')
+  redis.call('HSET', KEYS[4], me .. '\\t' .. target, values)
+end
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], keep) end
+local cools = {}
+local held = {}
+for name in string.gmatch(ARGV[8], '[^\\t]+') do
+  table.insert(cools, redis.call('PTTL', prefix .. 'cool:' .. name))
+  local total = 0
+  local shares = redis.call('HVALS', prefix .. 'cap:' .. name)
+  for _, share in ipairs(shares) do total = total + tonumber(share) end
+  table.insert(held, total)
+end
+return {lapsed, redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[4]),
+        redis.call('HGETALL', KEYS[3]), cools, held}
+"""
+)
+
+# KEYS: replicas, cap:<target>.  ARGV: me, limit, ledger ttl (ms).
+# Takes one place of the fleet-wide cap for me: 1, or 0 when the fleet is at the limit.
+# A dead replica's share counts until a sync reaps it: then its allocations count under
+# ~orphans until released, so the fleet never leases in their place too early.
+ACQUIRE = """
+local shares = redis.call('HVALS', KEYS[2])
+local total = 0
+for _, share in ipairs(shares) do total = total + tonumber(share) end
+if total + 1 > tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: cap:<target>.  ARGV: me, how many places to give back.
+GIVE_BACK = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+"""
+
+# KEYS: cap:<target>.  ARGV: me, my share (reconciling after Redis came back).
+SET_SHARE = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: cool:<target>.  ARGV: cool-down (ms), who set it.
+# The longest cool-down wins, and every write carries its TTL: a shorter one never
+# shortens a longer one, and no write leaves the key without an expiry.
+COOL = """
+local left = redis.call('PTTL', KEYS[1])
+local wanted = tonumber(ARGV[1])
+if left < wanted then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', wanted)
+  return wanted
+end
+return left
+"""
+
+# KEYS: orphans.  ARGV: allocation id, key prefix.
+# The orphan is released: forget it, and give back its place in the cap if it had one.
+ORPHAN_DONE = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value == false then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local target, counted = string.match(value, '^([^\\t]*)\\t(.*)$')
+if counted == '1' then
+  local cap = ARGV[2] .. 'cap:' .. target
+  if redis.call('HINCRBY', cap, '~orphans', -1) <= 0 then redis.call('HDEL', cap, '~orphans') end
+end
+return 1
+"""
+
+# KEYS: replicas, allocs, stats.  ARGV: me, the cap keys (TAB-separated).
+# A replica leaving cleanly: its heartbeat, allocations (all released by now), statistics
+# and shares go.
+LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local allocs = redis.call('HGETALL', KEYS[2])
+for i = 1, #allocs, 2 do
+  if string.match(allocs[i + 1], '^([^\\t]*)\\t') == ARGV[1] then
+    redis.call('HDEL', KEYS[2], allocs[i])
+  end
+end
+local fields = redis.call('HKEYS', KEYS[3])
+for _, field in ipairs(fields) do
+  if string.match(field, '^([^\\t]*)\\t') == ARGV[1] then redis.call('HDEL', KEYS[3], field) end
+end
+for cap in string.gmatch(ARGV[2], '[^\\t]+') do redis.call('HDEL', cap, ARGV[1]) end
+return 1
+"""
