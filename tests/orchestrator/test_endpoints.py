@@ -170,7 +170,7 @@ async def test_an_endpoints_price_is_charged_for_the_time_calls_run_on_it(
         assert session.idle_cost == 0.0
         assert session.spent > 0.0
         assert sum(r.cost for r in routed) == pytest.approx(session.spent, rel=0.01)
-        assert orchestrator.snapshot().targets["local-vllm"].cost >= session.spent
+        assert orchestrator.snapshot().targets["local-vllm"].cost >= session.spent * (1 - 1e-9)
 
 
 @pytest.mark.slow
