@@ -66,7 +66,8 @@ STATUS_BY_ERROR: tuple[tuple[type[harpoon.HostedAIError], int], ...] = (
     (harpoon.ConfigurationError, 400),
     (harpoon.BudgetExceededError, 429),
     (harpoon.OrchestratorClosedError, 503),
-    (harpoon.NoRouteError, 503),  # AllAttemptsFailedError included
+    (harpoon.NoRouteError, 503),
+    (harpoon.AllAttemptsFailedError, 503),
     (harpoon.UnprocessableEntityError, 422),
     (harpoon.RateLimitError, 429),
     (harpoon.APITimeoutError, 504),
@@ -236,7 +237,7 @@ class Service:
         try:
             routed = await self.orchestrator.process(text, target=target, max_tokens=max_tokens)
         except harpoon.HostedAIError as exc:
-            # AllAttemptsFailedError, a NoRouteError too, means a target did take the request;
+            # AllAttemptsFailedError (not a NoRouteError) means a target did take the request;
             # a max_tokens past the API's bound is refused up front, a ConfigurationError.
             if type(exc) in (harpoon.NoRouteError, harpoon.ConfigurationError):
                 targets = self.orchestrator.targets

@@ -49,8 +49,6 @@ async def _infer_async(args: argparse.Namespace) -> int:
         except (harpoon.NoRouteError, harpoon.ConfigurationError) as exc:
             # A max_tokens past the API's own bound is refused up front (ConfigurationError):
             # when no target could take it anyway, say that, as for a NoRouteError.
-            if isinstance(exc, harpoon.AllAttemptsFailedError):
-                raise
             too_large = _too_large(args, orchestrator.targets)
             if too_large is None:
                 raise
