@@ -192,7 +192,10 @@ class Orchestrator:
     # Lifecycle
 
     async def __aenter__(self) -> Orchestrator:
-        self._check_open()
+        if self._closing is not None:
+            self._check_open()
+        if self._upkeep is None:
+            self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
         await self._engine.read_pools()  # routing knows the pools from the first call on
         return self
 
@@ -207,8 +210,11 @@ class Orchestrator:
     def _check_open(self) -> None:
         if self._closing is not None:
             raise OrchestratorClosedError("the orchestrator is closed")
-        if self._upkeep is None:
-            self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+        if self._upkeep is None:  # never entered: nothing would release what it leases
+            raise UsageError(
+                "use `async with Orchestrator(...) as orchestrator:` before calling it "
+                "(leaving the block releases every GPU it leased)"
+            )
 
     async def aclose(self) -> None:
         """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
