@@ -326,7 +326,7 @@ def create_app(
         finally:
             service.meter_provider.shutdown()
             if own_client:
-                await http.close()
+                await http.aclose()
 
     async def process(request: Request) -> Response:
         service: Service = request.app.state.service

@@ -362,10 +362,12 @@ class AsyncInferenceStream:
         )
 
     async def aclose(self) -> None:
-        """Stop the stream and close its connection."""
+        """Stop the stream and close its connection. ``close()`` is the same method."""
         if self._response is not None:
             telemetry.stream_trace(self._response).stream_ended()
             await self._response.aclose()
+
+    close = aclose
 
     async def __aenter__(self) -> Self:
         return await self._opened()

@@ -214,7 +214,8 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         return self.allocation
 
     async def release(self) -> None:
-        """Release the allocation now, before the block ends. Idempotent."""
+        """Release the allocation now, before the block ends. Idempotent; ``aclose()`` and
+        ``close()`` are the same method."""
         import asyncio
 
         release_error, cancelled = await self._release_to_the_end()
@@ -222,6 +223,8 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
             raise asyncio.CancelledError
         if release_error is not None:
             raise release_error
+
+    aclose = close = release
 
     def _release_at_exit(self) -> None:
         """No event loop is left at interpreter exit: the same release flow, run over a sync
