@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import hostedai_harpoon as harpoon
@@ -19,7 +21,7 @@ from hostedai_harpoon.testing import Emulator
         harpoon.Session,
     ],
 )
-def test_every_async_resource_closes_with_aclose_and_close_alike(cls: type) -> None:
+def test_every_async_resource_closes_with_aclose_and_close_alike(cls: Any) -> None:
     assert cls.aclose is cls.close  # httpx's and anyio's name, and openai-python's
 
 
@@ -30,3 +32,24 @@ async def test_aclose_closes_the_async_clients_own_connection_pool() -> None:
         await client.aclose()
         with pytest.raises(harpoon.UsageError, match="client is closed"):
             await client.health()
+
+
+async def test_stream_sends_nothing_until_entered_on_every_twin() -> None:
+    emu = Emulator()
+    sync = harpoon.HostedAI("http://127.0.0.1:8080", "sk", http_client=emu.http_client())
+    aio = harpoon.AsyncHostedAI("http://127.0.0.1:8080", "sk", http_client=emu.async_http_client())
+    allocation = sync.create_allocation("gemma-3-270m")
+    with sync.allocate("gemma-3-270m") as lease:
+        async with aio.allocate("gemma-3-270m") as alease:
+            streams = [sync.stream(allocation.id, "hi"), lease.stream("hi")]
+            astreams = [aio.stream(allocation.id, "hi"), alease.stream("hi")]
+            assert emu.requests_to("POST", "/v1/inference") == []  # as httpx's stream()
+            for stream in streams:
+                with stream as chunks:
+                    assert [chunk.delta for chunk in chunks]
+            for astream in astreams:
+                async with astream as achunks:
+                    assert [chunk.delta async for chunk in achunks]
+    assert len(emu.requests_to("POST", "/v1/inference")) == 4
+    sync.release_allocation(allocation.id)
+    assert emu.live_allocations() == []

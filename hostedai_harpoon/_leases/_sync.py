@@ -139,12 +139,16 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> InferenceStream:
-        """Start a streamed inference on the allocation."""
+        """A streamed inference on the allocation: ``with lease.stream(...) as chunks``
+        (nothing is sent until the stream is entered or iterated)."""
         planner, call, events = self._inference(
             True, prompt, messages, model, max_tokens, temperature, stop
         )
-        response = self._host.driver.run(self._work(call, planner))
-        return InferenceStream(response, self._host.max_event_bytes, events)
+        return InferenceStream(
+            lambda: self._host.driver.run(self._work(call, planner)),
+            self._host.max_event_bytes,
+            events,
+        )
 
     def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background)."""
