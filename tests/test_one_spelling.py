@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -53,3 +54,48 @@ async def test_stream_sends_nothing_until_entered_on_every_twin() -> None:
     assert len(emu.requests_to("POST", "/v1/inference")) == 4
     sync.release_allocation(allocation.id)
     assert emu.live_allocations() == []
+
+
+def test_the_orchestrator_takes_the_clients_names_and_the_old_ones_with_a_warning() -> None:
+    client = harpoon.AsyncHostedAI("http://127.0.0.1:8080", "sk")
+    config = harpoon.CircuitBreakerConfig(minimum_calls=2)
+    parameters = inspect.signature(harpoon.Orchestrator).parameters
+    assert {"circuit_breaker", "ttl"} <= set(parameters)
+    orch = harpoon.Orchestrator(client, circuit_breaker=config, ttl=30.0)
+    assert orch._lease_options["ttl"] == 30.0
+    with pytest.warns(DeprecationWarning, match=r"breaker=\.\.\.\) is now circuit_breaker="):
+        harpoon.Orchestrator(client, breaker=config)
+    with pytest.warns(DeprecationWarning, match=r"lease_ttl=\.\.\.\) is now ttl="):
+        old = harpoon.Orchestrator(client, lease_ttl=30.0)
+    assert old._lease_options["ttl"] == 30.0
+    with (
+        pytest.warns(DeprecationWarning, match="lease_ttl"),
+        pytest.raises(harpoon.ConfigurationError),
+    ):
+        harpoon.Orchestrator(client, ttl=10.0, lease_ttl=30.0)
+    with pytest.raises(harpoon.UsageError, match="unexpected keyword argument 'lease_tll'"):
+        harpoon.Orchestrator(client, lease_tll=30.0)  # type: ignore[call-arg]
+
+
+def test_max_tokens_defaults_to_none_on_every_call_that_takes_it() -> None:
+    calls: list[Any] = [
+        harpoon.HostedAI.infer,
+        harpoon.HostedAI.stream,
+        harpoon.AsyncHostedAI.infer,
+        harpoon.AsyncHostedAI.stream,
+        harpoon.Lease.infer,
+        harpoon.Lease.stream,
+        harpoon.AsyncLease.infer,
+        harpoon.AsyncLease.stream,
+        harpoon.Endpoint.infer,
+        harpoon.AsyncEndpoint.infer,
+        harpoon.Orchestrator.infer,
+        harpoon.Orchestrator.process,
+        harpoon.Orchestrator.stream,
+        harpoon.Session.infer,
+        harpoon.Session.stream,
+    ]
+    defaults = {
+        f.__qualname__: inspect.signature(f).parameters["max_tokens"].default for f in calls
+    }
+    assert defaults == dict.fromkeys(defaults, None)

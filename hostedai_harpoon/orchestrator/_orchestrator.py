@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 import attrs
+from typing_extensions import Unpack
 
 from .. import (
     AsyncHostedAI,
@@ -19,14 +20,17 @@ from .. import (
     UsageError,
 )
 from .._checks import check_callable
+from .._leases import DEFAULT_LEASE_TTL
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RoutingPolicy, Target, Tier
 from ._checks import (
+    RenamedOptions,
     check_budget,
     check_options,
     check_seconds,
     checked_limits,
     checked_targets,
     checked_warm,
+    renamed_options,
     routed_request,
     session_targets,
     target_names,
@@ -69,19 +73,22 @@ class Orchestrator:
     when the callers waiting outnumber the places on those being leased. Closing lets
     calls in flight finish within ``drain_timeout`` seconds, then cancels them.
 
-    ``breaker`` configures each target's own circuit breaker, ``error_window`` the seconds
-    over which error rates are counted, ``pool_refresh`` the most seconds between two
-    reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
-    ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
+    ``circuit_breaker`` configures each target's own circuit breaker, ``error_window`` the
+    seconds over which error rates are counted, ``pool_refresh`` the most seconds between
+    two reads of the pools' free GPUs. ``ttl``, ``ready_timeout`` and ``capacity_timeout``
+    go to each lease, as in ``client.allocate()`` (a full pool fails over at once by
+    default). The names of the last release, ``breaker=`` and ``lease_ttl=``, still work,
+    with a ``DeprecationWarning``.
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them.
 
     Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
-    ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
+    ``ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
     >= 1, ``min_warm`` a mapping of target names to integers >= 0; ``policy``, ``clock``
     and ``sleep`` are callables. Anything else is a ``ConfigurationError`` naming it, and
     so is a bad argument to ``allocate()`` or ``process()`` (``max_tokens`` from 1 to
-    32,768, as the API takes), before anything is sent.
+    32,768, as the API takes; ``None``, the default everywhere: the server's default, which
+    routing counts as the API's 256), before anything is sent.
     """
 
     def __init__(
@@ -98,14 +105,17 @@ class Orchestrator:
         drain_timeout: float = 10.0,
         pool_refresh: float = 5.0,
         error_window: float = 60.0,
-        breaker: CircuitBreakerConfig = _TARGET_BREAKER,
-        lease_ttl: float = 120.0,
+        circuit_breaker: CircuitBreakerConfig = _TARGET_BREAKER,
+        ttl: float = DEFAULT_LEASE_TTL,
         ready_timeout: float = 300.0,
         capacity_timeout: float = 0.0,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **renamed: Unpack[RenamedOptions],
     ) -> None:
+        if renamed:  # the names of the last release: breaker=, lease_ttl=
+            circuit_breaker, ttl = renamed_options(renamed, circuit_breaker, ttl, _TARGET_BREAKER)
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
                 "client must be an AsyncHostedAI (the Orchestrator is async), not "
@@ -121,13 +131,13 @@ class Orchestrator:
             ("drain_timeout", drain_timeout),
             ("pool_refresh", pool_refresh),
             ("error_window", error_window),
-            ("lease_ttl", lease_ttl),
+            ("ttl", ttl),
             ("ready_timeout", ready_timeout),
             ("capacity_timeout", capacity_timeout),
         ):
             check_seconds(what, seconds)
         check_seconds("error_window", error_window, positive=True)
-        check_options(policy, breaker, lease_ttl, clock, sleep)
+        check_options(policy, circuit_breaker, ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
         self._min_warm = checked_warm(min_warm, names)
         self._owns_client = client is None
@@ -139,13 +149,13 @@ class Orchestrator:
         self._clock = clock
         self._sleep = sleep
         self._lease_options = {
-            "ttl": lease_ttl,
+            "ttl": ttl,
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
         }
         self._live = LocalLiveState(
             self._targets,
-            breaker=breaker,
+            breaker=circuit_breaker,
             clock=clock,
             window=error_window,
             refresh=pool_refresh,
@@ -280,7 +290,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -306,7 +316,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -324,7 +334,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -340,7 +350,7 @@ class Orchestrator:
         prompt: str,
         target: Target | str | None,
         tier: Tier | str | None,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float | None,
         stop: str | list[str] | None,
         deadline: float | None,

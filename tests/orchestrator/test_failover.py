@@ -84,7 +84,10 @@ async def test_a_target_whose_inference_keeps_failing_is_failed_over_avoided_and
     clock = ManualClock(0)
     breaker = harpoon.CircuitBreakerConfig(minimum_calls=2, open_duration=30.0)
     async with harpoon.Orchestrator(
-        connect(emu, max_retries=0), targets=[SMALL, LARGE], clock=clock.now, breaker=breaker
+        connect(emu, max_retries=0),
+        targets=[SMALL, LARGE],
+        clock=clock.now,
+        circuit_breaker=breaker,
     ) as orch:
         for _ in range(2):
             emu.faults = ONE_INFERENCE_FAILS  # the large target's inference is the one to fail
@@ -212,7 +215,10 @@ async def test_a_breaker_opened_by_a_success_is_seen_by_the_next_call(
     clock = ManualClock(0)
     breaker = harpoon.CircuitBreakerConfig(minimum_calls=3, open_duration=30.0)
     async with harpoon.Orchestrator(
-        connect(emu, max_retries=0), targets=[SMALL, LARGE], clock=clock.now, breaker=breaker
+        connect(emu, max_retries=0),
+        targets=[SMALL, LARGE],
+        clock=clock.now,
+        circuit_breaker=breaker,
     ) as orch:
         for _ in range(2):
             emu.faults = ONE_INFERENCE_FAILS
