@@ -4,7 +4,7 @@ cancellation-proof release."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, Self
@@ -13,8 +13,10 @@ import attrs
 import httpx
 
 from .._exceptions import AllocationError, UsageError
-from .._http._drivers import AsyncDriver, SyncDriver
+from .._http._drivers import AsyncDriver
+from .._http._exit import run_at_exit
 from .._http._sse import AsyncInferenceStream
+from .._http._steps import Flow
 from .._models import Allocation, InferenceResult
 from ._core import GONE, LeaseCore
 from ._release import open_leases, run_to_the_end
@@ -227,24 +229,20 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
     aclose = close = release
 
     def _release_at_exit(self) -> None:
-        """No event loop is left at interpreter exit: the same release flow, run over a sync
-        client with the user's http_client's headers and timeout."""
+        """No event loop is left at interpreter exit: the same release flow, over the user's
+        http_client's own settings (TLS, proxies, mounts, headers; ``_http/_exit.py``)."""
         if self.state in (LeaseState.RELEASED, LeaseState.ORPHANED):
             return
-        user_http = self._host.driver.http
-        with httpx.Client(
-            headers=user_http.headers,
-            timeout=user_http.timeout,
-            follow_redirects=False,
-            trust_env=user_http.trust_env,
-        ) as http:
-            driver = SyncDriver(http, self._host.max_event_bytes)
+
+        def release(build_request: Callable[..., httpx.Request]) -> Flow[None]:
             self._release_planner = attrs.evolve(
                 self._release_planner,
-                build_request=http.build_request,
+                build_request=build_request,
                 deadline=min(self.release_timeout, _AT_EXIT_RELEASE_LIMIT),
             )
-            try:
-                driver.run(self._release_flow())
-            except AllocationError as exc:  # already kept in client.orphans()
-                log.warning("could not release allocation %s at exit: %s", self._known_id(), exc)
+            return self._release_flow()
+
+        try:
+            run_at_exit(self._host.driver.http, self._host.max_event_bytes, release)
+        except AllocationError as exc:  # already kept in client.orphans()
+            log.warning("could not release allocation %s at exit: %s", self._known_id(), exc)
