@@ -216,7 +216,6 @@ class AsyncDriver:
         """Run ``flow`` to its end and return its value."""
         outcome: Outcome = None
         failure: HostedAIError | None = None
-        http = self.http
         try:
             while True:
                 step = flow.send(outcome) if failure is None else flow.throw(failure)
@@ -226,10 +225,7 @@ class AsyncDriver:
                     continue
                 assert type(step) is Send
                 try:
-                    if step.deadline_at is None and not http.is_closed:
-                        outcome = await self._exchange(step)  # ``send``, a layer less
-                    else:
-                        outcome = await self.send(step)
+                    outcome = await self.send(step)
                 except HostedAIError as exc:  # the flow decides what each failure means
                     failure = exc
         except StopIteration as done:

@@ -18,7 +18,7 @@ from .._http._exit import run_at_exit
 from .._http._sse import AsyncInferenceStream
 from .._http._steps import Flow
 from .._models import Allocation, InferenceResult
-from ._core import GONE, LeaseCore
+from ._core import LeaseCore
 from ._release import open_leases, run_to_the_end
 from ._state import LeaseState
 
@@ -182,12 +182,7 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         planner, call, _ = self._inference(
             False, prompt, messages, model, max_tokens, temperature, stop
         )
-        try:  # ``_work``, without its generator's layer: this runs on every inference
-            result: InferenceResult = await self._host.driver.run(planner.plan(call))
-        except GONE as exc:
-            if not self._is_gone(exc):
-                raise
-            raise self._gone(exc) from exc
+        result: InferenceResult = await self._host.driver.run(self._work(call, planner))
         return result
 
     def stream(

@@ -239,8 +239,7 @@ class LeaseCore(Generic[DriverT, GateT]):
         return self._lose(f"the server answered {exc.status_code} {exc.code}", exc)
 
     def _work(self, call: Call[T], planner: Planner | None = None) -> Flow[T]:
-        """One call on the allocation; an answer saying it is gone marks the lease lost.
-        (``infer`` does the same without this generator's layer, on its hot path.)"""
+        """One call on the allocation; an answer saying it is gone marks the lease lost."""
         try:
             return (yield from (planner or self._host.planner).plan(self._prepared(call)))
         except GONE as exc:
