@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -91,7 +90,7 @@ class SyncDriver:
                 clip_reads(step.request, deadline_at)
             for chunk in response.iter_raw() if body.decoding.raw else response.iter_bytes():
                 body.feed(chunk)
-                if deadline_at is not None and time.monotonic() >= deadline_at:
+                if deadline_at is not None and _clock.monotonic() >= deadline_at:
                     return deadline_passed(step.request)
             return Reply(response, body.finish())
         except httpx.TransportError as exc:
@@ -190,7 +189,7 @@ def _by_the_deadline(
 
     threading.Thread(target=attempt, name="harpoon-attempt", daemon=True).start()
     try:
-        done.wait(max(deadline_at - time.monotonic(), 0.0))
+        done.wait(max(deadline_at - _clock.monotonic(), 0.0))
     finally:
         with lock:
             if not ended:
@@ -244,7 +243,7 @@ class AsyncDriver:
         progress = _Progress(self.http)
         step.request.extensions["trace"] = progress.async_see
         try:
-            async with asyncio.timeout(max(step.deadline_at - time.monotonic(), 0.0)):
+            async with asyncio.timeout(max(step.deadline_at - _clock.monotonic(), 0.0)):
                 return await self._exchange(step)
         except TimeoutError:
             return progress.cut_short(step.request)

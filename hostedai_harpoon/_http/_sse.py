@@ -7,7 +7,6 @@ The decoder is sans-I/O (bytes in, ``InferenceChunk``s out, every bound checked)
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, Protocol, Self
@@ -19,6 +18,7 @@ from .. import _telemetry as telemetry
 from .._config import DEFAULT_MAX_RESPONSE_BYTES
 from .._exceptions import APITimeoutError, HostedAIError, UsageError
 from .._models import InferenceChunk
+from . import _clock
 from ._body import Decoding
 from ._errors import (
     decode_json,
@@ -68,7 +68,7 @@ class EventDecoder:
         self._request_id = request_id(response)
         self._limit = limit
         self._idle: float | None = response.request.extensions.get("timeout", {}).get("read")
-        self._last_event = time.monotonic()
+        self._last_event = _clock.monotonic()
         self._buffer = bytearray()
         self._scanned = 0  # how much of the buffer is known to hold no line end
         self._data: list[str] = []
@@ -96,8 +96,8 @@ class EventDecoder:
         if self._pending + len(buffer) > self._limit:
             raise too_large_error(self._response, self._limit, "an event of the stream")
         if chunks or self.done:
-            self._last_event = time.monotonic()
-        elif self._idle is not None and time.monotonic() - self._last_event > self._idle:
+            self._last_event = _clock.monotonic()
+        elif self._idle is not None and _clock.monotonic() - self._last_event > self._idle:
             raise APITimeoutError(
                 f"the stream sent no event for {self._idle:.3g}s (the read timeout)"
             )

@@ -83,7 +83,7 @@ class Call(Generic[T]):
 
 class Send:
     """Step: send this request (keep the body unread when streaming), and be done with it,
-    body read, by ``deadline_at`` (a ``time.monotonic()`` value, ``None``: no deadline)."""
+    body read, by ``deadline_at`` (a ``_clock.monotonic()`` value, ``None``: no deadline)."""
 
     __slots__ = ("deadline_at", "request", "stream")
 

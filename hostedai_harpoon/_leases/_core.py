@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -397,7 +396,7 @@ class LeaseCore(Generic[DriverT, GateT]):
                 return
             except HostedAIError as exc:
                 expires_at = self.allocation.expires_at
-                if expires_at is not None and expires_at.timestamp() <= time.time():
+                if expires_at is not None and expires_at.timestamp() <= _clock.wall():
                     self._lose("renewals failed until the TTL ran out", exc)
                     return
                 log.warning("renewing allocation %s failed: %s", self.allocation.id, exc)
