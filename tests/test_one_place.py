@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,3 +70,34 @@ async def test_a_lease_inference_is_work_on_the_allocation(
         async with aclient.allocate("gemma-3-270m") as alease:
             await alease.infer("Hi")
     assert worked == ["/v1/inference"]
+
+
+def _definitions(name: str) -> list[str]:
+    """The modules of the package that define ``name`` at their top level."""
+    found = []
+    for path in sorted(Path(harpoon.__file__).parent.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                defined = [node.name]
+            elif isinstance(node, ast.Assign):
+                defined = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            if name in defined:
+                found.append(path.name)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "places"),
+    [
+        ("GONE", 0),  # a set of statuses and a tuple of errors: GONE_STATUSES, GONE_ERRORS
+        ("GONE_STATUSES", 1),
+        ("GONE_ERRORS", 1),
+        ("Outcome", 1),  # the orchestrator's verdict on a call; SendOutcome, testing's Answer
+        ("check_seconds", 1),  # one argument order: (value, name)
+        ("Plan", 0),  # it was Flow under another name
+    ],
+)
+def test_each_name_means_one_thing(name: str, places: int) -> None:
+    assert len(_definitions(name)) == places, _definitions(name)

@@ -22,7 +22,7 @@ from .._exceptions import HostedAIError
 from . import _clock
 from ._body import Body, clip_reads
 from ._errors import closed_error, deadline_passed, undecodable
-from ._steps import Flow, Outcome, Reply, Send, Sleep
+from ._steps import Flow, Reply, Send, SendOutcome, Sleep
 
 __all__ = ["AsyncDriver", "SyncDriver"]
 
@@ -44,7 +44,7 @@ class SyncDriver:
     def run(self, flow: Flow[T], sleep: Callable[[float], bool] = _sleep) -> T:
         """Run ``flow`` to its end and return its value; ``sleep`` returning False ends it
         early (with ``None``: a keepalive that was told to stop)."""
-        outcome: Outcome = None
+        outcome: SendOutcome = None
         failure: HostedAIError | None = None
         try:
             while True:
@@ -213,7 +213,7 @@ class AsyncDriver:
 
     async def run(self, flow: Flow[T], sleep: Callable[[float], Awaitable[Any]] | None = None) -> T:
         """Run ``flow`` to its end and return its value."""
-        outcome: Outcome = None
+        outcome: SendOutcome = None
         failure: HostedAIError | None = None
         try:
             while True:

@@ -35,7 +35,7 @@ from .._resilience import (
 )
 from . import _clock
 from ._errors import parse_reply, request_id, stand_in, status_error, transport_error
-from ._steps import Call, Plan, Reply, Send, Sleep
+from ._steps import Call, Flow, Reply, Send, Sleep
 
 __all__ = ["Planner"]
 
@@ -128,7 +128,7 @@ class Planner:
             merged["authorization"] = self.secret.bearer()
         return merged
 
-    def plan(self, call: Call[T]) -> Plan[T]:
+    def plan(self, call: Call[T]) -> Flow[T]:
         """Carry one call through its attempts: the single place retries are decided.
         (The attempts are this generator's own loop: no nested generator on every call.)"""
         trace = telemetry.start_call(

@@ -18,7 +18,7 @@ from .._telemetry import Operation
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-__all__ = ["Call", "Flow", "Outcome", "Plan", "Reply", "Send", "Sleep", "Step"]
+__all__ = ["Call", "Flow", "Reply", "Send", "SendOutcome", "Sleep", "Step"]
 
 T = TypeVar("T")
 
@@ -113,8 +113,8 @@ class Reply:
 
 
 Step = Send | Sleep
-Outcome = Reply | httpx.TransportError | None
-Plan = Generator[Step, Outcome, T]
-"""One call carried through its attempts."""
-Flow = Generator[Step, Outcome, T]
-"""Anything built of plans: a call, a lease's enter, keepalive or release."""
+SendOutcome = Reply | httpx.TransportError | None
+"""What a ``Send`` comes back with (``None`` after a ``Sleep``)."""
+Flow = Generator[Step, SendOutcome, T]
+"""A call carried through its attempts (``Planner.plan``), or anything built of them: a
+lease's enter, keepalive or release."""

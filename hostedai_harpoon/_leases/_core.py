@@ -44,7 +44,7 @@ from ._host import Gate, LeaseHost
 from ._release import OrphanedAllocation, for_release, nothing_was_made, release_flow
 from ._state import DEFAULT_LEASE_TTL, MIN_RENEW_INTERVAL, TRANSITIONS, LeaseState
 
-__all__ = ["GONE", "LeaseCore"]
+__all__ = ["GONE_ERRORS", "LeaseCore"]
 
 log = logging.getLogger("hostedai_harpoon")
 
@@ -52,7 +52,7 @@ T = TypeVar("T")
 DriverT = TypeVar("DriverT")
 GateT = TypeVar("GateT", bound=Gate)
 
-GONE = (GoneError, NotFoundError)
+GONE_ERRORS = (GoneError, NotFoundError)
 """What an answer saying the allocation is gone raises: the lease is then lost."""
 
 # How often a garbled answer to a create is asked again before giving up.
@@ -241,7 +241,7 @@ class LeaseCore(Generic[DriverT, GateT]):
         """One call on the allocation; an answer saying it is gone marks the lease lost."""
         try:
             return (yield from (planner or self._host.planner).plan(self._prepared(call)))
-        except GONE as exc:
+        except GONE_ERRORS as exc:
             if not self._is_gone(exc):
                 raise
             raise self._gone(exc) from exc

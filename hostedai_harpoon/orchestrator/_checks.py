@@ -24,7 +24,6 @@ from .._checks import (
     check_text,
     ttl_seconds,
 )
-from .._checks import check_seconds as _check_seconds
 from .._leases import DEFAULT_LEASE_TTL
 from ..routing import DEFAULT_TARGETS, RouteRequest, Target, Tier
 from ._group import Limits
@@ -36,7 +35,6 @@ __all__ = [
     "RenamedOptions",
     "check_budget",
     "check_options",
-    "check_seconds",
     "checked_limits",
     "checked_targets",
     "checked_warm",
@@ -72,11 +70,6 @@ def checked_targets(targets: Sequence[Target | str]) -> tuple[Target, ...]:
     if len(set(names)) != len(names):
         raise ConfigurationError(f"target names must be unique, got {names}")
     return checked
-
-
-def check_seconds(what: str, value: object, *, positive: bool = False) -> None:
-    """``value`` must be a number of seconds from 0 (above 0 with ``positive``) to a week."""
-    _check_seconds(value, what, positive=positive)
 
 
 def check_budget(value: object) -> None:

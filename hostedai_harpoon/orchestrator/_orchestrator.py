@@ -19,14 +19,13 @@ from .. import (
     OrchestratorClosedError,
     UsageError,
 )
-from .._checks import check_callable
+from .._checks import check_callable, check_seconds
 from .._leases import DEFAULT_LEASE_TTL
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RoutingPolicy, Target, Tier
 from ._checks import (
     RenamedOptions,
     check_budget,
     check_options,
-    check_seconds,
     checked_limits,
     checked_targets,
     checked_warm,
@@ -135,8 +134,8 @@ class Orchestrator:
             ("ready_timeout", ready_timeout),
             ("capacity_timeout", capacity_timeout),
         ):
-            check_seconds(what, seconds)
-        check_seconds("error_window", error_window, positive=True)
+            check_seconds(seconds, what)
+        check_seconds(error_window, "error_window", positive=True)
         check_options(policy, circuit_breaker, ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
         self._min_warm = checked_warm(min_warm, names)
