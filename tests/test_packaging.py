@@ -79,7 +79,7 @@ def test_what_the_tests_import_is_declared_in_the_dev_extra() -> None:
 
 def test_the_sdist_holds_what_the_tests_read() -> None:
     targets = _project()["tool"]["hatch"]["build"]["targets"]  # type: ignore[index]
-    included = set(targets["sdist"]["include"])  # type: ignore[index]
+    included = set(targets["sdist"]["include"])
     read = set()
     for path in (ROOT / "tests").rglob("*.py"):
         if path.name == Path(__file__).name:
