@@ -71,7 +71,7 @@ async def build_calls(emulator: Emulator) -> tuple[Call, Call, Callable[[], Awai
         return response.json()
 
     async def close() -> None:
-        await client.close()
+        await client.aclose()
         await sdk_http.aclose()
         await raw_http.aclose()
 

@@ -201,7 +201,7 @@ async def bench(emulator: Emulator, base_url: str) -> list[tuple[int, Side, Side
             )
             results.append((concurrency, sdk_side, raw_side))
     finally:
-        await client.close()
+        await client.aclose()
         await sdk_http.aclose()
         await raw_http.aclose()
     if emulator.live_allocations():

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from ._exceptions import ConfigurationError
 
 __all__ = [
+    "API_DEFAULT_MAX_TOKENS",
     "MAX_GPUS",
     "MAX_RETRIES",
     "MAX_SECONDS",
@@ -46,6 +47,8 @@ MAX_SECONDS: Final = 7 * 24 * 3600.0
 MAX_TTL_SECONDS: Final = 86_400
 MAX_GPUS: Final = 64
 MAX_TOKENS: Final = 32_768
+API_DEFAULT_MAX_TOKENS: Final = 256
+"""What the HostedAI API generates when a request gives no ``max_tokens`` (``None``)."""
 MAX_TEMPERATURE: Final = 2.0
 MAX_STOP_SEQUENCES: Final = 4
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255

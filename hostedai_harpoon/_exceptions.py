@@ -18,14 +18,15 @@ HostedAIError
 ├── AllocationError               allocation failed / never became ready / release gave up
 ├── OrchestratorClosedError       the orchestrator or session is closed
 ├── BudgetExceededError           a session's budget is spent; nothing was sent
-└── NoRouteError                  no healthy target could take the request
-    └── AllAttemptsFailedError    every attempt of a routed call failed (.attempts)
+├── NoRouteError                  no healthy target could take the request
+└── AllAttemptsFailedError        targets took the request, and every attempt failed (.attempts)
 ```
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -254,11 +255,6 @@ def status_error_class(status_code: int, code: str | None) -> type[APIStatusErro
 
 # The Orchestrator's errors (``hostedai_harpoon.orchestrator``).
 
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    from .orchestrator import Attempt
-
 
 class OrchestratorClosedError(HostedAIError):
     """The orchestrator (or the session) is closed, or closed while the call was in flight."""
@@ -276,22 +272,25 @@ class BudgetExceededError(HostedAIError):
         self.spent = spent
 
 
-class AllAttemptsFailedError(NoRouteError):
+class AllAttemptsFailedError(HostedAIError):
     """Every attempt of a routed call failed for reasons that say nothing about the request.
 
-    ``attempts`` holds each attempt (target, allocation id, error, seconds), in order;
-    ``reasons`` maps each target tried to its last error.
+    Not a ``NoRouteError``: targets did take the request, and each attempt failed.
+    ``attempts`` holds each attempt (an ``orchestrator.Attempt``: target, allocation id,
+    error, seconds), in order; ``reasons`` maps each target tried to its last error.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        attempts: tuple[Attempt, ...],
+        attempts: tuple[Any, ...],
         reasons: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message, reasons=reasons)
-        self.attempts = attempts
+        super().__init__(message)
+        # ``Any``: this floor of the package names nothing of the orchestrator above it.
+        self.attempts: tuple[Any, ...] = attempts
+        self.reasons: dict[str, str] = dict(reasons or {})
 
 
 __all__ += ["AllAttemptsFailedError", "BudgetExceededError", "OrchestratorClosedError"]

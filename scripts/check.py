@@ -1,5 +1,6 @@
-"""Run every check CI runs: lint, format, types, the docs site, then the whole test suite:
-the fast tests first, then the slow ones (soaks, long property runs; ``-m slow``).
+"""Run every check CI runs: lint, format, types, import layers, the docs site, then the
+whole test suite: the fast tests first, then the slow ones (soaks, long property runs;
+``-m slow``).
 
 Usage (inside the project's virtual environment): ``python scripts/check.py [pytest args]``
 (the arguments go to both test runs).
@@ -20,6 +21,8 @@ STEPS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
     ("ruff format --check", [sys.executable, "-m", "ruff", "format", "--check", "."]),
     ("mypy --strict", [sys.executable, "-m", "mypy"]),
+    # The layer contracts of docs/architecture.md, in pyproject.toml's [tool.importlinter].
+    ("lint-imports", [str(Path(sys.executable).with_name("lint-imports"))]),
 ]
 
 
@@ -57,8 +60,9 @@ def main(pytest_args: list[str]) -> int:
             started = time.monotonic()
             code = subprocess.call(
                 command,
-                # MkDocs reads the snippets it includes (CHANGELOG.md) from the top folder.
-                cwd=ROOT if name.startswith("mkdocs") else None,
+                # MkDocs reads the snippets it includes (CHANGELOG.md) from the top folder, and
+                # lint-imports its contracts from pyproject.toml there.
+                cwd=ROOT if name.startswith(("mkdocs", "lint-imports")) else None,
                 env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
             )
             if name.startswith("pytest") and code == NO_TESTS_COLLECTED:

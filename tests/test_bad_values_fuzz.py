@@ -324,7 +324,7 @@ INFER_ARGUMENTS: dict[str, Valid] = {
     "timeout": timeout,
 }
 ROUTED_ARGUMENTS: dict[str, Valid] = {
-    "max_tokens": integer(1, 32_768),
+    "max_tokens": integer(1, 32_768, optional=True),
     "temperature": number(0, 2, optional=True),
     "stop": stop,
     "target": pin,
@@ -504,8 +504,8 @@ def surfaces(world: World) -> list[Surface]:
                 "drain_timeout": seconds(),
                 "pool_refresh": seconds(),
                 "error_window": seconds(positive=True),
-                "breaker": instance(harpoon.CircuitBreakerConfig),
-                "lease_ttl": ttl,
+                "circuit_breaker": instance(harpoon.CircuitBreakerConfig),
+                "ttl": ttl,
                 "ready_timeout": seconds(),
                 "capacity_timeout": seconds(),
                 "clock": function(),

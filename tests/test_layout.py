@@ -7,7 +7,11 @@ imports under ``if TYPE_CHECKING:`` are for the type checker only and do not cou
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import hostedai_harpoon
 
@@ -130,3 +134,30 @@ def test_no_module_is_over_500_lines() -> None:
         for path in PACKAGE.rglob("*.py")
     }
     assert {path: lines for path, lines in sizes.items() if lines > MAX_LINES} == {}
+
+
+def test_the_ground_floor_imports_nothing_of_the_package() -> None:
+    # _exceptions.py is imported by every layer: it may name none of them, not even for
+    # type hints (AllAttemptsFailedError's attempts are the orchestrator's, above it).
+    tree = ast.parse((PACKAGE / "_exceptions.py").read_text(encoding="utf-8"))
+    relative = [
+        node.module or "."
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == []
+
+
+def test_the_layer_contracts_of_the_architecture_hold() -> None:
+    pytest.importorskip("importlinter", reason="the dev extra's import-linter")
+    if not (PACKAGE.parent / "pyproject.toml").exists():
+        pytest.skip("the contracts are in the source tree's pyproject.toml")
+    command = "import sys; from importlinter.cli import lint_imports_command as c; c()"
+    done = subprocess.run(
+        [sys.executable, "-c", command],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

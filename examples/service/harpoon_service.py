@@ -303,7 +303,7 @@ class Service:
             return error_response(refusal.failure, request_id, close=close)
         except harpoon.HostedAIError as exc:
             failure = failure_for(exc)
-            # AllAttemptsFailedError, a NoRouteError too, means a target did take the request;
+            # AllAttemptsFailedError (not a NoRouteError) means a target did take the request;
             # a max_tokens past the API's bound is refused up front, a ConfigurationError.
             if type(exc) in (harpoon.NoRouteError, harpoon.ConfigurationError):
                 failure = self.too_large(text, target, max_tokens) or failure
@@ -431,7 +431,7 @@ def create_app(
         finally:
             service.meter_provider.shutdown()
             if own_client:
-                await http.close()
+                await http.aclose()
 
     async def process(request: Request) -> Response:
         service: Service = request.app.state.service

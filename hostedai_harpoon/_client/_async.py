@@ -125,12 +125,15 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
 
     # Lifecycle
 
-    async def close(self) -> None:
-        """Close the connection pool (unless it was passed in as ``http_client``)."""
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``).
+        ``close()`` is the same method."""
         if self._owns_http:
             await self._http.aclose()
             if self._upkeep_driver is not None:
                 await self._upkeep_driver.http.aclose()
+
+    close = aclose
 
     async def __aenter__(self) -> Self:
         return self
@@ -141,7 +144,7 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.aclose()
 
     def __enter__(self) -> Self:
         raise UsageError(

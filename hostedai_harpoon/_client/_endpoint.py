@@ -219,10 +219,14 @@ class Endpoint(_EndpointBase[httpx.Client]):
         stop: str | list[str] | None = None,
         timeout: Timeout = NOT_GIVEN,
     ) -> InferenceStream:
-        """A streamed inference: iterate the chunks (close it, or use ``with``, to stop)."""
+        """A streamed inference: ``with endpoint.stream(...) as chunks: for chunk in chunks``
+        (nothing is sent until the stream is entered or iterated)."""
         call = self._call(True, prompt, messages, model, max_tokens, temperature, stop, timeout)
-        response = self._driver.run(self._planner.plan(call))
-        return InferenceStream(response, self._max_response_bytes, self._events)
+        return InferenceStream(
+            lambda: self._driver.run(self._planner.plan(call)),
+            self._max_response_bytes,
+            self._events,
+        )
 
     def _events(self) -> openai.StreamEvents:
         return openai.StreamEvents(self.inference)

@@ -296,11 +296,13 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         stop: str | list[str] | None = None,
         timeout: Timeout = NOT_GIVEN,
     ) -> InferenceStream:
-        """Start a streamed inference; iterate the result for ``InferenceChunk``s."""
+        """A streamed inference: ``with client.stream(...) as chunks: for chunk in chunks``
+        (or iterate it at once). Nothing is sent until then, as with httpx's ``stream()``."""
         self._not_on_gpuaas("stream")
 
         call = api.stream(allocation_id, prompt, model, max_tokens, temperature, stop)
-        return InferenceStream(self._run(call, timeout), self._max_response_bytes)
+        timed = self._timed(call, timeout)  # a bad timeout is refused now, not on entering
+        return InferenceStream(lambda: self._run(timed), self._max_response_bytes)
 
     def list_pools(self, *, timeout: Timeout = NOT_GIVEN) -> list[Pool]:
         """The pools this key can use, the default pool first."""

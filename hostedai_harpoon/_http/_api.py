@@ -31,7 +31,7 @@ from .._telemetry._names import OP_TEXT_COMPLETION
 from ._steps import Call
 
 __all__ = [
-    "GONE",
+    "GONE_STATUSES",
     "create_allocation",
     "get_allocation",
     "get_pool",
@@ -44,7 +44,7 @@ __all__ = [
     "stream",
 ]
 
-GONE = frozenset({404, 410})
+GONE_STATUSES = frozenset({404, 410})
 """A release answered with these found nothing left to release."""
 
 # Each operation as telemetry names it (span name, ``url.template``).
@@ -119,7 +119,7 @@ def renew_allocation(allocation_id: str, ttl: float | timedelta | None) -> Call[
 def release_allocation(allocation_id: str) -> Call[None]:
     """``DELETE /v1/allocate/{id}``; an allocation the server no longer has is released."""
     path = f"/v1/allocate/{check_id(allocation_id, 'allocation_id')}"
-    return Call("DELETE", path, None, operation=_RELEASE, absent_ok=GONE)
+    return Call("DELETE", path, None, operation=_RELEASE, absent_ok=GONE_STATUSES)
 
 
 def _inference_body(

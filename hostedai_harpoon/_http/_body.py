@@ -5,12 +5,12 @@ answer can take more than ``max_response_bytes`` of memory.
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Iterator
 
 import httpx
 
+from . import _clock
 from ._errors import too_large_error, undecodable
 
 __all__ = ["Body", "Decoding", "clip_reads"]
@@ -23,7 +23,7 @@ def clip_reads(request: httpx.Request, deadline_at: float) -> None:
     clipping it here bounds a body that stalls after its headers.
     """
     timeouts = dict(request.extensions.get("timeout", {}))
-    remaining = max(deadline_at - time.monotonic(), 0.001)
+    remaining = max(deadline_at - _clock.monotonic(), 0.001)
     read = timeouts.get("read")
     timeouts["read"] = remaining if read is None else min(read, remaining)
     request.extensions["timeout"] = timeouts

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from .._exceptions import HostedAIError
 from . import _clock
 from ._body import Body, clip_reads
 from ._errors import closed_error, deadline_passed, undecodable
-from ._steps import Flow, Outcome, Reply, Send, Sleep
+from ._steps import Flow, Reply, Send, SendOutcome, Sleep
 
 __all__ = ["AsyncDriver", "SyncDriver"]
 
@@ -45,7 +44,7 @@ class SyncDriver:
     def run(self, flow: Flow[T], sleep: Callable[[float], bool] = _sleep) -> T:
         """Run ``flow`` to its end and return its value; ``sleep`` returning False ends it
         early (with ``None``: a keepalive that was told to stop)."""
-        outcome: Outcome = None
+        outcome: SendOutcome = None
         failure: HostedAIError | None = None
         try:
             while True:
@@ -91,7 +90,7 @@ class SyncDriver:
                 clip_reads(step.request, deadline_at)
             for chunk in response.iter_raw() if body.decoding.raw else response.iter_bytes():
                 body.feed(chunk)
-                if deadline_at is not None and time.monotonic() >= deadline_at:
+                if deadline_at is not None and _clock.monotonic() >= deadline_at:
                     return deadline_passed(step.request)
             return Reply(response, body.finish())
         except httpx.TransportError as exc:
@@ -190,7 +189,7 @@ def _by_the_deadline(
 
     threading.Thread(target=attempt, name="harpoon-attempt", daemon=True).start()
     try:
-        done.wait(max(deadline_at - time.monotonic(), 0.0))
+        done.wait(max(deadline_at - _clock.monotonic(), 0.0))
     finally:
         with lock:
             if not ended:
@@ -214,9 +213,8 @@ class AsyncDriver:
 
     async def run(self, flow: Flow[T], sleep: Callable[[float], Awaitable[Any]] | None = None) -> T:
         """Run ``flow`` to its end and return its value."""
-        outcome: Outcome = None
+        outcome: SendOutcome = None
         failure: HostedAIError | None = None
-        http = self.http
         try:
             while True:
                 step = flow.send(outcome) if failure is None else flow.throw(failure)
@@ -226,10 +224,7 @@ class AsyncDriver:
                     continue
                 assert type(step) is Send
                 try:
-                    if step.deadline_at is None and not http.is_closed:
-                        outcome = await self._exchange(step)  # ``send``, a layer less
-                    else:
-                        outcome = await self.send(step)
+                    outcome = await self.send(step)
                 except HostedAIError as exc:  # the flow decides what each failure means
                     failure = exc
         except StopIteration as done:
@@ -248,7 +243,7 @@ class AsyncDriver:
         progress = _Progress(self.http)
         step.request.extensions["trace"] = progress.async_see
         try:
-            async with asyncio.timeout(max(step.deadline_at - time.monotonic(), 0.0)):
+            async with asyncio.timeout(max(step.deadline_at - _clock.monotonic(), 0.0)):
                 return await self._exchange(step)
         except TimeoutError:
             return progress.cut_short(step.request)

@@ -23,6 +23,7 @@ from .._exceptions import (
     APIStatusError,
     APITimeoutError,
     ResponseValidationError,
+    UsageError,
     status_error_class,
 )
 from .._resilience import parse_retry_after
@@ -170,8 +171,9 @@ def status_error(response: httpx.Response, body: bytes) -> APIStatusError:
     )
 
 
-def closed_error() -> APIConnectionError:
-    return APIConnectionError("the client is closed; make a new one to send more requests")
+def closed_error() -> UsageError:
+    """A call on a closed client: a mistake to fix, not a network failure to retry."""
+    return UsageError("the client is closed; make a new one to send more requests")
 
 
 def transport_error(exc: httpx.TransportError) -> APIConnectionError:

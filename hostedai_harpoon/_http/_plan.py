@@ -35,7 +35,7 @@ from .._resilience import (
 )
 from . import _clock
 from ._errors import parse_reply, request_id, stand_in, status_error, transport_error
-from ._steps import Call, Plan, Reply, Send, Sleep
+from ._steps import Call, Flow, Reply, Send, Sleep
 
 __all__ = ["Planner"]
 
@@ -58,6 +58,19 @@ def _clip(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
         write=clip(timeout.write),
         pool=clip(timeout.pool),
     )
+
+
+_BUILD_REQUEST = (httpx.Client.build_request, httpx.AsyncClient.build_request)
+
+
+def _plain_client(build_request: object) -> httpx.Client | httpx.AsyncClient | None:
+    """The http client ``build_request`` belongs to, when it is httpx's own method."""
+    client = getattr(build_request, "__self__", None)
+    if isinstance(client, httpx.Client | httpx.AsyncClient) and (
+        getattr(build_request, "__func__", None) in _BUILD_REQUEST
+    ):
+        return client
+    return None
 
 
 @attrs.frozen
@@ -88,6 +101,18 @@ class Planner:
     )
     # Each path's URL, parsed once: parsing a URL is a good part of building a request.
     _urls: dict[str, httpx.URL] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    # The http client whose build_request is httpx's own (not a subclass's override): its
+    # requests are built here, merging its headers with ours once, not on every request.
+    _http: httpx.Client | httpx.AsyncClient | None = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: _plain_client(self.build_request), takes_self=True),
+        repr=False,
+        eq=False,
+    )
+    # Our headers (the plain or the JSON set) under the http client's: by lowercase name.
+    _merges: dict[int, tuple[Mapping[str, str], list[Any], dict[str, str]]] = attrs.field(
+        init=False, factory=dict, repr=False, eq=False
+    )
 
     def build(self, call: Call[Any], timeout: httpx.Timeout) -> httpx.Request:
         """The request of one attempt. The key joins its headers only inside the request,
@@ -111,21 +136,49 @@ class Planner:
             if len(self._urls) >= _URLS_KEPT:  # allocation ids make paths without end
                 self._urls.clear()
             url = self._urls[call.path] = httpx.URL(self.prefix + call.path)
+        http = self._http
+        if http is not None and not http.params and not http.cookies:
+            # What httpx's build_request makes, with the client's headers merged once.
+            return httpx.Request(
+                call.method,
+                url,
+                content=content,
+                params=call.params,
+                # Built in the call: no local of this frame ever holds the key.
+                headers=self._with_secrets(self._merged(http, headers)),
+                extensions={"timeout": timeout.as_dict()},
+            )
         request: httpx.Request = self.build_request(
             call.method,
             url,
             content=content,
             params=call.params,
-            # Built in the call: no local of this frame ever holds the key.
             headers=self._with_secrets(headers),
             timeout=timeout,
         )
         return request
 
+    def _merged(
+        self, http: httpx.Client | httpx.AsyncClient, headers: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        """The http client's own headers with ``headers`` over them, by lowercase name, as
+        httpx merges them; kept while neither changes (a call's own headers are not kept)."""
+        raw = http.headers.raw
+        kept = self._merges.get(id(headers))
+        if kept is not None and kept[0] is headers and kept[1] == raw:
+            return kept[2]
+        merged = dict(http.headers.items())
+        merged.update({name.lower(): value for name, value in headers.items()})
+        if headers is self.headers or headers is self._json_headers:
+            self._merges[id(headers)] = (headers, raw, merged)
+        return merged
+
     def _with_secrets(self, headers: Mapping[str, str]) -> dict[str, str]:
         merged = {**headers}
         if self.secret_headers:
-            merged.update({name: value.reveal() for name, value in self.secret_headers.items()})
+            merged.update(
+                {name.lower(): value.reveal() for name, value in self.secret_headers.items()}
+            )
         if self.secret is not None:
             if self.auth_header == "authorization":
                 merged["authorization"] = self.secret.bearer()
@@ -133,7 +186,7 @@ class Planner:
                 merged[self.auth_header] = self.secret.reveal()
         return merged
 
-    def plan(self, call: Call[T]) -> Plan[T]:
+    def plan(self, call: Call[T]) -> Flow[T]:
         """Carry one call through its attempts: the single place retries are decided.
         (The attempts are this generator's own loop: no nested generator on every call.)"""
         trace = telemetry.start_call(

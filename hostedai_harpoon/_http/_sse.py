@@ -7,7 +7,6 @@ The decoder is sans-I/O (bytes in, ``InferenceChunk``s out, every bound checked)
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, Protocol, Self
@@ -19,6 +18,7 @@ from .. import _telemetry as telemetry
 from .._config import DEFAULT_MAX_RESPONSE_BYTES
 from .._exceptions import APITimeoutError, HostedAIError, UsageError
 from .._models import InferenceChunk
+from . import _clock
 from ._body import Decoding
 from ._errors import (
     decode_json,
@@ -68,7 +68,7 @@ class EventDecoder:
         self._request_id = request_id(response)
         self._limit = limit
         self._idle: float | None = response.request.extensions.get("timeout", {}).get("read")
-        self._last_event = time.monotonic()
+        self._last_event = _clock.monotonic()
         self._buffer = bytearray()
         self._scanned = 0  # how much of the buffer is known to hold no line end
         self._data: list[str] = []
@@ -96,8 +96,8 @@ class EventDecoder:
         if self._pending + len(buffer) > self._limit:
             raise too_large_error(self._response, self._limit, "an event of the stream")
         if chunks or self.done:
-            self._last_event = time.monotonic()
-        elif self._idle is not None and time.monotonic() - self._last_event > self._idle:
+            self._last_event = _clock.monotonic()
+        elif self._idle is not None and _clock.monotonic() - self._last_event > self._idle:
             raise APITimeoutError(
                 f"the stream sent no event for {self._idle:.3g}s (the read timeout)"
             )
@@ -223,45 +223,94 @@ def _already_read() -> HostedAIError:
     return HostedAIError("this stream was already read; start a new one")
 
 
-class InferenceStream:
-    """The chunks of a streamed inference. Iterate it; close it (or use ``with``) to stop
-    early. Stopping a ``for`` loop early also closes the connection. Made by
-    ``HostedAI.stream(...)`` and ``Lease.stream(...)``.
+class _Stream:
+    """What both stream objects share: nothing is sent until the stream is entered or read
+    (as httpx's ``stream()``), then ``response`` and ``request_id`` say what came back."""
+
+    _how: str  # how the stream is opened, for the message when it was not
+
+    def __init__(
+        self,
+        max_event_bytes: int,
+        events: Callable[[], EventReader] | None,
+    ) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._events = events
+        self._response: httpx.Response | None = None
+        self._started = False  # iterated (once only)
+        self._closed = False
+        self.request_id: str | None = None
+        """The server's ``x-request-id``, once the request was sent."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} request_id={self.request_id!r}>"
+
+    @property
+    def response(self) -> httpx.Response:
+        """The HTTP response carrying the stream (once the request was sent)."""
+        if self._response is None:
+            raise UsageError(f"the stream was not started: {self._how}")
+        return self._response
+
+    def _begin(self) -> None:
+        """Mark the stream as being read; refuse a second read, or one after closing."""
+        if self._started:
+            raise _already_read()
+        self._started = True
+
+    def _opening(self) -> None:
+        if self._closed:
+            raise UsageError("the stream cannot be read: it was closed before it started")
+
+    def _opened(self, response: httpx.Response) -> None:
+        self._response = response
+        self.request_id = request_id(response)
+
+    def _reader(self, response: httpx.Response) -> _Reader:
+        events = None if self._events is None else self._events()
+        return _Reader(response, self._max_event_bytes, events)
+
+
+class InferenceStream(_Stream):
+    """The chunks of a streamed inference: ``with client.stream(...) as chunks: for ...``.
+
+    Made by ``HostedAI.stream(...)`` and ``Lease.stream(...)``. Nothing is sent until the
+    stream is entered or iterated. Leaving the block closes the connection, however it is
+    left; so do ``close()`` and stopping a ``for`` loop early.
 
     One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
     and the wait between two events at most the read timeout (see docs/limits.md).
     """
 
+    _how = "iterate it, or use `with client.stream(...) as chunks:`"
+
     def __init__(
         self,
-        response: httpx.Response,
+        start: Callable[[], httpx.Response],
         max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         events: Callable[[], EventReader] | None = None,
     ) -> None:
-        try:
-            check_stream_type(response)
-        except BaseException:
-            response.close()
-            raise
-        self.response = response
-        """The HTTP response carrying the stream."""
-        self.request_id = request_id(response)
-        self._max_event_bytes = max_event_bytes
-        self._events = events
-        self._started = False
+        super().__init__(max_event_bytes, events)
+        self._start = start
 
-    def __repr__(self) -> str:
-        return f"<InferenceStream request_id={self.request_id!r}>"
+    def _open(self) -> httpx.Response:
+        if self._response is None:
+            self._opening()
+            response = self._start()
+            try:
+                check_stream_type(response)
+            except BaseException:
+                response.close()
+                raise
+            self._opened(response)
+        return self._response  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[InferenceChunk]:
-        if self._started:
-            raise _already_read()
-        self._started = True
-        response = self.response
+        self._begin()
+        response = self._open()
         try:
             with _reading(response):
-                events = None if self._events is None else self._events()
-                reader = _Reader(response, self._max_event_bytes, events)
+                reader = self._reader(response)
                 for data in response.iter_raw() if reader.raw else response.iter_bytes():
                     yield from reader.feed(data)
                     if reader.done:
@@ -272,30 +321,35 @@ class InferenceStream:
 
     def close(self) -> None:
         """Stop the stream and close its connection."""
-        telemetry.stream_trace(self.response).stream_ended()
-        self.response.close()
+        self._closed = True
+        if self._response is not None:
+            telemetry.stream_trace(self._response).stream_ended()
+            self._response.close()
 
     def __aiter__(self) -> NoReturn:
         raise UsageError("this stream comes from the sync client: iterate it with `for`")
 
     def __enter__(self) -> Self:
+        self._open()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
 
 
-class AsyncInferenceStream:
+class AsyncInferenceStream(_Stream):
     """The chunks of a streamed inference, for ``async for``. Made by
     ``AsyncHostedAI.stream(...)`` and ``AsyncLease.stream(...)``.
 
     ``async with client.stream(...) as chunks:`` sends the request on entering and closes
     the connection on leaving, however the block ends; ``chunks = await client.stream(...)``
-    sends it at once (then ``aclose()`` it to stop early).
+    sends it at once (then ``aclose()`` it to stop early). Nothing is sent before either.
 
     One event may be at most ``max_event_bytes`` long (the client's ``max_response_bytes``),
     and the wait between two events at most the read timeout (see docs/limits.md).
     """
+
+    _how = "await it, or use `async with client.stream(...) as chunks:`"
 
     def __init__(
         self,
@@ -303,51 +357,34 @@ class AsyncInferenceStream:
         max_event_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         events: Callable[[], EventReader] | None = None,
     ) -> None:
+        super().__init__(max_event_bytes, events)
         self._start = start
-        self._max_event_bytes = max_event_bytes
-        self._events = events
-        self._response: httpx.Response | None = None
-        self._started = False
-        self.request_id: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<AsyncInferenceStream request_id={self.request_id!r}>"
-
-    @property
-    def response(self) -> httpx.Response:
-        """The HTTP response carrying the stream (once the request was sent)."""
-        if self._response is None:
-            raise HostedAIError("the stream was not started: await it or use `async with`")
-        return self._response
 
     async def _open(self) -> httpx.Response:
         if self._response is None:
+            self._opening()
             response = await self._start()
             try:
                 check_stream_type(response)
             except BaseException:
                 await response.aclose()
                 raise
-            self._response = response
-            self.request_id = request_id(response)
-        return self._response
+            self._opened(response)
+        return self._response  # type: ignore[return-value]
 
-    async def _opened(self) -> Self:
+    async def _opened_self(self) -> Self:
         await self._open()
         return self
 
     def __await__(self) -> Generator[Any, None, Self]:
-        return self._opened().__await__()
+        return self._opened_self().__await__()
 
     async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
-        if self._started:
-            raise _already_read()
-        self._started = True
+        self._begin()
         response = await self._open()
         try:
             with _reading(response):
-                events = None if self._events is None else self._events()
-                reader = _Reader(response, self._max_event_bytes, events)
+                reader = self._reader(response)
                 async for data in response.aiter_raw() if reader.raw else response.aiter_bytes():
                     for chunk in reader.feed(data):
                         yield chunk
@@ -365,13 +402,16 @@ class AsyncInferenceStream:
         )
 
     async def aclose(self) -> None:
-        """Stop the stream and close its connection."""
+        """Stop the stream and close its connection. ``close()`` is the same method."""
+        self._closed = True
         if self._response is not None:
             telemetry.stream_trace(self._response).stream_ended()
             await self._response.aclose()
 
+    close = aclose
+
     async def __aenter__(self) -> Self:
-        return await self._opened()
+        return await self._opened_self()
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from .._exceptions import APIStatusError
 
-__all__ = ["Call", "Flow", "Outcome", "Plan", "Reply", "Send", "Sleep", "Step"]
+
+__all__ = ["Call", "Flow", "Reply", "Send", "SendOutcome", "Sleep", "Step"]
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ class Call(Generic[T]):
 
 class Send:
     """Step: send this request (keep the body unread when streaming), and be done with it,
-    body read, by ``deadline_at`` (a ``time.monotonic()`` value, ``None``: no deadline)."""
+    body read, by ``deadline_at`` (a ``_clock.monotonic()`` value, ``None``: no deadline)."""
 
     __slots__ = ("deadline_at", "request", "stream")
 
@@ -120,8 +121,8 @@ class Reply:
 
 
 Step = Send | Sleep
-Outcome = Reply | httpx.TransportError | None
-Plan = Generator[Step, Outcome, T]
-"""One call carried through its attempts."""
-Flow = Generator[Step, Outcome, T]
-"""Anything built of plans: a call, a lease's enter, keepalive or release."""
+SendOutcome = Reply | httpx.TransportError | None
+"""What a ``Send`` comes back with (``None`` after a ``Sleep``)."""
+Flow = Generator[Step, SendOutcome, T]
+"""A call carried through its attempts (``Planner.plan``), or anything built of them: a
+lease's enter, keepalive or release."""

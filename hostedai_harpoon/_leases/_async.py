@@ -13,10 +13,12 @@ import attrs
 import httpx
 
 from .._exceptions import AllocationError, UsageError
-from .._http._drivers import AsyncDriver, SyncDriver
+from .._http._drivers import AsyncDriver
+from .._http._exit import run_at_exit
 from .._http._sse import AsyncInferenceStream
+from .._http._steps import Flow
 from .._models import Allocation, InferenceResult
-from ._core import GONE, LeaseCore
+from ._core import LeaseCore
 from ._release import open_leases, run_to_the_end
 from ._state import LeaseState
 
@@ -186,12 +188,7 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         planner, call, _ = self._inference(
             False, prompt, messages, model, max_tokens, temperature, stop
         )
-        try:  # ``_work``, without its generator's layer: this runs on every inference
-            result: InferenceResult = await self._host.driver.run(planner.plan(call))
-        except GONE as exc:
-            if not self._is_gone(exc):
-                raise
-            raise self._gone(exc) from exc
+        result: InferenceResult = await self._host.driver.run(self._work(call, planner))
         return result
 
     def stream(
@@ -221,7 +218,8 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         return self.allocation
 
     async def release(self) -> None:
-        """Release the allocation now, before the block ends. Idempotent."""
+        """Release the allocation now, before the block ends. Idempotent; ``aclose()`` and
+        ``close()`` are the same method."""
         import asyncio
 
         release_error, cancelled = await self._release_to_the_end()
@@ -230,25 +228,23 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         if release_error is not None:
             raise release_error
 
+    aclose = close = release
+
     def _release_at_exit(self) -> None:
-        """No event loop is left at interpreter exit: the same release flow, run over a sync
-        client with the user's http_client's headers and timeout."""
+        """No event loop is left at interpreter exit: the same release flow, over the user's
+        http_client's own settings (TLS, proxies, mounts, headers; ``_http/_exit.py``)."""
         if self.state in (LeaseState.RELEASED, LeaseState.ORPHANED):
             return
-        user_http = self._host.driver.http
-        with httpx.Client(
-            headers=user_http.headers,
-            timeout=user_http.timeout,
-            follow_redirects=False,
-            trust_env=user_http.trust_env,
-        ) as http:
-            driver = SyncDriver(http, self._host.max_event_bytes)
+
+        def release(build_request: Callable[..., httpx.Request]) -> Flow[None]:
             self._release_planner = attrs.evolve(
                 self._release_planner,
-                build_request=http.build_request,
+                build_request=build_request,
                 deadline=min(self.release_timeout, _AT_EXIT_RELEASE_LIMIT),
             )
-            try:
-                driver.run(self._release_flow())
-            except AllocationError as exc:  # already kept in client.orphans()
-                log.warning("at interpreter exit: %s", exc)
+            return self._release_flow()
+
+        try:
+            run_at_exit(self._host.driver.http, self._host.max_event_bytes, release)
+        except AllocationError as exc:  # already kept in client.orphans()
+            log.warning("could not release allocation %s at exit: %s", self._known_id(), exc)

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -47,7 +46,7 @@ from ._host import Gate, LeaseHost
 from ._release import OrphanedAllocation, for_release, nothing_was_made, release_flow
 from ._state import DEFAULT_LEASE_TTL, MIN_RENEW_INTERVAL, LeaseLife, LeaseState
 
-__all__ = ["GONE", "LeaseCore"]
+__all__ = ["GONE_ERRORS", "LeaseCore"]
 
 log = logging.getLogger("hostedai_harpoon")
 
@@ -55,7 +54,7 @@ T = TypeVar("T")
 DriverT = TypeVar("DriverT")
 GateT = TypeVar("GateT", bound=Gate)
 
-GONE = (GoneError, NotFoundError)
+GONE_ERRORS = (GoneError, NotFoundError)
 """What an answer saying the allocation is gone raises: the lease is then lost."""
 
 # How often a garbled answer to a create is asked again before giving up.
@@ -203,11 +202,10 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
         return self._lose(f"the server answered {exc.status_code} {exc.code}", exc)
 
     def _work(self, call: Call[T], planner: Planner | None = None) -> Flow[T]:
-        """One call on the allocation; an answer saying it is gone marks the lease lost.
-        (``infer`` does the same without this generator's layer, on its hot path.)"""
+        """One call on the allocation; an answer saying it is gone marks the lease lost."""
         try:
             return (yield from (planner or self._host.planner).plan(self._prepared(call)))
-        except GONE as exc:
+        except GONE_ERRORS as exc:
             if not self._is_gone(exc):
                 raise
             raise self._gone(exc) from exc
@@ -385,7 +383,7 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
                 return
             except HostedAIError as exc:
                 expires_at = self.allocation.expires_at
-                if expires_at is not None and expires_at.timestamp() <= time.time():
+                if expires_at is not None and expires_at.timestamp() <= _clock.wall():
                     self._lose("renewals failed until the TTL ran out", exc)
                     return
                 log.warning("renewing allocation %s failed: %s", self.allocation.id, exc)

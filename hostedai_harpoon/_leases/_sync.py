@@ -13,7 +13,7 @@ from .._exceptions import AllocationError, UsageError
 from .._http._drivers import SyncDriver
 from .._http._sse import InferenceStream
 from .._models import Allocation, InferenceResult
-from ._core import GONE, LeaseCore
+from ._core import LeaseCore
 from ._release import open_leases, sigint_deferred
 
 __all__ = ["Lease"]
@@ -121,12 +121,7 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
         planner, call, _ = self._inference(
             False, prompt, messages, model, max_tokens, temperature, stop
         )
-        try:  # ``_work``, without its generator's layer: this runs on every inference
-            result: InferenceResult = self._host.driver.run(planner.plan(call))
-        except GONE as exc:
-            if not self._is_gone(exc):
-                raise
-            raise self._gone(exc) from exc
+        result: InferenceResult = self._host.driver.run(self._work(call, planner))
         return result
 
     def stream(
@@ -139,12 +134,16 @@ class Lease(LeaseCore[SyncDriver, threading.BoundedSemaphore]):
         temperature: float | None = None,
         stop: str | list[str] | None = None,
     ) -> InferenceStream:
-        """Start a streamed inference on the allocation."""
+        """A streamed inference on the allocation: ``with lease.stream(...) as chunks``
+        (nothing is sent until the stream is entered or iterated)."""
         planner, call, events = self._inference(
             True, prompt, messages, model, max_tokens, temperature, stop
         )
-        response = self._host.driver.run(self._work(call, planner))
-        return InferenceStream(response, self._host.max_event_bytes, events)
+        return InferenceStream(
+            lambda: self._host.driver.run(self._work(call, planner)),
+            self._host.max_event_bytes,
+            events,
+        )
 
     def renew(self, ttl: float | timedelta | None = None) -> Allocation:
         """Renew the TTL now (the lease also does this by itself in the background; a

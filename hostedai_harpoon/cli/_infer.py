@@ -46,11 +46,9 @@ async def _infer_async(args: argparse.Namespace) -> int:
             routed = await orchestrator.process(
                 args.text, target=args.target, max_tokens=args.max_tokens
             )
-        except (harpoon.NoRouteError, harpoon.ConfigurationError) as exc:
+        except (harpoon.NoRouteError, harpoon.ConfigurationError):
             # A max_tokens past the API's own bound is refused up front (ConfigurationError):
             # when no target could take it anyway, say that, as for a NoRouteError.
-            if isinstance(exc, harpoon.AllAttemptsFailedError):
-                raise
             too_large = _too_large(args, orchestrator.targets)
             if too_large is None:
                 raise

@@ -3,11 +3,15 @@ raised before anything is sent."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .. import CircuitBreakerConfig, ConfigurationError
+from typing_extensions import TypedDict
+
+from .. import CircuitBreakerConfig, ConfigurationError, UsageError
 from .._checks import (
+    API_DEFAULT_MAX_TOKENS,
     MAX_TOKENS,
     check_callable,
     check_instance,
@@ -15,12 +19,13 @@ from .._checks import (
     check_iterable,
     check_mapping,
     check_number,
+    check_seconds,
     check_stop,
     check_temperature,
     check_text,
     ttl_seconds,
 )
-from .._checks import check_seconds as _check_seconds
+from .._leases import DEFAULT_LEASE_TTL
 from ..routing import DEFAULT_TARGETS, RouteRequest, Target, Tier
 from ._group import Limits
 
@@ -28,12 +33,14 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 __all__ = [
+    "RenamedOptions",
     "check_budget",
+    "check_durations",
     "check_options",
-    "check_seconds",
     "checked_limits",
     "checked_targets",
     "checked_warm",
+    "renamed_options",
     "routed_request",
     "session_targets",
     "target_names",
@@ -67,24 +74,53 @@ def checked_targets(targets: Sequence[Target | str]) -> tuple[Target, ...]:
     return checked
 
 
-def check_seconds(what: str, value: object, *, positive: bool = False) -> None:
-    """``value`` must be a number of seconds from 0 (above 0 with ``positive``) to a week."""
-    _check_seconds(value, what, positive=positive)
-
-
 def check_budget(value: object) -> None:
     """A budget in dollars: ``None`` (no cap) or a finite number >= 0."""
     if value is not None:
         check_number(value, "budget", 0, float("inf"))
 
 
+class RenamedOptions(TypedDict, total=False):
+    """The Orchestrator's options under the names they had before this release, accepted
+    (with a ``DeprecationWarning``) for one more: the clients' and ``allocate()``'s names."""
+
+    breaker: CircuitBreakerConfig
+    lease_ttl: float
+
+
+_RENAMED = {"breaker": "circuit_breaker", "lease_ttl": "ttl"}
+
+
+def renamed_options(
+    old: Mapping[str, Any], circuit_breaker: Any, ttl: Any, default_breaker: object
+) -> tuple[Any, Any]:
+    """``circuit_breaker`` and ``ttl`` with the old names in ``old`` taken in, each with a
+    ``DeprecationWarning``; an unknown name is refused as Python would."""
+    given = {"circuit_breaker": circuit_breaker, "ttl": ttl}
+    defaults = {"circuit_breaker": default_breaker, "ttl": DEFAULT_LEASE_TTL}
+    for name, value in old.items():
+        renamed = _RENAMED.get(name)
+        if renamed is None:
+            raise UsageError(f"Orchestrator() got an unexpected keyword argument {name!r}")
+        warnings.warn(
+            f"Orchestrator({name}=...) is now {renamed}=, as on the clients and allocate(); "
+            f"{name}= will be refused in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if given[renamed] is not defaults[renamed]:
+            raise ConfigurationError(f"{name}= is the old name of {renamed}=: pass only {renamed}=")
+        given[renamed] = value
+    return given["circuit_breaker"], given["ttl"]
+
+
 def check_options(
-    policy: object, breaker: object, lease_ttl: object, clock: object, sleep: object
+    policy: object, circuit_breaker: object, ttl: object, clock: object, sleep: object
 ) -> None:
     """The Orchestrator's arguments that are not durations or counts."""
     check_callable(policy, "policy", optional=True)
-    check_instance(breaker, CircuitBreakerConfig, "breaker")
-    ttl_seconds(lease_ttl, "lease_ttl")
+    check_instance(circuit_breaker, CircuitBreakerConfig, "circuit_breaker")
+    ttl_seconds(ttl, "ttl")
     check_callable(clock, "clock")
     check_callable(sleep, "sleep")
 
@@ -160,6 +196,8 @@ def routed_request(
     arguments (``text_name`` is what the caller called the text), every one checked before
     anything is read, leased or sent."""
     check_text(text, text_name)
+    if max_tokens is None:  # the server's default, which routing counts as the API's 256
+        max_tokens = API_DEFAULT_MAX_TOKENS
     check_int(max_tokens, "max_tokens", 1, MAX_TOKENS)
     check_temperature(temperature)
     check_stop(stop)
@@ -172,3 +210,9 @@ def routed_request(
                 f"target names an unknown target {pinned!r}; the known targets are {known}"
             )
     return request
+
+
+def check_durations(**seconds: object) -> None:
+    """Each of ``seconds`` (by argument name) a number of seconds from 0 to a week."""
+    for name, value in seconds.items():
+        check_seconds(value, name)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 import attrs
+from typing_extensions import Unpack
 
 from .. import (
     AsyncHostedAI,
@@ -19,15 +20,18 @@ from .. import (
     OrchestratorClosedError,
     UsageError,
 )
-from .._checks import check_callable
+from .._checks import check_callable, check_seconds
+from .._leases import DEFAULT_LEASE_TTL
 from ..routing import DEFAULT_TARGETS, ComplexityPolicy, RoutingPolicy, Target, Tier
 from ._checks import (
+    RenamedOptions,
     check_budget,
+    check_durations,
     check_options,
-    check_seconds,
     checked_limits,
     checked_targets,
     checked_warm,
+    renamed_options,
     routed_request,
     session_targets,
     target_names,
@@ -73,10 +77,12 @@ class Orchestrator:
     when the callers waiting outnumber the places on those being leased. Closing lets
     calls in flight finish within ``drain_timeout`` seconds, then cancels them.
 
-    ``breaker`` configures each target's own circuit breaker, ``error_window`` the seconds
-    over which error rates are counted, ``pool_refresh`` the most seconds between two
-    reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
-    ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
+    ``circuit_breaker`` configures each target's own circuit breaker, ``error_window`` the
+    seconds over which error rates are counted, ``pool_refresh`` the most seconds between
+    two reads of the pools' free GPUs. ``ttl``, ``ready_timeout`` and ``capacity_timeout``
+    go to each lease, as in ``client.allocate()`` (a full pool fails over at once by
+    default). The names of the last release, ``breaker=`` and ``lease_ttl=``, still work,
+    with a ``DeprecationWarning``.
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them. ``state`` is where
     the orchestrator's state lives: ``None`` keeps it in this process (unless
@@ -84,11 +90,12 @@ class Orchestrator:
     of a fleet (``max_allocations`` then holds fleet-wide; docs/scale-out.md).
 
     Ranges: the durations are seconds from 0 to a week (``error_window`` above 0),
-    ``lease_ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
+    ``ttl`` from 1 to 86,400; ``max_attempts`` and ``max_allocations`` are integers
     >= 1, ``min_warm`` a mapping of target names to integers >= 0; ``policy``, ``clock``
     and ``sleep`` are callables. Anything else is a ``ConfigurationError`` naming it, and
     so is a bad argument to ``allocate()`` or ``process()`` (``max_tokens`` from 1 to
-    32,768, as the API takes), before anything is sent.
+    32,768, as the API takes; ``None``, the default everywhere: the server's default, which
+    routing counts as the API's 256), before anything is sent.
     """
 
     def __init__(
@@ -105,15 +112,18 @@ class Orchestrator:
         drain_timeout: float = 10.0,
         pool_refresh: float = 5.0,
         error_window: float = 60.0,
-        breaker: CircuitBreakerConfig = _TARGET_BREAKER,
-        lease_ttl: float = 120.0,
+        circuit_breaker: CircuitBreakerConfig = _TARGET_BREAKER,
+        ttl: float = DEFAULT_LEASE_TTL,
         ready_timeout: float = 300.0,
         capacity_timeout: float = 0.0,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         state: RedisState | None = None,
+        **renamed: Unpack[RenamedOptions],
     ) -> None:
+        if renamed:  # the names of the last release: breaker=, lease_ttl=
+            circuit_breaker, ttl = renamed_options(renamed, circuit_breaker, ttl, _TARGET_BREAKER)
         if client is not None and not isinstance(client, AsyncHostedAI):
             raise UsageError(
                 "client must be an AsyncHostedAI (the Orchestrator is async), not "
@@ -123,19 +133,13 @@ class Orchestrator:
         names = {target.name for target in self._targets}
         if type(max_attempts) is not int or max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-        for what, seconds in (
-            ("idle_release", idle_release),
-            ("queue_timeout", queue_timeout),
-            ("drain_timeout", drain_timeout),
-            ("pool_refresh", pool_refresh),
-            ("error_window", error_window),
-            ("lease_ttl", lease_ttl),
-            ("ready_timeout", ready_timeout),
-            ("capacity_timeout", capacity_timeout),
-        ):
-            check_seconds(what, seconds)
-        check_seconds("error_window", error_window, positive=True)
-        check_options(policy, breaker, lease_ttl, clock, sleep)
+        check_durations(
+            idle_release=idle_release, queue_timeout=queue_timeout, drain_timeout=drain_timeout,
+            pool_refresh=pool_refresh, ttl=ttl, ready_timeout=ready_timeout,
+            capacity_timeout=capacity_timeout,
+        )  # fmt: skip
+        check_seconds(error_window, "error_window", positive=True)
+        check_options(policy, circuit_breaker, ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
         self._min_warm = checked_warm(min_warm, names)
         # Endpoint targets need no client; only targets leased on GPUs do.
@@ -149,7 +153,7 @@ class Orchestrator:
         self._clock = clock
         self._sleep = sleep
         self._lease_options = {
-            "ttl": lease_ttl,
+            "ttl": ttl,
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
         }
@@ -162,7 +166,7 @@ class Orchestrator:
         if state is None:
             self._live = LocalLiveState(
                 self._targets,
-                breaker=breaker,
+                breaker=circuit_breaker,
                 clock=clock,
                 window=error_window,
                 refresh=pool_refresh,
@@ -177,7 +181,7 @@ class Orchestrator:
                 )
             self._replica = Replica(
                 state, self._client, self._targets, self._max_allocations,
-                breaker=breaker, clock=clock, sleep=sleep, window=error_window,
+                breaker=circuit_breaker, clock=clock, sleep=sleep, window=error_window,
                 refresh=pool_refresh,
             )  # fmt: skip
             self._live, self._fleet = self._replica.live, self._replica.fleet
@@ -229,7 +233,12 @@ class Orchestrator:
     # Lifecycle
 
     async def __aenter__(self) -> Orchestrator:
-        self._check_open()
+        if self._closing is not None:
+            self._check_open()
+        if self._upkeep is None:
+            self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
+            if self._replica is not None:
+                self._replica.start()
         await self._engine.read_pools()  # routing knows the pools from the first call on
         return self
 
@@ -244,10 +253,11 @@ class Orchestrator:
     def _check_open(self) -> None:
         if self._closing is not None:
             raise OrchestratorClosedError("the orchestrator is closed")
-        if self._upkeep is None:
-            self._upkeep = asyncio.get_running_loop().create_task(self._keep_up())
-            if self._replica is not None:
-                self._replica.start()
+        if self._upkeep is None:  # never entered: nothing would release what it leases
+            raise UsageError(
+                "use `async with Orchestrator(...) as orchestrator:` before calling it "
+                "(leaving the block releases every GPU it leased)"
+            )
 
     async def aclose(self) -> None:
         """Stop taking calls, let those in flight finish within ``drain_timeout`` seconds,
@@ -317,7 +327,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -343,7 +353,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -361,7 +371,7 @@ class Orchestrator:
         *,
         target: Target | str | None = None,
         tier: Tier | str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         deadline: float | None = None,
@@ -377,7 +387,7 @@ class Orchestrator:
         prompt: str,
         target: Target | str | None,
         tier: Tier | str | None,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float | None,
         stop: str | list[str] | None,
         deadline: float | None,

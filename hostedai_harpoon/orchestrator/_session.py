@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import (
     AllocationError,
@@ -14,6 +14,7 @@ from .. import (
     ConfigurationError,
     HostedAIError,
     OrchestratorClosedError,
+    UsageError,
 )
 from ..routing import RoutingPolicy, Target, Tier
 from ._checks import routed_request
@@ -118,6 +119,12 @@ class Session:
         """The most the session may spend, in dollars (``None``: no cap)."""
         return self._budget
 
+    def __enter__(self) -> NoReturn:
+        raise UsageError("a session is async: `async with orchestrator.allocate(...) as session:`")
+
+    def __exit__(self, *_: object) -> None:
+        """Never reached: entering with ``with`` is refused."""
+
     async def __aenter__(self) -> Session:
         if self._entered:
             raise HostedAIError("a session can be entered only once; call allocate() again")
@@ -188,10 +195,10 @@ class Session:
     close = aclose
 
     def _check(self) -> None:
-        if self._closed or not self._entered:
-            raise OrchestratorClosedError(
-                "the session is closed" if self._closed else "use `async with` to open it"
-            )
+        if self._closed:
+            raise OrchestratorClosedError("the session is closed")
+        if not self._entered:
+            raise UsageError("use `async with orchestrator.allocate(...) as session:` to open it")
         self._check_open()
         if self._budget is not None:
             committed = self._slots.committed()
@@ -210,7 +217,7 @@ class Session:
         self,
         prompt: str,
         *,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         target: Target | str | None = None,
@@ -234,7 +241,7 @@ class Session:
     def _routed(
         self,
         prompt: str,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float | None,
         stop: str | list[str] | None,
         target: Target | str | None,
@@ -258,7 +265,7 @@ class Session:
         self,
         prompt: str,
         *,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         temperature: float | None = None,
         stop: str | list[str] | None = None,
         target: Target | str | None = None,

@@ -9,7 +9,7 @@ from types import TracebackType
 
 import attrs
 
-from .. import HostedAIError, InferenceChunk, Usage
+from .. import HostedAIError, InferenceChunk, Usage, UsageError
 from ..routing import RouteDecision
 from ._engine import Engine, OpenedStream, Routed
 from ._failover import judge
@@ -47,7 +47,7 @@ class RoutedStream:
     def decision(self) -> RouteDecision:
         """Where the stream went and why (once entered)."""
         if self._decision is None:
-            raise HostedAIError("the stream was not opened: use `async with session.stream(...)`")
+            raise UsageError("the stream was not opened: use `async with session.stream(...)`")
         return self._decision
 
     async def __aenter__(self) -> RoutedStream:
@@ -67,7 +67,7 @@ class RoutedStream:
     async def __aiter__(self) -> AsyncIterator[InferenceChunk]:
         opened = self._opened
         if opened is None:
-            raise HostedAIError("the stream was not opened: use `async with session.stream(...)`")
+            raise UsageError("the stream was not opened: use `async with session.stream(...)`")
         chunk = opened.first
         while True:
             if chunk.usage is not None:

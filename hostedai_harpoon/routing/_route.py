@@ -139,30 +139,13 @@ def _candidates(
     excluded: dict[str, str] = {}
     for item in states:
         state = item if type(item) is TargetState else _as_state(item)
-        target = state.target
-        free = state.pool_free_gpus
-        # ``_why_not`` written as one test, for the common case: the target can take it.
-        if (
-            state.healthy
-            and state.circuit is not _OPEN
-            and (
-                free is None
-                or free >= target.gpus
-                or state.in_flight < state.warm_allocations * target.max_concurrency
-            )
-            and max_tokens <= target.max_tokens
-            and needed_tokens <= target.context_tokens
-            and (tier is None or target.tier is tier)
-        ):
-            kept.append(state)
-            continue
         why = _why_not(state, max_tokens, needed_tokens)
-        if why is None and tier is not None:
+        if why is None and tier is not None and state.target.tier is not tier:
             why = f"not in the requested tier ({tier.value})"
         if why is None:
             kept.append(state)
         else:
-            excluded[target.name] = why
+            excluded[state.target.name] = why
     if excluded:
         if not kept:
             raise _no_route("no healthy target can take the request", excluded)

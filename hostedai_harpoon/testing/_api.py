@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from ._inference import complete
 from ._openai import ALLOCATION_ROUTES, STANDALONE_ROUTES, OpenAIApi
 from ._state import AllocationRequest, State
-from ._wire import Outcome, Request, WireError, error_outcome, is_int, is_number, parse_json_object
+from ._wire import Answer, Request, WireError, error_answer, is_int, is_number, parse_json_object
 
 __all__ = ["IN_PROCESS_ENDPOINTS", "ROUTES", "Api"]
 
@@ -31,7 +31,7 @@ ROUTES = _CONTROL_ROUTES + ALLOCATION_ROUTES + STANDALONE_ROUTES
 The OpenAI-compatible paths come twice: under an allocation's endpoint
 (``/endpoints/*/v1/...``) and at a standalone server's root (``Emulator.serve_openai``)."""
 
-Handler = Callable[[Request, list[str], float], Outcome]
+Handler = Callable[[Request, list[str], float], Answer]
 
 _MISSING: Any = object()
 
@@ -127,7 +127,7 @@ class Api:
         request_id: str,
         now: float,
         openai_models: tuple[str, ...] | None = None,
-    ) -> Outcome:
+    ) -> Answer:
         """The outcome of ``request`` at time ``now`` (as a standalone OpenAI-compatible
         server serving ``openai_models``, when given)."""
         try:
@@ -142,7 +142,7 @@ class Api:
                 self._authenticate(request)
             return handler(request, params, now)
         except WireError as error:
-            return error_outcome(
+            return error_answer(
                 error.code, error.message, request_id, status=error.status, headers=error.headers
             )
 
@@ -172,19 +172,19 @@ class Api:
 
     # Handlers
 
-    def _health(self, request: Request, params: list[str], now: float) -> Outcome:
-        return Outcome(200, {"status": self.health_status, "version": self.version})
+    def _health(self, request: Request, params: list[str], now: float) -> Answer:
+        return Answer(200, {"status": self.health_status, "version": self.version})
 
-    def _list_pools(self, request: Request, params: list[str], now: float) -> Outcome:
-        return Outcome(200, {"data": [pool.to_wire() for pool in self._state.pools()]})
+    def _list_pools(self, request: Request, params: list[str], now: float) -> Answer:
+        return Answer(200, {"data": [pool.to_wire() for pool in self._state.pools()]})
 
-    def _get_pool(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _get_pool(self, request: Request, params: list[str], now: float) -> Answer:
         pool = self._state.pool(params[0])
         if pool is None:
             raise WireError("pool_not_found", f"There is no pool {params[0]!r}.")
-        return Outcome(200, pool.to_wire())
+        return Answer(200, pool.to_wire())
 
-    def _allocate(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _allocate(self, request: Request, params: list[str], now: float) -> Answer:
         key = request.headers.get("idempotency-key")
         if key is not None and not _is_idempotency_key(key):
             raise WireError(
@@ -209,41 +209,41 @@ class Api:
         )
         allocation, replayed = self._state.allocate(allocation_request, key, now)
         headers = {"idempotent-replayed": "true"} if replayed else {}
-        return Outcome(
+        return Answer(
             201,
             allocation.to_wire(self.endpoint_base),
             headers,
             allocation_id=None if replayed else allocation.id,
         )
 
-    def _list_allocations(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _list_allocations(self, request: Request, params: list[str], now: float) -> Answer:
         pool_id = parse_qs(request.query).get("pool_id", [None])[0]
-        return Outcome(
+        return Answer(
             200, {"data": [a.to_wire(self.endpoint_base) for a in self._state.live(pool_id)]}
         )
 
-    def _get_allocation(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _get_allocation(self, request: Request, params: list[str], now: float) -> Answer:
         allocation = self._state.get(params[0])
         if allocation is None:
             raise WireError("allocation_not_found", f"There is no allocation {params[0]!r}.")
-        return Outcome(200, allocation.to_wire(self.endpoint_base))
+        return Answer(200, allocation.to_wire(self.endpoint_base))
 
-    def _release(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _release(self, request: Request, params: list[str], now: float) -> Answer:
         self._state.release(params[0])
-        return Outcome(204)
+        return Answer(204)
 
-    def _renew(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _renew(self, request: Request, params: list[str], now: float) -> Answer:
         body = parse_json_object(request.body, empty_ok=True)
         ttl = _field(
             body, "ttl_seconds", _int_between(1, 86400), "an integer from 1 to 86400", None
         )
-        return Outcome(200, self._state.renew(params[0], ttl, now).to_wire(self.endpoint_base))
+        return Answer(200, self._state.renew(params[0], ttl, now).to_wire(self.endpoint_base))
 
-    def _on_endpoint(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _on_endpoint(self, request: Request, params: list[str], now: float) -> Answer:
         allocation = self._state.usable(params[0], None)
         return self.openai.handle(request, now, (allocation.model,))
 
-    def _infer(self, request: Request, params: list[str], now: float) -> Outcome:
+    def _infer(self, request: Request, params: list[str], now: float) -> Answer:
         body = parse_json_object(request.body)
         allocation_id = _field(body, "allocation_id", _is_str, "a string")
         prompt = _field(body, "prompt", _is_str, "a string")
@@ -282,7 +282,7 @@ class Api:
                 "text": completion.text,
                 **summary,
             }
-            return Outcome(200, payload, delay=delay)
+            return Answer(200, payload, delay=delay)
         events: list[Any] = [{"id": inference_id, "delta": delta} for delta in completion.deltas]
         events += [{"id": inference_id, "delta": "", **summary}, "[DONE]"]
-        return Outcome(200, events=events, delay=delay)
+        return Answer(200, events=events, delay=delay)

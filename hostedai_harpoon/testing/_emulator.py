@@ -21,12 +21,12 @@ from ._gpuaas import OTHER_TEAM, GpuaasApi, GpuaasQuirks
 from ._openai import OpenAIServer, is_openai_path, openai_error
 from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
 from ._wire import (
+    Answer,
     EventStream,
-    Outcome,
     Reply,
     Request,
     check_delay,
-    error_outcome,
+    error_answer,
     is_int,
 )
 
@@ -187,7 +187,7 @@ class Emulator:
                 _LOG.exception(
                     "the emulator crashed on %s %s (%s)", request.method, request.path, request_id
                 )
-                bug = error_outcome(
+                bug = error_answer(
                     "internal_error",
                     "The emulator crashed on this request (an emulator bug; see its log).",
                     request_id,
@@ -220,7 +220,7 @@ class Emulator:
             return reply
 
     def _encode(
-        self, request_id: str, outcome: Outcome | None, corruption: FaultKind | None
+        self, request_id: str, outcome: Answer | None, corruption: FaultKind | None
     ) -> Reply:
         if outcome is None:
             return Reply(None, {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._faults import FaultKind, InjectedFault
-from ._wire import Outcome, encode_json, error_outcome
+from ._wire import Answer, encode_json, error_answer
 
 __all__ = ["apply_fault", "encode_body", "encode_events"]
 
@@ -18,19 +18,19 @@ _FAULT_ERROR_CODES = {
 _MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
-def apply_fault(fault: InjectedFault, outcome: Outcome | None, request_id: str) -> Outcome | None:
+def apply_fault(fault: InjectedFault, outcome: Answer | None, request_id: str) -> Answer | None:
     """The outcome once ``fault`` hit it (``None``: the connection drops)."""
     if fault.kind is FaultKind.DROP:
         return None
     retry_after = {} if fault.retry_after is None else {"retry-after": fault.retry_after}
     if fault.kind is FaultKind.RATE_LIMIT:
-        return error_outcome(
+        return error_answer(
             "rate_limited", "Too many requests (injected).", request_id, headers=retry_after
         )
     if fault.kind is FaultKind.ERROR:
         status = fault.status or 500
         code = _FAULT_ERROR_CODES.get(status, "internal_error")
-        return error_outcome(
+        return error_answer(
             code, "Injected server error.", request_id, status=status, headers=retry_after
         )
     assert outcome is not None

@@ -16,7 +16,7 @@ import attrs
 
 from ._openai import STANDALONE_ROUTES, OpenAIApi
 from ._state import PoolSpec, State
-from ._wire import Outcome, Request, WireError, check_delay, parse_json_object
+from ._wire import Answer, Request, WireError, check_delay, parse_json_object
 
 __all__ = ["OTHER_TEAM", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
 
@@ -177,7 +177,7 @@ class GpuaasApi:
 
     # Requests
 
-    def dispatch(self, request: Request, now: float) -> Outcome:
+    def dispatch(self, request: Request, now: float) -> Answer:
         """The outcome of ``request`` at time ``now``."""
         try:
             if request.path in STANDALONE_ROUTES:  # a pod's vLLM server: no platform key
@@ -190,13 +190,13 @@ class GpuaasApi:
             quirk = self._quirk(request)
             if quirk is not None:
                 return quirk
-            answer: Outcome = handler(request, now)
+            answer: Answer = handler(request, now)
             return answer
         except WireError as error:
             payload = getattr(error, "payload", None)
             if payload is None:
                 payload = {"message": error.message}
-            return Outcome(error.status, payload)
+            return Answer(error.status, payload)
 
     def _routes(self) -> Mapping[tuple[str, str], Any]:
         return {
@@ -232,14 +232,14 @@ class GpuaasApi:
             if record is not None and record.team_id == OTHER_TEAM:
                 self.foreign_touches += 1
 
-    def _quirk(self, request: Request) -> Outcome | None:
+    def _quirk(self, request: Request) -> Answer | None:
         quirks = self._quirks
         if self._draw(quirks.policy_error_rate):
-            return Outcome(500, _POLICY)
+            return Answer(500, _POLICY)
         if self._draw(quirks.policy_error_200_rate):
-            return Outcome(200, _POLICY)
+            return Answer(200, _POLICY)
         if request.method == "GET" and self._draw(quirks.empty_200_rate):
-            return Outcome(200)
+            return Answer(200)
         return None
 
     def _team(self, value: Any) -> str:
@@ -250,9 +250,9 @@ class GpuaasApi:
     def _query(self, request: Request, name: str) -> str | None:
         return parse_qs(request.query).get(name, [None])[0]
 
-    def _available_pools(self, request: Request, now: float) -> Outcome:
+    def _available_pools(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))
-        return Outcome(
+        return Answer(
             200,
             [
                 {
@@ -270,7 +270,7 @@ class GpuaasApi:
         used = sum(r.vgpus for r in self.subscriptions.values() if r.pool_id == pool_id)
         return max(0, self._pools[pool_id].gpus - used)
 
-    def _subscribe(self, request: Request, now: float) -> Outcome:
+    def _subscribe(self, request: Request, now: float) -> Answer:
         body = parse_json_object(request.body)
         team = self._team(body.get("team_id"))
         pool_id, vgpus = body.get("pool_id"), body.get("vgpus", 1)
@@ -285,17 +285,17 @@ class GpuaasApi:
         record = self._add(pool_id, team, vgpus, now, running=True)
         quirks = self._quirks
         if self._draw(quirks.conflict_rate):
-            return Outcome(409, {"message": "Already subscribed to this pool"})
+            return Answer(409, {"message": "Already subscribed to this pool"})
         if self._draw(quirks.lost_subscribe_rate):
-            return Outcome(200, {"subscription_id": record.id}, delay=quirks.lost_subscribe_delay)
+            return Answer(200, {"subscription_id": record.id}, delay=quirks.lost_subscribe_delay)
         if self._draw(quirks.empty_subscribe_rate):
-            return Outcome(200, delay=quirks.subscribe_delay)
-        return Outcome(200, {"subscription_id": record.id}, delay=quirks.subscribe_delay)
+            return Answer(200, delay=quirks.subscribe_delay)
+        return Answer(200, {"subscription_id": record.id}, delay=quirks.subscribe_delay)
 
-    def _list(self, request: Request, now: float) -> Outcome:
+    def _list(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))  # and then ignored, as the platform does
         items = [r.to_wire(now, self._url(r)) for r in self.subscriptions.values()]
-        return Outcome(
+        return Answer(
             200,
             {
                 "items": items,
@@ -309,7 +309,7 @@ class GpuaasApi:
     def _url(self, record: SubscriptionRecord) -> str | None:
         return self.endpoint_base if record.exposed else None
 
-    def _connection_info(self, request: Request, now: float) -> Outcome:
+    def _connection_info(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))
         wanted = self._query(request, "subscription_id")
         rows = []
@@ -318,16 +318,16 @@ class GpuaasApi:
                 row = record.to_wire(now, self._url(record))
                 rows.append({"id": row["id"], "pool_name": f"pool-{record.pool_id}",
                              "region_id": 1, "pods": row["pods"]})  # fmt: skip
-        return Outcome(200, rows)
+        return Answer(200, rows)
 
-    def _expose(self, request: Request, now: float) -> Outcome:
+    def _expose(self, request: Request, now: float) -> Answer:
         body = parse_json_object(request.body)
         record = self.subscriptions.get(body.get("pool_subscription_id"))  # type: ignore[arg-type]
         if record is None or record.pod_name != body.get("pod_name"):
             raise _error(404, {"message": "Pod not found"})
         record.exposed = True
         host, _, port = self.endpoint_base.removeprefix("http://").rpartition(":")
-        return Outcome(
+        return Answer(
             200,
             {
                 "id": record.id,
@@ -343,7 +343,7 @@ class GpuaasApi:
             },
         )
 
-    def _unsubscribe(self, request: Request, now: float) -> Outcome:
+    def _unsubscribe(self, request: Request, now: float) -> Answer:
         body = parse_json_object(request.body)
         self._team(body.get("team_id"))
         record = self.subscriptions.get(body.get("subscription_id"))  # type: ignore[arg-type]
@@ -353,9 +353,9 @@ class GpuaasApi:
             record.status = "un_subscribing"
             record.gone_at = now + self._quirks.unsubscribe_delay
             self.settle(now)
-        return Outcome(200, {"message": "Unsubscribed"})
+        return Answer(200, {"message": "Unsubscribed"})
 
-    def _on_pod(self, request: Request, now: float) -> Outcome:
+    def _on_pod(self, request: Request, now: float) -> Answer:
         """A running pod's vLLM server: serves the models of the pools with one."""
         models = tuple(
             dict.fromkeys(
@@ -367,7 +367,7 @@ class GpuaasApi:
         )
         if not models:
             raise _error(404, {"error": {"message": "no pod serves here", "type": "NotFound"}})
-        outcome: Outcome = self.openai.handle(request, now, models)
+        outcome: Answer = self.openai.handle(request, now, models)
         return outcome
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._inference import Completion, complete
-from ._wire import Outcome, Reply, Request, WireError, is_int, is_number, parse_json_object
+from ._wire import Answer, Reply, Request, WireError, is_int, is_number, parse_json_object
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
@@ -49,7 +49,7 @@ def is_openai_path(path: str) -> bool:
     return path.endswith(_SUFFIXES)
 
 
-def openai_error(outcome: Outcome | None) -> Outcome | None:
+def openai_error(outcome: Answer | None) -> Answer | None:
     """An error envelope of this API in OpenAI's shape: ``{"error": {"message", "type",
     "param", "code"}}`` (the request id stays in the ``x-request-id`` header)."""
     if outcome is None or outcome.status < 400 or not isinstance(outcome.payload, dict):
@@ -116,7 +116,7 @@ class OpenAIApi:
         self._state = state
         self._latency_scale = latency_scale
 
-    def handle(self, request: Request, now: float, models: Sequence[str]) -> Outcome:
+    def handle(self, request: Request, now: float, models: Sequence[str]) -> Answer:
         """The outcome of an OpenAI-compatible ``request`` on a server serving ``models``."""
         path = request.path
         if path.endswith("/v1/models"):
@@ -134,14 +134,14 @@ class OpenAIApi:
                 }
                 for model in models
             ]
-            return Outcome(200, {"object": "list", "data": data})
+            return Answer(200, {"object": "list", "data": data})
         if request.method != "POST":
             raise WireError("method_not_allowed", f"{request.method} is not allowed here.")
         return self._generate(request, now, models, chat=path.endswith("/chat/completions"))
 
     def _generate(
         self, request: Request, now: float, models: Sequence[str], *, chat: bool
-    ) -> Outcome:
+    ) -> Answer:
         body = parse_json_object(request.body)
         model = body.get("model")
         if not isinstance(model, str):
@@ -174,9 +174,9 @@ class OpenAIApi:
         delay = self._latency_scale * completion.latency_ms / 1000
         answer = _Answer(self._state.new_id("chatcmpl-" if chat else "cmpl-"), now, model, chat)
         if not stream:
-            return Outcome(200, answer.whole(completion), delay=delay)
+            return Answer(200, answer.whole(completion), delay=delay)
         usage = bool(options and options.get("include_usage") is True)
-        return Outcome(200, events=answer.events(completion, usage), delay=delay)
+        return Answer(200, events=answer.events(completion, usage), delay=delay)
 
 
 class _Answer:

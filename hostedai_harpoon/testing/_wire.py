@@ -12,14 +12,14 @@ import attrs
 
 __all__ = [
     "ERROR_TYPES",
+    "Answer",
     "EventStream",
-    "Outcome",
     "Reply",
     "Request",
     "WireError",
     "check_delay",
     "encode_json",
-    "error_outcome",
+    "error_answer",
     "parse_json_object",
 ]
 
@@ -85,7 +85,7 @@ class Request:
 
 
 @attrs.define
-class Outcome:
+class Answer:
     """What a handler answered, before faults and encoding.
 
     ``payload`` is the JSON body (``None``: no body); ``events`` the payloads of a
@@ -170,14 +170,14 @@ def check_delay(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
-def error_outcome(
+def error_answer(
     code: str,
     message: str,
     request_id: str,
     *,
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
-) -> Outcome:
+) -> Answer:
     """The error envelope for ``code``."""
     status = ERROR_TYPES[code][0] if status is None else status
     payload = {
@@ -188,7 +188,7 @@ def error_outcome(
             "request_id": request_id,
         }
     }
-    return Outcome(status, payload, dict(headers or {}))
+    return Answer(status, payload, dict(headers or {}))
 
 
 def encode_json(payload: Any) -> bytes:

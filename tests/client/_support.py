@@ -29,8 +29,11 @@ AnyClient = harpoon.HostedAI | harpoon.AsyncHostedAI
 
 
 async def call(client: AnyClient, method: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Call ``method`` on either client, awaiting it when the client is async."""
+    """Call ``method`` on either client, awaiting it when the client is async. A stream,
+    which sends nothing until it is opened, is opened (entered, or awaited)."""
     result = getattr(client, method)(*args, **kwargs)
+    if isinstance(result, harpoon.InferenceStream):
+        return result.__enter__()
     if inspect.isawaitable(result):
         return await result
     return result

@@ -6,7 +6,7 @@ import pytest
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
-from tests.client._support import ClientFactory, call
+from tests.client._support import AnyClient, ClientFactory, Flavor, call, close
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,19 @@ async def test_an_async_stream_can_be_used_without_await(emulator: Emulator) -> 
     assert stream.request_id is not None
     with pytest.raises(harpoon.HostedAIError, match="not started"):
         _ = client.stream(allocation.id, "x").response
+
+
+async def test_a_call_on_a_closed_client_is_a_usage_error_not_a_connection_error(
+    flavor: Flavor,
+) -> None:
+    # A retry handler written for network failures must not retry this one forever.
+    with Emulator().serve() as base_url:
+        client: AnyClient = (
+            harpoon.HostedAI(base_url, "sk")
+            if flavor == "sync"
+            else harpoon.AsyncHostedAI(base_url, "sk")
+        )
+        await close(client)
+        with pytest.raises(harpoon.UsageError, match="client is closed") as caught:
+            await call(client, "health")
+    assert not isinstance(caught.value, harpoon.APIConnectionError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -282,3 +284,37 @@ def test_each_attempt_carries_the_configured_timeout() -> None:
     client = mock_client(handler, timeout=httpx.Timeout(7.0, connect=2.0))
     client.health()
     assert seen[0].extensions["timeout"] == {"connect": 2.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+
+
+async def test_requests_merge_the_http_clients_own_settings_as_httpx_does(flavor: Flavor) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "ok", "version": "1"})
+
+    options: Any = {
+        "transport": httpx.MockTransport(handler),
+        "headers": {"X-Tenant": "t-1", "Accept": "text/plain"},
+    }
+    if flavor == "sync":
+        client: Any = harpoon.HostedAI(BASE_URL, API_KEY, http_client=httpx.Client(**options))
+    else:
+        client = harpoon.AsyncHostedAI(BASE_URL, API_KEY, http_client=httpx.AsyncClient(**options))
+    http = client._http
+    await call(client, "health")
+    http.headers["X-Later"] = "yes"  # a change made afterwards is seen by the next request
+    await call(client, "health")
+    http.cookies.set("session", "c-1")
+    http.params = {"trace": "1"}
+    await call(client, "health")
+    first, later, with_cookies = seen
+    names = [name.lower() for name, _ in first.headers.multi_items()]
+    assert len(names) == len(set(names))  # one of each: ours replace the client's
+    assert first.headers["x-tenant"] == "t-1"
+    assert first.headers["accept"] == "application/json"
+    assert first.headers["authorization"] == f"Bearer {API_KEY}"
+    assert "x-later" not in first.headers
+    assert later.headers["x-later"] == "yes"
+    assert with_cookies.headers["cookie"] == "session=c-1"
+    assert with_cookies.url.params["trace"] == "1"

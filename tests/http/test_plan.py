@@ -16,11 +16,11 @@ from hostedai_harpoon._config import Secret
 from hostedai_harpoon._http import _api as api
 from hostedai_harpoon._http import _clock
 from hostedai_harpoon._http._plan import Planner
-from hostedai_harpoon._http._steps import Outcome, Plan, Reply, Send, Sleep
+from hostedai_harpoon._http._steps import Flow, Reply, Send, SendOutcome, Sleep
 from hostedai_harpoon._resilience import CircuitBreaker, CircuitBreakerConfig, RetryPolicy
 
 T = TypeVar("T")
-Answer = Callable[[httpx.Request], Outcome]
+Answer = Callable[[httpx.Request], SendOutcome]
 
 NO_JITTER = RetryPolicy(max_retries=2, initial_backoff=0.5, max_backoff=8.0, jitter=False)
 HEALTHY = {"status": "ok", "version": "1"}
@@ -87,9 +87,9 @@ class FakeDriver:
         self.waits: list[float] = []
         monkeypatch.setattr(_clock, "monotonic", lambda: self.now)
 
-    def run(self, plan: Plan[T], answers: list[Answer]) -> T:
+    def run(self, plan: Flow[T], answers: list[Answer]) -> T:
         script: Iterator[Answer] = iter(answers)
-        outcome: Outcome = None
+        outcome: SendOutcome = None
         try:
             while True:
                 step = plan.send(outcome)

@@ -65,7 +65,7 @@ async def test_bad_call_arguments_are_configuration_errors(emulator: Emulator) -
         with pytest.raises(harpoon.ConfigurationError, match="max_allocations"):
             orch.allocate(max_allocations={"gemma-3-270m": 0})
         session = orch.allocate()
-        with pytest.raises(harpoon.OrchestratorClosedError, match="async with"):
+        with pytest.raises(harpoon.UsageError, match="async with"):
             await session.infer("not entered")
     assert emulator.live_allocations() == []
 

@@ -28,7 +28,9 @@ def test_importing_the_package_does_not_import_the_orchestrator() -> None:
 
 
 def test_the_new_errors_sit_in_the_tree_and_survive_pickling() -> None:
-    assert issubclass(harpoon.AllAttemptsFailedError, harpoon.NoRouteError)
+    # "no target could take it" and "every attempt failed" are handled apart.
+    assert not issubclass(harpoon.AllAttemptsFailedError, harpoon.NoRouteError)
+    assert issubclass(harpoon.AllAttemptsFailedError, harpoon.HostedAIError)
     assert issubclass(harpoon.BudgetExceededError, harpoon.HostedAIError)
     assert issubclass(harpoon.OrchestratorClosedError, harpoon.HostedAIError)
     attempt = harpoon.Attempt(

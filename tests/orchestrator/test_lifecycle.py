@@ -135,9 +135,9 @@ async def test_a_closed_orchestrator_refuses_calls_and_closing_again_is_harmless
     emulator: Emulator, connect: Connect
 ) -> None:
     client = connect(emulator)
-    orch = harpoon.Orchestrator(client)
-    await orch.process("Hi!")
-    await orch.aclose()
+    async with harpoon.Orchestrator(client) as orch:
+        await orch.process("Hi!")
+        await orch.aclose()
     await orch.aclose()
     with pytest.raises(harpoon.OrchestratorClosedError):
         await orch.process("Hi!")
@@ -155,8 +155,41 @@ async def test_an_orchestrator_made_from_the_environment_closes_its_own_client(
         monkeypatch.setenv("HOSTED_AI_API_KEY", API_KEY)
         async with harpoon.Orchestrator() as orch:
             assert (await orch.process("Hi!")).result.text
-        with pytest.raises(harpoon.APIConnectionError):
+        with pytest.raises(harpoon.UsageError, match="client is closed"):
             await orch.client.health()
+    assert live_ids(emulator) == []
+
+
+async def test_an_orchestrator_never_entered_refuses_calls_and_sends_nothing(
+    emulator: Emulator, connect: Connect
+) -> None:
+    orch = harpoon.Orchestrator(connect(emulator))
+    for call in (orch.infer, orch.process):
+        with pytest.raises(harpoon.UsageError, match=r"async with Orchestrator"):
+            await call("Hi!")
+    with pytest.raises(harpoon.UsageError, match=r"async with Orchestrator"):
+        orch.allocate()
+    with pytest.raises(harpoon.UsageError, match=r"async with Orchestrator"):
+        async with orch.stream("Hi!"):
+            pass  # pragma: no cover
+    assert emulator.requests_to("POST", "/v1/allocate") == []
+    assert live_ids(emulator) == []
+
+
+async def test_misused_sessions_and_streams_name_the_fix(
+    emulator: Emulator, connect: Connect
+) -> None:
+    async with harpoon.Orchestrator(connect(emulator)) as orch:
+        refused = pytest.raises(harpoon.UsageError, match=r"async with orchestrator.allocate")
+        with refused, orch.allocate():
+            pass  # pragma: no cover
+        async with orch.allocate() as session:
+            stream = session.stream("Hi!")
+            with pytest.raises(harpoon.UsageError, match=r"async with session.stream"):
+                async for _ in stream:
+                    pass  # pragma: no cover
+            with pytest.raises(harpoon.UsageError, match=r"async with session.stream"):
+                stream.decision  # noqa: B018
     assert live_ids(emulator) == []
 
 
@@ -171,16 +204,18 @@ async def test_closing_the_orchestrator_cuts_off_a_session_still_prewarming(
     make_emulator: EmulatorFactory, connect: Connect
 ) -> None:
     emu = make_emulator(ready_delay=0.5)
-    orch = harpoon.Orchestrator(connect(emu), drain_timeout=0.0)
+    async with harpoon.Orchestrator(connect(emu), drain_timeout=0.0) as orch:
 
-    async def enter() -> None:
-        async with orch.allocate(prewarm=["qwen3-30b-a3b"]):
-            pytest.fail("the orchestrator closed before the prewarm was ready")  # pragma: no cover
+        async def enter() -> None:
+            async with orch.allocate(prewarm=["qwen3-30b-a3b"]):
+                pytest.fail(
+                    "the orchestrator closed before the prewarm was ready"
+                )  # pragma: no cover
 
-    entering = asyncio.create_task(enter())
-    await until(lambda: len(emu.requests_to("POST", "/v1/allocate")) == 1)
-    await orch.aclose()
-    assert live_ids(emu) == []
+        entering = asyncio.create_task(enter())
+        await until(lambda: len(emu.requests_to("POST", "/v1/allocate")) == 1)
+        await orch.aclose()
+        assert live_ids(emu) == []
     with pytest.raises(harpoon.OrchestratorClosedError):
         await entering
 
@@ -188,20 +223,20 @@ async def test_closing_the_orchestrator_cuts_off_a_session_still_prewarming(
 async def test_closing_the_orchestrator_waits_for_a_session_closing_by_itself(
     emulator: Emulator, connect: Connect
 ) -> None:
-    orch = harpoon.Orchestrator(connect(emulator))
     entered = asyncio.Event()
+    async with harpoon.Orchestrator(connect(emulator)) as orch:
 
-    async def use() -> None:
-        async with orch.allocate(prewarm=["qwen3-30b-a3b", "gemma-3-270m"]):
-            entered.set()
-            await asyncio.sleep(3600)
+        async def use() -> None:
+            async with orch.allocate(prewarm=["qwen3-30b-a3b", "gemma-3-270m"]):
+                entered.set()
+                await asyncio.sleep(3600)
 
-    task = asyncio.create_task(use())
-    await entered.wait()
-    task.cancel()  # the session starts releasing in its own task...
-    await asyncio.sleep(0)
-    await orch.aclose()  # ...and closing the orchestrator waits until it is done
-    assert live_ids(emulator) == []
+        task = asyncio.create_task(use())
+        await entered.wait()
+        task.cancel()  # the session starts releasing in its own task...
+        await asyncio.sleep(0)
+        await orch.aclose()  # ...and closing the orchestrator waits until it is done
+        assert live_ids(emulator) == []
     with pytest.raises(asyncio.CancelledError):
         await task
 

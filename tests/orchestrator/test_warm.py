@@ -194,7 +194,7 @@ async def test_a_warm_allocation_lost_while_idle_is_replaced_without_a_call(
 ) -> None:
     clock = ManualClock(0)
     async with harpoon.Orchestrator(
-        connect(emulator), clock=clock.now, sleep=ticks, min_warm={GEMMA: 1}, lease_ttl=1.0
+        connect(emulator), clock=clock.now, sleep=ticks, min_warm={GEMMA: 1}, ttl=1.0
     ) as orch:
         await until(lambda: orch.snapshot().targets[GEMMA].warm_allocations == 1)
         (lost,) = live_ids(emulator)
