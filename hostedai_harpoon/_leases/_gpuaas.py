@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -394,7 +393,7 @@ def _allocation(
         gpu_type=None,
         status=status,
         endpoint=endpoint,
-        created_at=row.created_at or datetime.fromtimestamp(time.time(), UTC),
+        created_at=row.created_at or datetime.now(UTC),
         expires_at=None,
         ttl_seconds=None,
     )

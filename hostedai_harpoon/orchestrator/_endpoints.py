@@ -9,6 +9,7 @@ queue as they do for an allocation. Nothing is leased or released for it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from .. import AsyncEndpoint, AsyncInferenceStream, InferenceResult, LeaseState
 from ..routing import Target
@@ -30,29 +31,13 @@ class EndpointLease:
     def __repr__(self) -> str:
         return f"<EndpointLease {self.id}>"
 
-    def infer(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: str | list[str] | None = None,
-    ) -> Awaitable[InferenceResult]:
-        return self.endpoint.infer(
-            prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
-        )
+    def infer(self, prompt: str, **options: Any) -> Awaitable[InferenceResult]:
+        """``AsyncEndpoint.infer`` (the options a lease's ``infer`` takes)."""
+        return self.endpoint.infer(prompt, **options)
 
-    def stream(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        stop: str | list[str] | None = None,
-    ) -> AsyncInferenceStream:
-        return self.endpoint.stream(
-            prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
-        )
+    def stream(self, prompt: str, **options: Any) -> AsyncInferenceStream:
+        """``AsyncEndpoint.stream`` (the options a lease's ``stream`` takes)."""
+        return self.endpoint.stream(prompt, **options)
 
 
 def endpoints_of(targets: Sequence[Target], **options: object) -> dict[str, EndpointLease]:

@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 
 import attrs
 from typing_extensions import Unpack
@@ -242,12 +241,7 @@ class Orchestrator:
         await self._engine.read_pools()  # routing knows the pools from the first call on
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_: object) -> None:
         await self.aclose()
 
     def _check_open(self) -> None:
