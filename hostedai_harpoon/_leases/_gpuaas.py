@@ -62,13 +62,18 @@ class GpuaasPlane:
     # Entering ------------------------------------------------------------------------------
 
     def default_pool(self, planner: Planner, gpus: int) -> Flow[str]:
-        """The first pool with ``gpus`` free (the platform has no default pool)."""
+        """The first pool with ``gpus`` free that this team has no subscription to (the
+        platform has no default pool, and takes one subscription per team and pool)."""
         pools = yield from planner.plan(wire.list_pools(self.team_id))
+        rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
+        taken = {row.pool_id for row in rows}
         for pool in pools:
-            if pool.gpus_free >= gpus:
+            if pool.gpus_free >= gpus and pool.id not in taken:
                 return pool.id
         raise CapacityError(
-            f"no pool of team {self.team_id} has {gpus} GPU(s) free", status_code=503
+            f"no pool of team {self.team_id} has {gpus} GPU(s) free and no subscription of "
+            "the team yet",
+            status_code=503,
         )
 
     def subscribe(

@@ -72,8 +72,12 @@ class Orchestrator:
 
     ``breaker`` configures each target's own circuit breaker, ``error_window`` the seconds
     over which error rates are counted, ``pool_refresh`` the most seconds between two
-    reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout`` and
-    ``capacity_timeout`` go to each lease (a full pool fails over at once by default).
+    reads of the pools' free GPUs. ``lease_ttl``, ``ready_timeout``,
+    ``capacity_timeout`` and ``max_lifetime`` go to each lease (a full pool fails over at
+    once by default; ``max_lifetime``, ``None`` or seconds above 0: the package releases
+    an allocation that long after it was leased, as the ``gpuaas`` platform has no TTL).
+    An allocated target whose ``inference`` is ``None`` uses the client's protocol
+    (``"openai"`` on ``gpuaas``).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them.
 
@@ -103,6 +107,7 @@ class Orchestrator:
         lease_ttl: float = 120.0,
         ready_timeout: float = 300.0,
         capacity_timeout: float = 0.0,
+        max_lifetime: float | None = None,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -127,6 +132,8 @@ class Orchestrator:
             ("capacity_timeout", capacity_timeout),
         ):
             check_seconds(what, seconds)
+        if max_lifetime is not None:
+            check_seconds("max_lifetime", max_lifetime, positive=True)
         check_seconds("error_window", error_window, positive=True)
         check_options(policy, breaker, lease_ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
@@ -135,6 +142,18 @@ class Orchestrator:
         leased = any(target.endpoint is None for target in self._targets)
         self._owns_client = client is None and leased
         self._client = AsyncHostedAI() if self._owns_client else client
+        if self._client is not None:  # allocated targets that do not say: the dialect's protocol
+            protocol, dialect = self._client.inference, self._client.dialect
+            self._targets = tuple(
+                attrs.evolve(t, inference=protocol) if t.endpoint is None and t.inference is None
+                else t for t in self._targets
+            )  # fmt: skip
+            wrong = [t.name for t in self._targets if t.inference == "hostedai" != protocol]
+            if wrong:
+                raise ConfigurationError(
+                    f"targets {wrong} say inference='hostedai', which a {dialect} client does "
+                    f"not have: leave it out (the client's is {protocol!r}) or name another"
+                )
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
         self._idle_release = idle_release
         self._queue_timeout = queue_timeout
@@ -145,6 +164,7 @@ class Orchestrator:
             "ttl": lease_ttl,
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
+            "max_lifetime": max_lifetime,
         }
         self._live = LocalLiveState(
             self._targets,

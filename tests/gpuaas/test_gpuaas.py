@@ -186,7 +186,7 @@ def test_configuration_errors_name_the_argument(tmp_path: Path) -> None:
         "http://127.0.0.1:1", KEY, dialect="gpuaas", team_id=TEAM, ledger_dir=tmp_path
     )
     with pytest.raises(harpoon.ConfigurationError, match="inference"):
-        c.allocate("gemma-3-270m")
+        c.allocate("gemma-3-270m", inference="hostedai")
     assert KEY not in repr(c)
 
 
