@@ -56,8 +56,9 @@ class GpuaasPlane:
     ledger: SubscriptionLedger
     subscribe_extra: Mapping[str, object] = attrs.field(factory=dict)
     held: set[str] = attrs.field(factory=set)
-    # Subscribes in flight in this process (their tokens): not dead, whatever the ledger says.
-    in_flight: set[str] = attrs.field(factory=set)
+    # Subscribes in flight in this process (token -> pool): not dead, whatever the ledger
+    # says; a lease naming no pool does not pick theirs.
+    in_flight: dict[str, str] = attrs.field(factory=dict)
 
     # Entering ------------------------------------------------------------------------------
 
@@ -66,7 +67,7 @@ class GpuaasPlane:
         platform has no default pool, and takes one subscription per team and pool)."""
         pools = yield from planner.plan(wire.list_pools(self.team_id))
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
-        taken = {row.pool_id for row in rows}
+        taken = {row.pool_id for row in rows} | set(self.in_flight.values())
         for pool in pools:
             if pool.gpus_free >= gpus and pool.id not in taken:
                 return pool.id
@@ -90,7 +91,7 @@ class GpuaasPlane:
         pool = pool_id if pool_id is not None else (yield from self.default_pool(planner, gpus))
         sent_at = datetime.now(UTC)
         token = self.ledger.sent(pool, sent_at)
-        self.in_flight.add(token)
+        self.in_flight[token] = pool
         note(token, pool)
         row: wire.Subscription | None
         try:
@@ -120,7 +121,7 @@ class GpuaasPlane:
             note(None, pool)
             return allocation
         finally:
-            self.in_flight.discard(token)
+            self.in_flight.pop(token, None)
 
     def release_lease(
         self, planner: Planner, allocation: Allocation | None, pending: tuple[str, str] | None
