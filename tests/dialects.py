@@ -15,6 +15,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from hostedai_harpoon.testing import Emulator
+
 DIALECTS = ("v1", "gpuaas")
 TEAM = "team-harpoon-tests"
 
@@ -55,3 +57,11 @@ def parametrize_dialects(metafunc: pytest.Metafunc) -> None:
         reason = marker.args[0] if marker.args else "pins something only the v1 API has"
         gpuaas = pytest.param("gpuaas", marks=pytest.mark.skip(reason=f"v1 only: {reason}"))
     metafunc.parametrize("dialect", ["v1", gpuaas])
+
+
+def made(emu: Emulator) -> int:
+    """How many allocations (subscriptions) the emulator made: on ``gpuaas``, its subscribes
+    (each makes one at most; a v1 create may be replayed under its idempotency key)."""
+    if emu.dialect == "v1":
+        return len(emu.allocations())
+    return len(emu.requests_to(*PATHS["gpuaas"].create))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -59,18 +61,22 @@ class GpuaasPlane:
     # Subscribes in flight in this process (token -> pool): not dead, whatever the ledger
     # says; a lease naming no pool does not pick theirs.
     in_flight: dict[str, str] = attrs.field(factory=dict)
+    choosing: threading.Lock = attrs.field(factory=threading.Lock)
 
     # Entering ------------------------------------------------------------------------------
 
-    def default_pool(self, planner: Planner, gpus: int) -> Flow[str]:
+    def default_pool(self, planner: Planner, gpus: int, token: str) -> Flow[str]:
         """The first pool with ``gpus`` free that this team has no subscription to (the
-        platform has no default pool, and takes one subscription per team and pool)."""
+        platform has no default pool, and takes one subscription per team and pool), nor a
+        subscribe in flight; reserved for the subscribe ``token`` (in ``in_flight``)."""
         pools = yield from planner.plan(wire.list_pools(self.team_id))
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
-        taken = {row.pool_id for row in rows} | set(self.in_flight.values())
-        for pool in pools:
-            if pool.gpus_free >= gpus and pool.id not in taken:
-                return pool.id
+        with self.choosing:  # the sync client's threads choose one at a time
+            taken = {row.pool_id for row in rows} | set(self.in_flight.values())
+            for pool in pools:
+                if pool.gpus_free >= gpus and pool.id not in taken:
+                    self.in_flight[token] = pool.id
+                    return pool.id
         raise CapacityError(
             f"no pool of team {self.team_id} has {gpus} GPU(s) free and no subscription of "
             "the team yet",
@@ -88,13 +94,16 @@ class GpuaasPlane:
         """Subscribe and learn the subscription (``None``: the subscribe may have worked but
         its subscription does not show yet). ``note`` is told the ledger's token of the
         subscribe while its subscription is unknown, and ``None`` once it is settled."""
-        pool = pool_id if pool_id is not None else (yield from self.default_pool(planner, gpus))
-        sent_at = datetime.now(UTC)
-        token = self.ledger.sent(pool, sent_at)
-        self.in_flight[token] = pool
-        note(token, pool)
+        token = uuid.uuid4().hex
+        if pool_id is None:
+            pool = yield from self.default_pool(planner, gpus, token)
+        else:
+            pool = self.in_flight[token] = pool_id
         row: wire.Subscription | None
         try:
+            sent_at = datetime.now(UTC)
+            self.ledger.sent(pool, sent_at, token)
+            note(token, pool)
             try:
                 found = yield from planner.plan(
                     wire.subscribe(self.team_id, pool, gpus, self.subscribe_extra)
@@ -233,7 +242,7 @@ class GpuaasPlane:
             wait = min(next(polls), max(0.0, ready_by - _clock.monotonic()))
             if wait <= 0:
                 raise AllocationError(
-                    f"subscription {allocation.id} had no running pod within {ready_timeout}s",
+                    f"subscription {allocation.id} was not ready within {ready_timeout}s (no running pod)",
                     allocation_id=allocation.id,
                 )
             yield Sleep(wait)
