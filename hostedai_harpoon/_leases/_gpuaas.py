@@ -109,7 +109,7 @@ class GpuaasPlane:
                     wire.subscribe(self.team_id, pool, gpus, self.subscribe_extra)
                 )
             except ConflictError as exc:
-                row = yield from self._adoptable(planner, pool, token, exc)
+                row = yield from self._adoptable(planner, pool, token, sent_at, exc)
             except HostedAIError as exc:
                 if nothing_was_made(exc):
                     self.ledger.settle(token)
@@ -160,10 +160,13 @@ class GpuaasPlane:
         return _allocation(row, model, gpus, AllocationStatus.PENDING, None)
 
     def _adoptable(
-        self, planner: Planner, pool: str, token: str, conflict: ConflictError
+        self, planner: Planner, pool: str, token: str, sent_at: datetime, conflict: ConflictError
     ) -> Flow[wire.Subscription]:
         """The subscription a 409 "Already subscribed" is about, if this client made it and
-        no live lease of it holds it; else the ``ConflictError`` naming it."""
+        no live lease of it holds it: its ledger says so, or the row was made after this
+        very subscribe was sent (a 409 answering a subscribe that worked, as a retrying
+        gateway gives; no allowance for clock skew here, unlike a lost answer's look-up);
+        else the ``ConflictError`` naming it."""
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
         row = next((r for r in rows if r.pool_id == pool and r.status != ""), None)
         if row is None:
@@ -178,10 +181,9 @@ class GpuaasPlane:
                 code="un_subscribing",
             ) from conflict
         owner = self.ledger.owner(row.id)
-        if (
-            owner is not None
-            and row.id not in self.held
-            and not (owner != os.getpid() and alive(owner))
+        made_by_this = owner is None and row.created_at is not None and row.created_at >= sent_at
+        if row.id not in self.held and (
+            made_by_this or (owner is not None and not (owner != os.getpid() and alive(owner)))
         ):
             return row
         self.ledger.settle(token)
@@ -242,7 +244,8 @@ class GpuaasPlane:
             wait = min(next(polls), max(0.0, ready_by - _clock.monotonic()))
             if wait <= 0:
                 raise AllocationError(
-                    f"subscription {allocation.id} was not ready within {ready_timeout}s (no running pod)",
+                    f"subscription {allocation.id} was not ready within {ready_timeout}s "
+                    "(no running pod)",
                     allocation_id=allocation.id,
                 )
             yield Sleep(wait)
