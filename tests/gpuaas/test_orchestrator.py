@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator
+from hostedai_harpoon.testing import Emulator, GpuaasQuirks
 
 TEAM = "team-1"
 
@@ -101,4 +101,12 @@ async def test_leases_naming_no_pool_take_pools_the_team_does_not_hold_yet(
         async with first as a, second as b:
             assert a.allocation.pool_id != b.allocation.pool_id
             assert len(emu.live_allocations()) == 2
+    assert emu.live_allocations() == []
+
+
+async def test_a_409_answering_a_subscribe_that_worked_adopts_it(tmp_path: Path) -> None:
+    emu = Emulator(dialect="gpuaas", gpuaas=GpuaasQuirks(conflict_rate=1.0))
+    client = gpuaas_client(emu, tmp_path)
+    async with client, client.allocate("gemma-3-270m", pool_id="102") as lease:
+        assert [s.id for s in emu.live_allocations()] == [lease.id]
     assert emu.live_allocations() == []
