@@ -99,6 +99,7 @@ async def test_leases_naming_no_pool_take_pools_the_team_does_not_hold_yet(
     async with gpuaas_client(emu, tmp_path) as client:
         first, second = client.allocate("gemma-3-270m"), client.allocate("gemma-3-270m")
         async with first as a, second as b:
+            assert a.allocation is not None and b.allocation is not None
             assert a.allocation.pool_id != b.allocation.pool_id
             assert len(emu.live_allocations()) == 2
     assert emu.live_allocations() == []
