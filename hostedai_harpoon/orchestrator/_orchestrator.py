@@ -76,8 +76,8 @@ class Orchestrator:
     ``capacity_timeout`` and ``max_lifetime`` go to each lease (a full pool fails over at
     once by default; ``max_lifetime``, ``None`` or seconds above 0: the package releases
     an allocation that long after it was leased, as the ``gpuaas`` platform has no TTL).
-    An allocated target whose ``inference`` is ``None`` uses the client's protocol
-    (``"openai"`` on ``gpuaas``).
+    An allocated target whose ``inference`` is ``None`` leases with the client's protocol
+    (``client.inference``: ``"openai"`` on ``gpuaas``).
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them.
 
@@ -142,12 +142,8 @@ class Orchestrator:
         leased = any(target.endpoint is None for target in self._targets)
         self._owns_client = client is None and leased
         self._client = AsyncHostedAI() if self._owns_client else client
-        if self._client is not None:  # allocated targets that do not say: the dialect's protocol
+        if self._client is not None:  # (allocated targets saying nothing lease with its own)
             protocol, dialect = self._client.inference, self._client.dialect
-            self._targets = tuple(
-                attrs.evolve(t, inference=protocol) if t.endpoint is None and t.inference is None
-                else t for t in self._targets
-            )  # fmt: skip
             wrong = [t.name for t in self._targets if t.inference == "hostedai" != protocol]
             if wrong:
                 raise ConfigurationError(

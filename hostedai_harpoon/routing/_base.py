@@ -273,8 +273,7 @@ class Target:
     ``/v1/inference``), ``"openai"`` (the OpenAI-compatible chat API at the allocation's
     endpoint, as vLLM serves it) or ``"openai-completions"`` (its plain completions); for
     an allocated target, ``None`` (the default) leaves it to the client's dialect
-    (``"hostedai"`` on ``v1``, ``"openai"`` on ``gpuaas``), which the Orchestrator fills
-    in. An **endpoint target**
+    (``"hostedai"`` on ``v1``, ``"openai"`` on ``gpuaas``), whose lease it is. An **endpoint target**
     (``endpoint="http://host:8000"``, with ``api_key=`` when the server wants one) is a
     server that already runs, with no GPU allocation behind it: the orchestrator routes to
     it, queues for its ``max_concurrency``, fails over and breaks its circuit as for any

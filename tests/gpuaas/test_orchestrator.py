@@ -41,7 +41,7 @@ async def test_the_default_targets_are_reached_with_openai_on_gpuaas(tmp_path: P
         gpuaas_client(emu, tmp_path) as client,
         harpoon.Orchestrator(client) as orchestrator,
     ):
-        assert {t.inference for t in orchestrator.targets} == {"openai"}
+        assert {t.inference for t in orchestrator.targets} == {None}  # the client's, then
         for target in ("gemma-3-270m", "qwen3-30b-a3b"):
             routed = await orchestrator.infer("hello", target=target)
             assert routed.result.text
@@ -58,12 +58,17 @@ def test_a_target_saying_hostedai_on_gpuaas_is_a_configuration_error(tmp_path: P
         harpoon.Orchestrator(client, targets=[target])
 
 
-def test_a_target_saying_nothing_keeps_none_and_v1_fills_in_hostedai() -> None:
+async def test_a_target_saying_nothing_leases_with_v1s_own_on_a_v1_client() -> None:
     target = harpoon.Target("small", tier="small", model="gemma-3-270m")
     assert target.inference is None
-    client = harpoon.AsyncHostedAI("http://127.0.0.1:8080", "k")
-    orchestrator = harpoon.Orchestrator(client, targets=[target])
-    assert [t.inference for t in orchestrator.targets] == ["hostedai"]
+    emu = Emulator()
+    client = harpoon.AsyncHostedAI(
+        "http://127.0.0.1:8080", "k", http_client=emu.async_http_client()
+    )
+    async with client, harpoon.Orchestrator(client, targets=[target]) as orchestrator:
+        assert orchestrator.targets == (target,)  # the user's own, for their policies
+        assert (await orchestrator.infer("hi")).result.text
+    assert len(emu.requests_to("POST", "/v1/inference")) == 1
 
 
 @pytest.mark.parametrize("value", [0, -1, "1", float("nan")])
@@ -99,7 +104,8 @@ async def test_leases_naming_no_pool_take_pools_the_team_does_not_hold_yet(
     async with gpuaas_client(emu, tmp_path) as client:
         first, second = client.allocate("gemma-3-270m"), client.allocate("gemma-3-270m")
         async with first as a, second as b:
-            assert a.allocation is not None and b.allocation is not None
+            assert a.allocation is not None
+            assert b.allocation is not None
             assert a.allocation.pool_id != b.allocation.pool_id
             assert len(emu.live_allocations()) == 2
     assert emu.live_allocations() == []
