@@ -272,8 +272,8 @@ class Target:
     ``inference`` says how the model is reached: ``"hostedai"`` (the API's
     ``/v1/inference``), ``"openai"`` (the OpenAI-compatible chat API at the allocation's
     endpoint, as vLLM serves it) or ``"openai-completions"`` (its plain completions); for
-    an allocated target, ``None`` (the default) leaves it to the client's dialect
-    (``"hostedai"`` on ``v1``, ``"openai"`` on ``gpuaas``), whose lease it is. An **endpoint target**
+    an allocated target, ``None`` (the default) leaves it to the client that leases it
+    (``"hostedai"`` on ``v1``, ``"openai"`` on ``gpuaas``). An **endpoint target**
     (``endpoint="http://host:8000"``, with ``api_key=`` when the server wants one) is a
     server that already runs, with no GPU allocation behind it: the orchestrator routes to
     it, queues for its ``max_concurrency``, fails over and breaks its circuit as for any

