@@ -6,7 +6,7 @@ At the end: no live subscription, no orphan, every subscription taken by one lea
 (a subscribe that timed out having worked is adopted once, or released by its lease), and
 no request ever named another team's subscription. ``soak()`` is also what
 ``scripts/gpuaas_soak.py`` runs at 2,000 calls. Bounded by its count of calls, never by wall
-time (a few seconds: not marked slow; the per-test limit only ends a hang).
+time (marked slow, as every soak here is: its per-test limit only ends a hang).
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def patcher() -> Iterator[pytest.MonkeyPatch]:
         yield mp
 
 
+@pytest.mark.slow
 async def test_orchestrated_calls_with_the_platforms_quirks_leak_nothing(
     patcher: pytest.MonkeyPatch,
 ) -> None:
