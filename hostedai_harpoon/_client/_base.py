@@ -203,6 +203,13 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         return self._dialect
 
     @property
+    def inference(self) -> str:
+        """How a lease's model is reached when ``allocate`` is not told: ``"hostedai"`` (the
+        v1 API's ``/v1/inference``) on ``v1``, ``"openai"`` (the pod's vLLM server) on
+        ``gpuaas``."""
+        return "hostedai" if self._gpuaas is None else "openai"
+
+    @property
     def team_id(self) -> str | None:
         """The team a ``gpuaas`` client acts for (``None`` on ``v1``)."""
         return None if self._gpuaas is None else self._gpuaas.team_id
@@ -352,7 +359,7 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         release_timeout: float,
         renew_interval: float | None,
         idempotency_key: str | None,
-        inference: str,
+        inference: str | None,
         max_lifetime: float | None = None,
     ) -> LeaseT:
         return lease_class(
@@ -367,6 +374,6 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
             release_timeout=release_timeout,
             renew_interval=renew_interval,
             idempotency_key=idempotency_key,
-            inference=inference,
+            inference=self.inference if inference is None else inference,
             max_lifetime=max_lifetime,
         )

@@ -161,7 +161,7 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         release_timeout: float = DEFAULT_RELEASE_TIMEOUT,
         renew_interval: float | None = None,
         idempotency_key: str | None = None,
-        inference: Inference = "hostedai",
+        inference: Inference | None = None,
         max_lifetime: float | None = None,
     ) -> Lease:
         """GPUs for the length of a block: ``with client.allocate(model=...) as lease:``.
@@ -175,8 +175,9 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         ``inference`` says how the lease's model is reached: ``"hostedai"`` (the API's
         ``POST /v1/inference``), ``"openai"`` (chat completions at the allocation's
         ``endpoint``, as vLLM serves them) or ``"openai-completions"`` (plain completions
-        there). An OpenAI lease whose allocation has no usable endpoint fails on entering
-        with an ``AllocationError`` (and is released).
+        there); ``None``, the dialect's own: ``"hostedai"`` on ``v1``, ``"openai"`` on
+        ``gpuaas`` (the pod's vLLM server). An OpenAI lease whose allocation has no usable
+        endpoint fails on entering with an ``AllocationError`` (and is released).
         """
         return self._new_lease(
             Lease, model, gpus, gpu_type, pool_id, ttl, ready_timeout, capacity_timeout,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -55,19 +57,29 @@ class GpuaasPlane:
     ledger: SubscriptionLedger
     subscribe_extra: Mapping[str, object] = attrs.field(factory=dict)
     held: set[str] = attrs.field(factory=set)
-    # Subscribes in flight in this process (their tokens): not dead, whatever the ledger says.
-    in_flight: set[str] = attrs.field(factory=set)
+    # Subscribes in flight in this process (token -> pool): not dead, whatever the ledger
+    # says; a lease naming no pool does not pick theirs.
+    in_flight: dict[str, str] = attrs.field(factory=dict)
+    choosing: threading.Lock = attrs.field(factory=threading.Lock)
 
     # Entering ------------------------------------------------------------------------------
 
-    def default_pool(self, planner: Planner, gpus: int) -> Flow[str]:
-        """The first pool with ``gpus`` free (the platform has no default pool)."""
+    def default_pool(self, planner: Planner, gpus: int, token: str) -> Flow[str]:
+        """The first pool with ``gpus`` free that this team has no subscription to (the
+        platform has no default pool, and takes one subscription per team and pool), nor a
+        subscribe in flight; reserved for the subscribe ``token`` (in ``in_flight``)."""
         pools = yield from planner.plan(wire.list_pools(self.team_id))
-        for pool in pools:
-            if pool.gpus_free >= gpus:
-                return pool.id
+        rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
+        with self.choosing:  # the sync client's threads choose one at a time
+            taken = {row.pool_id for row in rows} | set(self.in_flight.values())
+            for pool in pools:
+                if pool.gpus_free >= gpus and pool.id not in taken:
+                    self.in_flight[token] = pool.id
+                    return pool.id
         raise CapacityError(
-            f"no pool of team {self.team_id} has {gpus} GPU(s) free", status_code=503
+            f"no pool of team {self.team_id} has {gpus} GPU(s) free and no subscription of "
+            "the team yet",
+            status_code=503,
         )
 
     def subscribe(
@@ -81,19 +93,22 @@ class GpuaasPlane:
         """Subscribe and learn the subscription (``None``: the subscribe may have worked but
         its subscription does not show yet). ``note`` is told the ledger's token of the
         subscribe while its subscription is unknown, and ``None`` once it is settled."""
-        pool = pool_id if pool_id is not None else (yield from self.default_pool(planner, gpus))
-        sent_at = datetime.now(UTC)
-        token = self.ledger.sent(pool, sent_at)
-        self.in_flight.add(token)
-        note(token, pool)
+        token = uuid.uuid4().hex
+        if pool_id is None:
+            pool = yield from self.default_pool(planner, gpus, token)
+        else:
+            pool = self.in_flight[token] = pool_id
         row: wire.Subscription | None
         try:
+            sent_at = datetime.now(UTC)
+            self.ledger.sent(pool, sent_at, token)
+            note(token, pool)
             try:
                 found = yield from planner.plan(
                     wire.subscribe(self.team_id, pool, gpus, self.subscribe_extra)
                 )
             except ConflictError as exc:
-                row = yield from self._adoptable(planner, pool, token, exc)
+                row = yield from self._adoptable(planner, pool, token, sent_at, exc)
             except HostedAIError as exc:
                 if nothing_was_made(exc):
                     self.ledger.settle(token)
@@ -114,7 +129,7 @@ class GpuaasPlane:
             note(None, pool)
             return allocation
         finally:
-            self.in_flight.discard(token)
+            self.in_flight.pop(token, None)
 
     def release_lease(
         self, planner: Planner, allocation: Allocation | None, pending: tuple[str, str] | None
@@ -144,10 +159,13 @@ class GpuaasPlane:
         return _allocation(row, model, gpus, AllocationStatus.PENDING, None)
 
     def _adoptable(
-        self, planner: Planner, pool: str, token: str, conflict: ConflictError
+        self, planner: Planner, pool: str, token: str, sent_at: datetime, conflict: ConflictError
     ) -> Flow[wire.Subscription]:
         """The subscription a 409 "Already subscribed" is about, if this client made it and
-        no live lease of it holds it; else the ``ConflictError`` naming it."""
+        no live lease of it holds it: its ledger says so, or the row was made after this
+        very subscribe was sent (a 409 answering a subscribe that worked, as a retrying
+        gateway gives; no allowance for clock skew here, unlike a lost answer's look-up);
+        else the ``ConflictError`` naming it."""
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
         row = next((r for r in rows if r.pool_id == pool and r.status != ""), None)
         if row is None:
@@ -162,10 +180,9 @@ class GpuaasPlane:
                 code="un_subscribing",
             ) from conflict
         owner = self.ledger.owner(row.id)
-        if (
-            owner is not None
-            and row.id not in self.held
-            and not (owner != os.getpid() and alive(owner))
+        made_by_this = owner is None and row.created_at is not None and row.created_at >= sent_at
+        if row.id not in self.held and (
+            made_by_this or (owner is not None and not (owner != os.getpid() and alive(owner)))
         ):
             return row
         self.ledger.settle(token)
@@ -226,7 +243,8 @@ class GpuaasPlane:
             wait = min(next(polls), max(0.0, ready_by - _clock.monotonic()))
             if wait <= 0:
                 raise AllocationError(
-                    f"subscription {allocation.id} had no running pod within {ready_timeout}s",
+                    f"subscription {allocation.id} was not ready within {ready_timeout}s "
+                    "(no running pod)",
                     allocation_id=allocation.id,
                 )
             yield Sleep(wait)

@@ -89,9 +89,10 @@ class SubscriptionLedger:
         with self._lock:
             return self._read()
 
-    def sent(self, pool_id: str, at: datetime) -> str:
-        """Record a subscribe about to be sent; returns its token."""
-        token = uuid.uuid4().hex
+    def sent(self, pool_id: str, at: datetime, token: str | None = None) -> str:
+        """Record a subscribe about to be sent (under ``token``, or a new one); returns the
+        token."""
+        token = uuid.uuid4().hex if token is None else token
         with self._editing() as data:
             data["pending"][token] = {"pool_id": pool_id, "at": at.isoformat(), "pid": os.getpid()}
         return token

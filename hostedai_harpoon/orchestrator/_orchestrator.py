@@ -43,7 +43,7 @@ from ._inflight import InFlight, settle
 from ._live import LiveState, LocalLiveState
 from ._redis import STATE_URL_ENV, RedisState
 from ._replica import Replica
-from ._results import HealthReport, RoutedResult, Snapshot, Verdict, with_costs
+from ._results import HealthReport, RoutedResult, Snapshot, overall, with_costs
 from ._session import Session, check_deadline, inference_options
 from ._slots import Slots
 from ._stream import RoutedStream
@@ -80,8 +80,11 @@ class Orchestrator:
     seconds over which error rates are counted, ``pool_refresh`` the most seconds between
     two reads of the pools' free GPUs. ``ttl``, ``ready_timeout`` and ``capacity_timeout``
     go to each lease, as in ``client.allocate()`` (a full pool fails over at once by
-    default). The names of the last release, ``breaker=`` and ``lease_ttl=``, still work,
-    with a ``DeprecationWarning``.
+    default), and so does ``max_lifetime`` (``None`` or seconds above 0: the package
+    releases an allocation that long after it was leased, as the ``gpuaas`` platform has
+    no TTL). An allocated target whose ``inference`` is ``None`` leases with the client's
+    protocol (``client.inference``: ``"openai"`` on ``gpuaas``). The names of the last
+    release, ``breaker=`` and ``lease_ttl=``, still work, with a ``DeprecationWarning``.
     ``clock`` (seconds, monotonic) and ``sleep`` drive the time-based behaviour (idle
     release, breaker cool-downs, budgets), so tests can replace them. ``state`` is where
     the orchestrator's state lives: ``None`` keeps it in this process (unless
@@ -115,6 +118,7 @@ class Orchestrator:
         ttl: float = DEFAULT_LEASE_TTL,
         ready_timeout: float = 300.0,
         capacity_timeout: float = 0.0,
+        max_lifetime: float | None = None,
         deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -137,6 +141,8 @@ class Orchestrator:
             pool_refresh=pool_refresh, ttl=ttl, ready_timeout=ready_timeout,
             capacity_timeout=capacity_timeout,
         )  # fmt: skip
+        if max_lifetime is not None:
+            check_seconds(max_lifetime, "max_lifetime", positive=True)
         check_seconds(error_window, "error_window", positive=True)
         check_options(policy, circuit_breaker, ttl, clock, sleep)
         self._max_allocations = checked_limits("max_allocations", max_allocations, names)
@@ -145,6 +151,14 @@ class Orchestrator:
         leased = any(target.endpoint is None for target in self._targets)
         self._owns_client = client is None and leased
         self._client = AsyncHostedAI() if self._owns_client else client
+        if self._client is not None:  # (allocated targets saying nothing lease with its own)
+            protocol, dialect = self._client.inference, self._client.dialect
+            wrong = [t.name for t in self._targets if t.inference == "hostedai" != protocol]
+            if wrong:
+                raise ConfigurationError(
+                    f"targets {wrong} say inference='hostedai', which a {dialect} client does "
+                    f"not have: leave it out (the client's is {protocol!r}) or name another"
+                )
         self._policy: RoutingPolicy = ComplexityPolicy() if policy is None else policy
         self._idle_release = idle_release
         self._queue_timeout = queue_timeout
@@ -155,6 +169,7 @@ class Orchestrator:
             "ttl": ttl,
             "ready_timeout": ready_timeout,
             "capacity_timeout": capacity_timeout,
+            "max_lifetime": max_lifetime,
         }
         if state is None and os.environ.get(STATE_URL_ENV):
             state = RedisState()
@@ -474,19 +489,11 @@ class Orchestrator:
                 api_error = f"{type(exc).__name__}: {exc}"
         await self._engine.read_pools()
         targets = {health.target.name: health for health in self._live.health()}
-        verdicts = [health.verdict for health in targets.values()]
         shared = "local" if self._replica is None else self._replica.status()
-        verdict: Verdict = "degraded"
+        shared_up = self._replica is None or self._replica.store.up is not False
         api_ok = api.status == "ok" if api is not None else self._client is None
-        if (api is None and self._client is not None) or all(v == "down" for v in verdicts):
-            verdict = "down"
-        elif (
-            api_ok
-            and all(v == "ok" for v in verdicts)
-            and not self._upkeep_error
-            and (self._replica is None or self._replica.store.up is not False)
-        ):
-            verdict = "ok"
+        reached = api is not None or self._client is None
+        verdict = overall(reached, api_ok, targets, not self._upkeep_error and shared_up)
         return HealthReport(
             verdict, api, api_error, targets, upkeep_error=self._upkeep_error, shared_state=shared
         )

@@ -19,6 +19,7 @@ __all__ = [
     "TargetStats",
     "Verdict",
     "judged",
+    "overall",
     "percentile",
     "totalled",
     "with_costs",
@@ -221,3 +222,17 @@ def with_costs(
         idle_cost=sum(t.idle_cost for t in targets.values()),
     )
     return attrs.evolve(snapshot, targets=targets, total=total)
+
+
+def overall(
+    reached: bool, api_ok: bool, targets: Mapping[str, TargetHealth], sound: bool
+) -> Verdict:
+    """The whole's verdict: ``"down"`` when the API could not be reached (``reached``) or no
+    target is up, ``"ok"`` when the API (``api_ok``), every target and the orchestrator's
+    own machinery (``sound``: its upkeep, its shared state) are, else ``"degraded"``."""
+    verdicts = [health.verdict for health in targets.values()]
+    if not reached or all(v == "down" for v in verdicts):
+        return "down"
+    if api_ok and sound and all(v == "ok" for v in verdicts):
+        return "ok"
+    return "degraded"

@@ -131,11 +131,13 @@ def _to_secret(value: object) -> Secret | None:
     return Secret.of(value, "Target.api_key")
 
 
-def _default_inference(target: Target) -> str:
-    return "hostedai" if target.endpoint is None else "openai"
+def _default_inference(target: Target) -> str | None:
+    return None if target.endpoint is None else "openai"
 
 
-def _an_inference(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+def _an_inference(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None and getattr(instance, "endpoint", None) is None:
+        return  # an allocated target: the client's dialect decides
     if value not in _INFERENCES:
         raise ConfigurationError(
             f"{type(instance).__name__}.{attribute.name} must be one of {_INFERENCES}, "
@@ -268,9 +270,10 @@ class Target:
     bounds), the other counts integers >= 1, the price a finite number >= 0.
 
     ``inference`` says how the model is reached: ``"hostedai"`` (the API's
-    ``/v1/inference``, the default for allocated targets), ``"openai"`` (the
-    OpenAI-compatible chat API at the allocation's endpoint, as vLLM serves it) or
-    ``"openai-completions"`` (its plain completions). An **endpoint target**
+    ``/v1/inference``), ``"openai"`` (the OpenAI-compatible chat API at the allocation's
+    endpoint, as vLLM serves it) or ``"openai-completions"`` (its plain completions); for
+    an allocated target, ``None`` (the default) leaves it to the client that leases it
+    (``"hostedai"`` on ``v1``, ``"openai"`` on ``gpuaas``). An **endpoint target**
     (``endpoint="http://host:8000"``, with ``api_key=`` when the server wants one) is a
     server that already runs, with no GPU allocation behind it: the orchestrator routes to
     it, queues for its ``max_concurrency``, fails over and breaks its circuit as for any
@@ -296,7 +299,7 @@ class Target:
     api_key: Secret | None = attrs.field(
         default=None, converter=_to_secret, repr=False, eq=False, kw_only=True
     )
-    inference: str = attrs.field(
+    inference: str | None = attrs.field(
         default=attrs.Factory(_default_inference, takes_self=True),
         validator=_an_inference,
         kw_only=True,

@@ -83,7 +83,8 @@ class Emulator:
       (``None``: one pool ``gpu-pool-1`` of 8 GPUs serving both default models).
     - ``faults``: a seeded :class:`FaultPlan` of injected failures.
     - ``clock``: what readiness and expiry follow (a :class:`ManualClock` makes them exact).
-    - ``ready_delay``: seconds an allocation stays ``pending`` (0: created ``ready``).
+    - ``ready_delay``: seconds an allocation stays ``pending`` (0: created ``ready``); on
+      ``gpuaas``, seconds a pod takes to run unless ``gpuaas`` says otherwise.
     - ``default_ttl``: the TTL when a request gives none, 1 to 86400 (``None``: no expiry).
     - ``api_keys``: the accepted keys (``None``: any Bearer token).
     - ``seed``: makes ids and drawn allocation failures reproducible.
@@ -142,8 +143,9 @@ class Emulator:
         if dialect not in ("v1", "gpuaas"):
             raise ValueError(f"dialect must be 'v1' or 'gpuaas', got {dialect!r}")
         self.dialect = dialect
+        quirks = gpuaas or GpuaasQuirks(ready_delay=ready_delay)  # pods wait as allocations do
         self._gpuaas = None if dialect == "v1" else GpuaasApi(
-            pools_from(pools or _GPUAAS_POOLS), self._state, gpuaas or GpuaasQuirks(),
+            pools_from(pools or _GPUAAS_POOLS), self._state, quirks,
             api_keys=api_keys, latency_scale=latency_scale,
         )  # fmt: skip
         self._plan = faults

@@ -30,7 +30,8 @@ from typing import Literal
 
 import attrs
 
-from ._api import ROUTES
+from ._api import ROUTES as _V1_ROUTES
+from ._gpuaas import ROUTES as _GPUAAS_ROUTES
 from ._wire import check_delay
 
 __all__ = ["Fault", "FaultInjector", "FaultKind", "FaultPlan"]
@@ -161,6 +162,7 @@ def _can_match(glob: list[_GlobToken], route: list[_RouteToken]) -> bool:
     return False
 
 
+ROUTES = _V1_ROUTES + _GPUAAS_ROUTES  # either dialect's
 _ROUTE_TOKENS = [_route_tokens(route) for route in ROUTES]
 _ROUTE_LIST = ", ".join(ROUTES)
 

@@ -18,11 +18,23 @@ from ._openai import STANDALONE_ROUTES, OpenAIApi
 from ._state import PoolSpec, State
 from ._wire import Answer, Request, WireError, check_delay, parse_json_object
 
-__all__ = ["OTHER_TEAM", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
+__all__ = ["OTHER_TEAM", "ROUTES", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
 
 OTHER_TEAM = 9001
 """The team (a number, as the platform may send it) of the rows ``other_teams`` adds."""
 _PREFIX = "/api"
+ROUTES = tuple(
+    f"{_PREFIX}/{path}"
+    for path in (
+        "gpuaas/available-pools",
+        "gpuaas/pool/subscribe",
+        "gpuaas/pool-subscription",
+        "gpuaas/connection-info",
+        "pods/expose-service",
+        "gpuaas/pool/unsubscribe",
+    )
+)
+"""The platform's paths the emulator answers (a ``FaultPlan`` may name them)."""
 
 
 @attrs.frozen
@@ -71,9 +83,10 @@ class GpuaasQuirks:
 
 @attrs.define
 class SubscriptionRecord:
-    """One subscription as the emulated platform holds it."""
+    """One subscription as the emulated platform holds it. ``id`` is the string a client
+    shows (``lease.id``); the wire carries it as a number."""
 
-    id: int
+    id: str
     pool_id: int
     team_id: str | int
     vgpus: int
@@ -94,7 +107,7 @@ class SubscriptionRecord:
         if url is not None:
             pod["discovered_services"] = [{"name": "harpoon-vllm", "url": url}]
         return {
-            "id": self.id,
+            "id": int(self.id),
             "pool_id": self.pool_id,
             "team_id": self.team_id,
             "status": self.status,
@@ -126,7 +139,7 @@ class GpuaasApi:
         self._api_keys = None if api_keys is None else frozenset(api_keys)
         self._random = random.Random(quirks.seed)
         self._next_id = 1000
-        self.subscriptions: dict[int, SubscriptionRecord] = {}
+        self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.foreign_touches = 0
         self.openai = OpenAIApi(state, latency_scale)
         self.endpoint_base = "http://127.0.0.1:80"  # in-process: the host is not used
@@ -143,7 +156,7 @@ class GpuaasApi:
         self._next_id += 1
         never = not running or self._draw(self._quirks.never_running_rate)
         record = SubscriptionRecord(
-            id=self._next_id,
+            id=str(self._next_id),
             pool_id=pool_id,
             team_id=team,
             vgpus=vgpus,
@@ -156,6 +169,12 @@ class GpuaasApi:
             record.status, record.running_at = "active", now
         self.subscriptions[record.id] = record
         return record
+
+    def _record(self, value: object) -> SubscriptionRecord | None:
+        """The subscription a request names (a number, or its digits), if there is one."""
+        if type(value) is int or (isinstance(value, str) and value.isdigit()):
+            return self.subscriptions.get(str(value))
+        return None
 
     def _draw(self, rate: float) -> bool:
         return rate > 0 and self._random.random() < rate
@@ -225,10 +244,7 @@ class GpuaasApi:
                 body = {}
             named += [body.get("subscription_id"), body.get("pool_subscription_id")]
         for value in named:
-            try:
-                record = self.subscriptions.get(int(value))
-            except (TypeError, ValueError):
-                continue
+            record = self._record(value)
             if record is not None and record.team_id == OTHER_TEAM:
                 self.foreign_touches += 1
 
@@ -287,10 +303,12 @@ class GpuaasApi:
         if self._draw(quirks.conflict_rate):
             return Answer(409, {"message": "Already subscribed to this pool"})
         if self._draw(quirks.lost_subscribe_rate):
-            return Answer(200, {"subscription_id": record.id}, delay=quirks.lost_subscribe_delay)
+            return Answer(
+                200, {"subscription_id": int(record.id)}, delay=quirks.lost_subscribe_delay
+            )
         if self._draw(quirks.empty_subscribe_rate):
             return Answer(200, delay=quirks.subscribe_delay)
-        return Answer(200, {"subscription_id": record.id}, delay=quirks.subscribe_delay)
+        return Answer(200, {"subscription_id": int(record.id)}, delay=quirks.subscribe_delay)
 
     def _list(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))  # and then ignored, as the platform does
@@ -322,7 +340,7 @@ class GpuaasApi:
 
     def _expose(self, request: Request, now: float) -> Answer:
         body = parse_json_object(request.body)
-        record = self.subscriptions.get(body.get("pool_subscription_id"))  # type: ignore[arg-type]
+        record = self._record(body.get("pool_subscription_id"))
         if record is None or record.pod_name != body.get("pod_name"):
             raise _error(404, {"message": "Pod not found"})
         record.exposed = True
@@ -330,7 +348,7 @@ class GpuaasApi:
         return Answer(
             200,
             {
-                "id": record.id,
+                "id": int(record.id),
                 "pod_name": record.pod_name,
                 "team_id": record.team_id,
                 "service_name": body.get("service_name"),
@@ -346,7 +364,7 @@ class GpuaasApi:
     def _unsubscribe(self, request: Request, now: float) -> Answer:
         body = parse_json_object(request.body)
         self._team(body.get("team_id"))
-        record = self.subscriptions.get(body.get("subscription_id"))  # type: ignore[arg-type]
+        record = self._record(body.get("subscription_id"))
         if record is None:
             raise _error(404, {"message": "Subscription not found"})
         if record.status != "un_subscribing":

@@ -10,6 +10,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon._http import _clock
 from hostedai_harpoon.testing import Emulator
+from tests.dialects import parametrize_dialects
 
 BASE_URL = "http://127.0.0.1:8080"
 
@@ -56,3 +57,7 @@ def client(emulator: Emulator) -> Iterator[harpoon.HostedAI]:
 async def aclient(emulator: Emulator) -> AsyncIterator[harpoon.AsyncHostedAI]:
     async with async_client(emulator) as c:
         yield c
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_dialects(metafunc)

@@ -144,6 +144,7 @@ def test_a_definite_4xx_on_create_means_nothing_was_made(status: int) -> None:
         assert client.orphans() == []
 
 
+@pytest.mark.v1_only("idempotency keys are v1's; a subscribe takes none")
 @pytest.mark.parametrize("key", [123, b"bytes", "", "k" * 256, "naïve", "line\nbreak"])
 def test_a_bad_idempotency_key_is_refused_before_anything_is_sent(
     emulator: Emulator, key: object

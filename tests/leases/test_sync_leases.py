@@ -11,6 +11,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock
 from tests.conftest import EmulatorFactory
+from tests.dialects import PATHS, Paths, made
 from tests.leases.conftest import sync_client
 
 
@@ -41,15 +42,18 @@ def test_release_runs_on_keyboard_interrupt_and_system_exit(
     assert emulator.live_allocations() == []
 
 
-def test_entering_waits_until_the_allocation_is_ready(make_emulator: EmulatorFactory) -> None:
+def test_entering_waits_until_the_allocation_is_ready(
+    make_emulator: EmulatorFactory, paths: Paths
+) -> None:
     emu = make_emulator(ready_delay=0.3)
     with sync_client(emu) as client, client.allocate(model="gemma-3-270m") as lease:
         assert lease.allocation is not None
         assert lease.allocation.status is harpoon.AllocationStatus.READY
-        assert len(emu.requests_to("GET", "/v1/allocate/*")) >= 1
+        assert len(emu.requests_to(*paths.ready)) >= 1
     assert emu.live_allocations() == []
 
 
+@pytest.mark.v1_only("the v1 emulator fails allocations; a pod that never runs is the next test")
 def test_a_failed_allocation_raises_and_holds_nothing(
     emulator: Emulator, client: harpoon.HostedAI
 ) -> None:
@@ -63,7 +67,7 @@ def test_a_failed_allocation_raises_and_holds_nothing(
 
 
 def test_not_ready_in_time_raises_and_releases_what_was_created(
-    make_emulator: EmulatorFactory,
+    make_emulator: EmulatorFactory, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=60)
     with sync_client(emu) as client:
@@ -72,29 +76,32 @@ def test_not_ready_in_time_raises_and_releases_what_was_created(
             client.allocate(model="gemma-3-270m", ready_timeout=0.3),
         ):
             pytest.fail("the block must not run")
-        assert len(emu.allocations()) == 1
+        assert made(emu) == 1
         assert emu.live_allocations() == []
-        assert len(emu.requests_to("DELETE")) == 1
+        assert len(emu.requests_to(*paths.release)) == 1
 
 
 class InterruptAfterCreate(httpx.BaseTransport):
     """Lets the server create the allocation, then raises Ctrl-C before the answer arrives."""
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
+    def __init__(self, inner: httpx.BaseTransport, create: tuple[str, str]) -> None:
         self.inner = inner
+        self.create = create
         self.armed = True
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        if self.armed and request.method == "POST" and request.url.path == "/v1/allocate":
+        if self.armed and (request.method, request.url.path) == self.create:
             self.armed = False
             response.close()
             raise KeyboardInterrupt
         return response
 
 
-def test_ctrl_c_while_creating_releases_what_the_server_made(emulator: Emulator) -> None:
-    transport = InterruptAfterCreate(emulator.transport())
+def test_ctrl_c_while_creating_releases_what_the_server_made(
+    emulator: Emulator, paths: Paths
+) -> None:
+    transport = InterruptAfterCreate(emulator.transport(), paths.create)
     with (
         harpoon.HostedAI(
             "http://127.0.0.1:8080", "sk-test", http_client=httpx.Client(transport=transport)
@@ -103,28 +110,33 @@ def test_ctrl_c_while_creating_releases_what_the_server_made(emulator: Emulator)
         client.allocate(model="gemma-3-270m"),
     ):
         pytest.fail("the block must not run")
-    assert len(emulator.allocations()) == 1
+    assert made(emulator) == 1
     assert emulator.live_allocations() == []
     assert all(len(ids) == 1 for ids in emulator.created_by_key().values())
 
 
 def test_a_release_that_fails_transiently_is_retried(
-    make_emulator: EmulatorFactory, waits: list[float]
+    make_emulator: EmulatorFactory, paths: Paths, waits: list[float]
 ) -> None:
-    plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*", times=2)])
+    method, path = paths.release
+    plan = FaultPlan(rules=[Fault("error", method=method, path=path, times=2)])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
         with client.allocate(model="gemma-3-270m"):
             pass
         assert emu.live_allocations() == []
-        assert len(emu.requests_to("DELETE")) == 3
+        assert len(emu.requests_to(*paths.release)) == 3
         assert client.orphans() == []
 
 
 def test_a_release_that_keeps_failing_is_an_orphan_and_the_user_error_survives(
-    make_emulator: EmulatorFactory, waits: list[float], caplog: pytest.LogCaptureFixture
+    make_emulator: EmulatorFactory,
+    paths: Paths,
+    waits: list[float],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
+    method, path = paths.release
+    plan = FaultPlan(rules=[Fault("error", method=method, path=path)])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
         with (
@@ -146,9 +158,10 @@ def test_a_release_that_keeps_failing_is_an_orphan_and_the_user_error_survives(
 
 
 def test_a_failed_release_without_a_user_error_raises_allocation_error(
-    make_emulator: EmulatorFactory, waits: list[float]
+    make_emulator: EmulatorFactory, paths: Paths, waits: list[float]
 ) -> None:
-    plan = FaultPlan(rules=[Fault("error", method="DELETE", path="/v1/allocate/*")])
+    method, path = paths.release
+    plan = FaultPlan(rules=[Fault("error", method=method, path=path)])
     emu = make_emulator(faults=plan)
     with sync_client(emu) as client:
         with (
@@ -159,6 +172,7 @@ def test_a_failed_release_without_a_user_error_raises_allocation_error(
         assert len(client.orphans()) == 1
 
 
+@pytest.mark.v1_only("the platform has no TTL to renew")
 def test_the_keepalive_renews_the_ttl_while_the_block_runs(
     make_emulator: EmulatorFactory,
 ) -> None:
@@ -183,6 +197,7 @@ def test_the_keepalive_renews_the_ttl_while_the_block_runs(
     assert emu.live_allocations() == []
 
 
+@pytest.mark.v1_only("a lease is lost when its TTL renewal fails; the platform has no TTL")
 def test_a_lost_allocation_makes_the_next_call_raise_without_sending_it(
     emulator: Emulator, client: harpoon.HostedAI
 ) -> None:
@@ -197,6 +212,7 @@ def test_a_lost_allocation_makes_the_next_call_raise_without_sending_it(
         assert emulator.requests_to("POST", "/v1/inference") == []
 
 
+@pytest.mark.v1_only("expires the allocation (a TTL) and reads the 410 of /v1/inference")
 def test_work_on_an_allocation_that_is_gone_raises_allocation_error(
     emulator: Emulator, client: harpoon.HostedAI
 ) -> None:
@@ -259,24 +275,26 @@ def test_the_per_pool_limit_queues_allocations(make_emulator: EmulatorFactory) -
     assert emu.live_allocations() == []
 
 
-def test_a_lease_can_be_entered_only_once(emulator: Emulator, client: harpoon.HostedAI) -> None:
+def test_a_lease_can_be_entered_only_once(
+    emulator: Emulator, paths: Paths, client: harpoon.HostedAI
+) -> None:
     lease = client.allocate(model="gemma-3-270m")
     with lease:
         pass
     with pytest.raises(harpoon.AllocationError, match="only once"), lease:
         pytest.fail("the block must not run")
-    assert len(emulator.allocations()) == 1
+    assert made(emulator) == 1
     assert emulator.live_allocations() == []
 
 
 def test_release_inside_the_block_frees_the_gpus_at_once(
-    emulator: Emulator, client: harpoon.HostedAI
+    emulator: Emulator, paths: Paths, client: harpoon.HostedAI
 ) -> None:
     with client.allocate(model="gemma-3-270m") as lease:
         renewed = lease.renew(ttl=300)
-        assert renewed.ttl_seconds == 300
+        assert renewed.ttl_seconds == (300 if paths == PATHS["v1"] else None)  # no TTL there
         lease.release()
         assert emulator.live_allocations() == []
         with pytest.raises(harpoon.AllocationError, match="released"):
             lease.infer("too late")
-    assert len(emulator.requests_to("DELETE")) == 1
+    assert len(emulator.requests_to(*paths.release)) == 1

@@ -1,0 +1,76 @@
+"""One test module, both control-plane dialects: ``v1`` and hosted·ai's platform (``gpuaas``).
+
+A directory whose guarantees hold on both calls ``parametrize_dialects`` from its
+``pytest_generate_tests``: every test there that uses the ``make_emulator`` (or
+``emulator``) fixture runs once per dialect. On ``gpuaas`` the emulator speaks the platform,
+and the environment makes every client the test builds a ``gpuaas`` client of one team with
+a ledger of the test's own (``HOSTED_AI_DIALECT``, ``HOSTED_AI_TEAM_ID``,
+``HOSTED_AI_LEDGER_DIR``). A test that pins something only v1 has (TTL renewals, idempotency
+keys, ``/v1/inference``) says so with ``@pytest.mark.v1_only("why")``: its gpuaas run is
+skipped with that reason. Paths a test names go through the ``paths`` fixture.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+import attrs
+import httpx
+import pytest
+
+from hostedai_harpoon.testing import Emulator
+
+DIALECTS = ("v1", "gpuaas")
+TEAM = "team-harpoon-tests"
+
+
+@attrs.frozen
+class Paths:
+    """What each lease operation sends, as ``(method, path glob)``, in one dialect."""
+
+    create: tuple[str, str]
+    ready: tuple[str, str]
+    release: tuple[str, str]
+    inference: tuple[str, str]
+
+    def releases(self, request: httpx.Request) -> bool:
+        """Whether ``request`` is a release."""
+        method, glob = self.release
+        return request.method == method and fnmatchcase(request.url.path, glob)
+
+
+PATHS = {
+    "v1": Paths(
+        create=("POST", "/v1/allocate"),
+        ready=("GET", "/v1/allocate/*"),
+        release=("DELETE", "/v1/allocate/*"),
+        inference=("POST", "/v1/inference"),
+    ),
+    "gpuaas": Paths(
+        create=("POST", "/api/gpuaas/pool/subscribe"),
+        ready=("GET", "/api/gpuaas/connection-info"),
+        release=("POST", "/api/gpuaas/pool/unsubscribe"),
+        inference=("POST", "/v1/chat/completions"),
+    ),
+}
+
+
+def parametrize_dialects(metafunc: pytest.Metafunc) -> None:
+    """Run the test on both dialects when it uses the emulator fixtures (see the module)."""
+    if "dialect" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("v1_only")
+    gpuaas: object = "gpuaas"
+    if marker is not None:
+        reason = marker.args[0] if marker.args else "pins something only the v1 API has"
+        gpuaas = pytest.param("gpuaas", marks=pytest.mark.skip(reason=f"v1 only: {reason}"))
+    metafunc.parametrize("dialect", ["v1", gpuaas])
+
+
+def made(emu: Emulator) -> int:
+    """How many allocations (subscriptions) the emulator made, in any state."""
+    if emu.dialect == "v1":
+        return len(emu.allocations())
+    platform = emu._gpuaas  # (the emulator keeps no list of the gone ones)
+    assert platform is not None
+    return platform._next_id - 1000 - platform._quirks.other_teams
