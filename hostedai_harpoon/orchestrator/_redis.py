@@ -166,6 +166,9 @@ class Store:
         }
         self.up: bool | None = None
         self.trouble: str | None = None
+        self.writing = asyncio.Lock()
+        """Held around a sync and a registration: a sync rewrites this replica's entries
+        of the registry, so none may be written while one is on its way."""
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -213,6 +216,13 @@ class Store:
         ]
         answer: list[Any] = await self.call("sync", self.script("SYNC", keys, args))
         return answer
+
+    async def register(self, field: str, value: str) -> None:
+        """Put ``field`` (``key:<idempotency key>``) in the fleet's registry now."""
+        keys = [self.key("replicas"), self.key("allocs")]
+        ttl = int(self.state.heartbeat_ttl * 1000)
+        args = [self.replica, ttl, field, f"{self.replica}\t{value}"]
+        await self.call("register", self.script("REGISTER", keys, args))
 
     async def acquire(self, target: str, limit: int) -> bool:
         keys = [self.key("replicas"), self.key(f"cap:{target}")]

@@ -11,8 +11,12 @@ The layout:
 ``cap:<target>``    hash: replica id -> allocations of ``<target>`` it may hold (its share
                     of ``max_allocations``); ``~orphans`` -> those of dead replicas that
                     are still to be released
-``allocs``          hash: allocation id -> ``owner<TAB>target<TAB>state``
-``orphans``         hash: allocation id -> ``target<TAB>counted`` (``1``: in the cap)
+``allocs``          hash: allocation id -> ``owner<TAB>target<TAB>state`` (``held`` or
+                    ``releasing``); a lease whose create may be under way is there before
+                    the create is sent, as ``key:<idempotency key>`` ->
+                    ``owner<TAB>target<TAB>creating<TAB><the create's body, JSON>``
+``orphans``         hash: allocation id (or ``key:...``) -> ``target<TAB>counted`` (``1``: in
+                    the cap), then what ``allocs`` said after the target, if it came from there
 ``stats``           hash: ``replica<TAB>target`` -> that replica's recent statistics
 ``cool:<target>``   string with a TTL: the target's breaker is open fleet-wide until then
 ``claim:<id>``      string with a TTL: a replica is releasing orphan ``<id>`` now
@@ -20,7 +24,16 @@ The layout:
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "COOL", "GIVE_BACK", "LEAVE", "ORPHAN_DONE", "SET_SHARE", "SYNC"]
+__all__ = [
+    "ACQUIRE",
+    "COOL",
+    "GIVE_BACK",
+    "LEAVE",
+    "ORPHAN_DONE",
+    "REGISTER",
+    "SET_SHARE",
+    "SYNC",
+]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -54,10 +67,10 @@ if #dead > 0 then
   end
   local allocs = redis.call('HGETALL', KEYS[2])
   for i = 1, #allocs, 2 do
-    local owner, target = string.match(allocs[i + 1], '^([^\\t]*)\\t([^\\t]*)')
+    local owner, target, rest = string.match(allocs[i + 1], '^([^\\t]*)\\t([^\\t]*)(.*)$')
     if gone[owner] then
       redis.call('HDEL', KEYS[2], allocs[i])
-      if redis.call('HSETNX', KEYS[3], allocs[i], target .. '\\t1') == 1 then
+      if redis.call('HSETNX', KEYS[3], allocs[i], target .. '\\t1' .. rest) == 1 then
         redis.call('HINCRBY', prefix .. 'cap:' .. target, '~orphans', 1)
       end
     end
@@ -116,6 +129,18 @@ redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
 return 1
 """
 
+# KEYS: replicas, allocs.  ARGV: me, heartbeat ttl (ms), allocs field, its value.
+# A lease about to send its create: its key goes in the registry first (with a heartbeat,
+# should this replica not have written one yet, so that its death is noticed).
+REGISTER = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+)
+
 # KEYS: cap:<target>.  ARGV: me, how many places to give back.
 GIVE_BACK = """
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
@@ -152,7 +177,7 @@ ORPHAN_DONE = """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if value == false then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-local target, counted = string.match(value, '^([^\\t]*)\\t(.*)$')
+local target, counted = string.match(value, '^([^\\t]*)\\t([^\\t]*)')
 if counted == '1' then
   local cap = ARGV[2] .. 'cap:' .. target
   if redis.call('HINCRBY', cap, '~orphans', -1) <= 0 then redis.call('HDEL', cap, '~orphans') end

@@ -27,6 +27,7 @@ from typing import Any
 from .. import (
     AllocationError,
     AsyncHostedAI,
+    AsyncLease,
     BudgetExceededError,
     HostedAIError,
     LeaseState,
@@ -351,6 +352,7 @@ class Slots(Spending):
                 self._fleet.refused(target.name, exc)
                 self._pump(group)
 
+        making: AsyncLease | None = None
         try:
             if client is None:  # pragma: no cover - only endpoint targets lack a client
                 raise AllocationError(f"{target.name} has no client to lease it with")
@@ -363,6 +365,9 @@ class Slots(Spending):
                 **self._lease_options,
             )
             making.on_enter_failed = failed_now
+            registering = self._fleet.creating(target.name, making)
+            if registering is not None:  # a fleet: its key is in the registry first
+                await registering
             with telemetry.priced(target.cost_per_gpu_hour):
                 lease = await stack.enter_async_context(making)
         except BaseException as exc:
@@ -378,6 +383,9 @@ class Slots(Spending):
             if isinstance(exc, Exception):
                 return None
             raise
+        finally:
+            if making is not None:
+                self._fleet.created(target.name, making)
         group.leasing -= 1
         self._fleet.succeeded(target.name)
         now = self._clock()

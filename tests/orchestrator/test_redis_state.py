@@ -146,6 +146,35 @@ async def test_a_dead_replicas_allocations_are_released_by_the_others(
         doomed._replica._task = None  # its own (late) exit finds nothing to release
 
 
+async def test_a_lease_under_way_when_its_replica_dies_is_released_by_the_others(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator(ready_delay=60.0)  # the lease waits for readiness all along
+    survivor = replica(emu, redis_url, fleet)
+    doomed = replica(emu, redis_url, fleet)
+    async with survivor, doomed:
+        call = asyncio.ensure_future(doomed.process("hello", target=SMALL))
+        for _ in range(500):  # bounded: until the create is made
+            if emu.live_allocations():
+                break
+            await asyncio.sleep(0.01)
+        [made] = emu.live_allocations()  # created, not ready: its id is not registered
+        assert doomed._replica is not None
+        assert doomed._replica._task is not None
+        doomed._replica._task.cancel()  # its heartbeat stops: dead to the fleet
+        await asyncio.gather(doomed._replica._task, return_exceptions=True)
+        for _ in range(200):  # bounded: 200 syncs of 50 ms, far past the 1.5 s TTL
+            if made.id not in {a.id for a in emu.live_allocations()}:
+                break
+            await asyncio.sleep(FAST["sync_interval"])
+        # released by the survivor (replaying the create's key), while its owner still waited
+        [after] = [a for a in emu.allocations() if a.id == made.id]
+        assert str(after.status) == "released"
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        doomed._replica._task = None
+
+
 async def test_redis_down_falls_back_to_local_state_and_reconciles(
     fleet: str, caplog: pytest.LogCaptureFixture
 ) -> None:
