@@ -202,7 +202,9 @@ class Store:
 
     # The scripts, one round trip each
 
-    async def sync(self, allocations: str | None, stats: str, cools: Sequence[str]) -> list[Any]:
+    async def sync(
+        self, allocations: str | None, stats: str, cools: Sequence[str], use: str = ""
+    ) -> list[Any]:
         keys = [self.key("replicas"), self.key("allocs"), self.key("orphans"), self.key("stats")]
         args = [
             self.replica,
@@ -213,6 +215,7 @@ class Store:
             allocations or "",
             stats,
             "\t".join(cools),
+            use,
         ]
         answer: list[Any] = await self.call("sync", self.script("SYNC", keys, args))
         return answer
@@ -269,7 +272,7 @@ class Store:
     async def leave(self, targets: Sequence[str]) -> None:
         keys = [self.key("replicas"), self.key("allocs"), self.key("stats")]
         caps = "\t".join(self.key(f"cap:{name}") for name in targets)
-        await self.call("leave", self.script("LEAVE", keys, [self.replica, caps]))
+        await self.call("leave", self.script("LEAVE", keys, [self.replica, caps, self.prefix]))
 
     async def aclose(self) -> None:
         if self._owned:

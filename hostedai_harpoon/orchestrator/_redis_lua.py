@@ -20,6 +20,10 @@ The layout:
 ``stats``           hash: ``replica<TAB>target`` -> that replica's recent statistics
 ``cool:<target>``   string with a TTL: the target's breaker is open fleet-wide until then
 ``claim:<id>``      string with a TTL: a replica is releasing orphan ``<id>`` now
+``use:<replica>``   hash with the heartbeat's TTL, rewritten at each of its syncs: the warm
+                    allocations that replica may share or uses -> ``target<TAB>owned (1:
+                    its own)<TAB>calls in flight<TAB>a token that changes when a call ends``
+``warmer``          string with the heartbeat's TTL: the replica that keeps ``min_warm``
 """
 
 from __future__ import annotations
@@ -43,10 +47,13 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # KEYS: replicas, allocs, orphans, stats.
 # ARGV: me, heartbeat ttl (ms), ledger ttl (ms), key prefix, allocs given ("1"/"0"),
 #       my allocations ("id<TAB>target<TAB>state" lines), my stats ("target<TAB>values"
-#       lines), the targets to read (names, TAB-separated).
+#       lines), the targets to read (names, TAB-separated), my warm pool's use
+#       ("id<TAB>target<TAB>owned<TAB>in flight<TAB>token" lines).
 # Returns: {lapsed (1: my heartbeat had lapsed or never was), replicas alive,
 #           stats (flat field/value list), orphans (flat id/value list), each target's
-#           cool-down PTTL, each target's places of the cap held in the fleet}.
+#           cool-down PTTL, each target's places of the cap held in the fleet,
+#           1 if I am the warmer, {replica, its use (flat field/value list), ...} of the
+#           other replicas alive}.
 SYNC = (
     _NOW
     + """
@@ -83,6 +90,7 @@ if #dead > 0 then
       redis.call('HDEL', prefix .. 'cap:' .. target, owner)
     end
   end
+  for replica in pairs(gone) do redis.call('DEL', prefix .. 'use:' .. replica) end
 end
 if ARGV[5] == '1' then
   local allocs = redis.call('HGETALL', KEYS[2])
@@ -110,8 +118,28 @@ for name in string.gmatch(ARGV[8], '[^\\t]+') do
   for _, share in ipairs(shares) do total = total + tonumber(share) end
   table.insert(held, total)
 end
+local use = prefix .. 'use:' .. me
+redis.call('DEL', use)
+for line in string.gmatch(ARGV[9], '[^\\n]+') do
+  local id, rest = string.match(line, '^([^\\t]+)\\t(.*)$')
+  redis.call('HSET', use, id, rest)
+end
+redis.call('PEXPIRE', use, ttl)
+local warmer = redis.call('GET', prefix .. 'warmer')
+local warm = 0
+if warmer == false or warmer == me then
+  redis.call('SET', prefix .. 'warmer', me, 'PX', ttl)
+  warm = 1
+end
+local others = {}
+for _, replica in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if replica ~= me then
+    table.insert(others, replica)
+    table.insert(others, redis.call('HGETALL', prefix .. 'use:' .. replica))
+  end
+end
 return {lapsed, redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[3]), cools, held}
+        redis.call('HGETALL', KEYS[3]), cools, held, warm, others}
 """
 )
 
@@ -185,11 +213,13 @@ end
 return 1
 """
 
-# KEYS: replicas, allocs, stats.  ARGV: me, the cap keys (TAB-separated).
-# A replica leaving cleanly: its heartbeat, allocations (all released by now), statistics
-# and shares go.
+# KEYS: replicas, allocs, stats.  ARGV: me, the cap keys (TAB-separated), key prefix.
+# A replica leaving cleanly: its heartbeat, allocations (all released by now), statistics,
+# shares, warm pool and the warmer's part (if it had it) go.
 LEAVE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', ARGV[3] .. 'use:' .. ARGV[1])
+if redis.call('GET', ARGV[3] .. 'warmer') == ARGV[1] then redis.call('DEL', ARGV[3] .. 'warmer') end
 local allocs = redis.call('HGETALL', KEYS[2])
 for i = 1, #allocs, 2 do
   if string.match(allocs[i + 1], '^([^\\t]*)\\t') == ARGV[1] then

@@ -2,10 +2,11 @@
 it does when Redis goes away and comes back.
 
 Every ``sync_interval`` (sooner when this replica's allocations changed) one script
-writes the heartbeat, this replica's allocations and figures, reaps the replicas whose
-heartbeat lapsed (their allocations become the fleet's orphans) and reads back the
-others' figures, the cool-downs and the orphans. Each orphan is then released by one
-replica at a time (a short claim), and every replica keeps trying until one succeeds.
+writes the heartbeat, this replica's allocations, figures and warm pool, reaps the
+replicas whose heartbeat lapsed (their allocations become the fleet's orphans) and reads
+back the others' figures and warm pools (``_warm.py``), the cool-downs and the orphans.
+Each orphan is then released by one replica at a time (a short claim), and every replica
+keeps trying until one succeeds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .. import AsyncHostedAI, CircuitBreakerConfig, HostedAIError
@@ -22,6 +23,7 @@ from ..routing import Target
 from ._group import Limits
 from ._redis import Down, RedisState, Store, _text
 from ._shared import SharedFleet, SharedLiveState
+from ._warm import SharedWarmPool
 
 __all__ = ["Replica"]
 
@@ -68,9 +70,11 @@ class Replica:
             live=self.live,
             registers=client.dialect != "gpuaas",
         )
+        self.warm = SharedWarmPool(client, targets, clock=clock, shares=client.dialect != "gpuaas")
         self.live.poke = self._poke
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._leaving = False
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._published: set[str] = set()
         self._cleaning: asyncio.Task[Any] | None = None
@@ -83,6 +87,11 @@ class Replica:
             return f"local (Redis down: {self.store.trouble}; fleet {fleet!r})"
         return f"redis (fleet {fleet!r}, {self.fleet.replicas} replicas)"
 
+    def min_warm(self, wanted: Mapping[str, int]) -> Mapping[str, int]:
+        """The warm allocations this replica keeps per target: the fleet's ``min_warm`` if
+        it is the fleet's warmer, none otherwise (each its own while Redis is down)."""
+        return self.warm.min_warm(wanted, self.store.up is False)
+
     def _poke(self) -> None:
         self._woken.set()
 
@@ -92,7 +101,9 @@ class Replica:
 
     async def _run(self) -> None:
         every = self._state.sync_interval
-        while True:
+        # Stopped by ``leaving`` as well as by cancelling: a cancellation that lands while a
+        # bounded Redis call times out can be taken for the timeout (and swallowed).
+        while not self._leaving:
             try:
                 await self.sync()
             except Exception as exc:  # never let the membership die of a surprise
@@ -113,7 +124,8 @@ class Replica:
                 dirty = live.mine_dirty or was is not True
                 allocations = live.allocations() if dirty else None
                 live.mine_dirty = False
-                answer = await store.sync(allocations, live.stats(), self._names)
+                use = self.warm.usage()
+                answer = await store.sync(allocations, live.stats(), self._names, use)
             lapsed = int(answer[0])
             if was is not True or lapsed:
                 await fleet.reconcile(back=was is False)
@@ -121,6 +133,7 @@ class Replica:
         except Down:
             live.mine_dirty = True
             live.forget_remote()
+            self.warm.forget()
             if was is not False:
                 fleet.wake_all()  # the waiting scopes may lease on the fallback share
             return
@@ -133,6 +146,8 @@ class Replica:
         if not fleet.grace_until:  # (just back: the shares read are not all written yet)
             fleet.held = dict(zip(self._names, (int(n) for n in answer[5]), strict=False))
         live.apply(answer[2], answer[4])
+        self.warm.warmer = bool(int(answer[6]))
+        self.warm.apply(answer[7])
         fleet.tick()
         await self._orphans(answer[3])
 
@@ -227,6 +242,8 @@ class Replica:
         """Leave the fleet: publish what could not be released, then drop this replica's
         heartbeat, shares and figures."""
         self.live.stop()
+        self._leaving = True
+        self._woken.set()
         tasks = [task for task in (self._task, self._cleaning) if task is not None]
         tasks += self._releasing.values()
         for task in tasks:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -173,6 +173,71 @@ async def test_a_lease_under_way_when_its_replica_dies_is_released_by_the_others
         call.cancel()
         await asyncio.gather(call, return_exceptions=True)
         doomed._replica._task = None
+
+
+async def test_one_replica_runs_its_calls_on_the_warm_allocation_of_another(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator()
+    async with replica(emu, redis_url, fleet) as one, replica(emu, redis_url, fleet) as two:
+        first = await one.process("hello", target=SMALL)  # leased by one, kept warm
+        [warm] = [a.id for a in emu.live_allocations()]
+        await synced(one, two)  # two adopts it
+        calls = [two.process(f"hi {i}", target=SMALL) for i in range(5)]
+        for routed in await asyncio.gather(*calls):
+            assert routed.attempts[-1].allocation_id == warm
+        assert [a.id for a in emu.live_allocations()] == [warm]  # nothing leased by two
+        assert first.attempts[-1].allocation_id == warm
+        # two used it: one counts that as use (its idle release waits for the others)
+        assert one._replica is not None
+        await synced(two, one)
+        [slot] = one._warm.held()
+        assert slot.borrowed == 0
+    assert emu.live_allocations() == []
+
+
+async def test_a_borrowed_allocation_released_by_its_owner_is_left_for_another(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator()
+    async with replica(emu, redis_url, fleet) as one, replica(emu, redis_url, fleet) as two:
+        await one.process("hello", target=SMALL)
+        [warm] = [a.id for a in emu.live_allocations()]
+        await synced(one, two)
+        await one.client.release_allocation(warm)  # behind the owner's back, as a race would
+        routed = await two.process("hi", target=SMALL)  # runs elsewhere, does not fail
+        assert routed.decision.target.name == SMALL
+        assert routed.attempts[-1].error is None
+        assert warm not in {a.id for a in emu.live_allocations()}
+
+
+async def test_min_warm_is_kept_once_per_fleet(redis_url: str, fleet: str) -> None:
+    emu = Emulator()
+    rounds = {"one": 0, "two": 0}
+
+    def counted(name: str) -> Callable[[float], Awaitable[None]]:
+        async def sleep(seconds: float) -> None:
+            if seconds == 1.0:  # an upkeep round (min_warm, idle release) ended
+                rounds[name] += 1
+            await asyncio.sleep(min(seconds, 0.02))
+
+        return sleep
+
+    warm = {SMALL: 1}
+    async with (
+        replica(emu, redis_url, fleet, min_warm=warm, sleep=counted("one")) as one,
+        replica(emu, redis_url, fleet, min_warm=warm, sleep=counted("two")) as two,
+    ):
+        await synced(one, two)
+        start = dict(rounds)
+        for _ in range(500):  # bounded: until each replica ran five upkeep rounds since
+            if all(rounds[name] >= start[name] + 5 for name in rounds):
+                break
+            await asyncio.sleep(0.02)
+        assert [a.model for a in emu.live_allocations()] == [SMALL]
+        assert one._replica is not None
+        assert two._replica is not None
+        assert one._replica.warm.warmer != two._replica.warm.warmer
 
 
 async def test_redis_down_falls_back_to_local_state_and_reconciles(
