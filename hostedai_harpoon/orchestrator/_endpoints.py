@@ -1,4 +1,5 @@
-"""Endpoint targets: servers that already run, seen by the slots as leases that never end.
+"""Endpoint targets: servers that already run, seen by the slots as leases that never end;
+and other replicas' allocations, seen the same way (the fleet's warm pool, ``_warm.py``).
 
 An endpoint target (``Target(..., endpoint=URL)``) has no GPU allocation behind it. The
 orchestrator makes one ``AsyncEndpoint`` for it and one ``Slot`` that every scope shares,
@@ -8,13 +9,25 @@ queue as they do for an allocation. Nothing is leased or released for it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .. import AsyncEndpoint, AsyncInferenceStream, InferenceResult, LeaseState
+from .. import (
+    AllocationError,
+    AsyncEndpoint,
+    AsyncHostedAI,
+    AsyncInferenceStream,
+    GoneError,
+    InferenceResult,
+    LeaseState,
+    NotFoundError,
+)
 from ..routing import Target
 
-__all__ = ["EndpointLease", "endpoints_of"]
+__all__ = ["EndpointLease", "RemoteLease", "endpoints_of"]
+
+Elsewhere = Callable[[str, dict[str, object]], Awaitable[InferenceResult]]
+"""Runs ``infer(prompt, **options)`` on another place of the same target."""
 
 
 class EndpointLease:
@@ -38,6 +51,71 @@ class EndpointLease:
     def stream(self, prompt: str, **options: Any) -> AsyncInferenceStream:
         """``AsyncEndpoint.stream`` (the options a lease's ``stream`` takes)."""
         return self.endpoint.stream(prompt, **options)
+
+
+class RemoteLease:
+    """Another replica's warm allocation with the face of a lease: inference by its id
+    (``client.infer(allocation_id=...)``); its owner renews and releases it, never us.
+
+    Should the owner have released it meanwhile (404, 410), the lease turns ``RELEASED``
+    (no call is handed to it again) and an ``infer`` runs ``elsewhere`` instead, on
+    another place of the target; a stream fails over.
+    """
+
+    __slots__ = ("_client", "_elsewhere", "id", "owner", "state")
+
+    def __init__(
+        self, client: AsyncHostedAI, allocation_id: str, owner: str, elsewhere: Elsewhere
+    ) -> None:
+        self._client = client
+        self._elsewhere = elsewhere
+        self.id = allocation_id
+        self.owner = owner
+        self.state = LeaseState.ACTIVE
+
+    def __repr__(self) -> str:
+        return f"<RemoteLease {self.id} of {self.owner}>"
+
+    async def infer(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> InferenceResult:
+        try:
+            return await self._client.infer(
+                self.id, prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
+            )
+        except (NotFoundError, GoneError):
+            self.state = LeaseState.RELEASED
+        options: dict[str, object] = {"max_tokens": max_tokens}
+        if temperature is not None:
+            options["temperature"] = temperature
+        if stop is not None:
+            options["stop"] = stop
+        return await self._elsewhere(prompt, options)
+
+    async def stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | list[str] | None = None,
+    ) -> AsyncInferenceStream:
+        chunks = self._client.stream(
+            self.id, prompt, max_tokens=max_tokens, temperature=temperature, stop=stop
+        )
+        try:
+            return await chunks
+        except (NotFoundError, GoneError) as exc:
+            self.state = LeaseState.RELEASED
+            raise AllocationError(
+                f"allocation {self.id} of replica {self.owner} was released before the "
+                "stream opened"
+            ) from exc
 
 
 def endpoints_of(targets: Sequence[Target], **options: object) -> dict[str, EndpointLease]:

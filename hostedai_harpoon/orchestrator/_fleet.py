@@ -22,7 +22,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from .. import APIStatusError
+from .. import APIStatusError, AsyncLease
 from ._group import Limits, Slot
 
 __all__ = ["Fleet"]
@@ -119,6 +119,15 @@ class Fleet:
         count = self._count(name)
         count.live += 1
         count.leasing += 1
+
+    def creating(self, name: str, lease: AsyncLease) -> Awaitable[None] | None:
+        """A lease of ``name`` is about to send its create: what to await first (a fleet
+        registers the lease's idempotency key in Redis; here, nothing)."""
+        return None
+
+    def created(self, name: str, lease: AsyncLease) -> None:
+        """That lease's create is settled: it made an allocation (registered by its id
+        from now on), or it failed and its clean-up is over."""
 
     def succeeded(self, name: str) -> None:
         count = self._count(name)

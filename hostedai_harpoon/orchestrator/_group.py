@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 
 from .. import AsyncLease, LeaseState
 from ..routing import Target
-from ._endpoints import EndpointLease
+from ._endpoints import EndpointLease, RemoteLease
 
 __all__ = ["Group", "Limits", "Slot"]
 
@@ -36,6 +36,7 @@ class Slot:
 
     __slots__ = (
         "allocation_id",
+        "borrowed",
         "busy_cost",
         "closed_at",
         "dead",
@@ -55,7 +56,7 @@ class Slot:
     def __init__(
         self,
         target: Target,
-        lease: AsyncLease | EndpointLease,
+        lease: AsyncLease | EndpointLease | RemoteLease,
         stack: AsyncExitStack | None,
         now: float,
         *,
@@ -68,6 +69,8 @@ class Slot:
         self.stack = stack
         """The lease's exit; ``None`` once its release began."""
         self.in_use = 0
+        self.borrowed = 0
+        """Calls other replicas of a fleet run on it, as last synced (the fleet's warm pool)."""
         self.opened_at = now if leased_at is None else leased_at
         """When leasing it began: it costs from then on."""
         self.closed_at: float | None = None
@@ -79,16 +82,16 @@ class Slot:
         # The time spent making it is idle cost: no call ran on it yet.
         self.idle_cost = (now - self.opened_at) * self.price
         self.marked = now
-        # An endpoint target's server: shared by every scope, never released, and paid
-        # only for the time calls run on it (no idle cost).
-        self.endpoint = isinstance(lease, EndpointLease)
+        # An endpoint target's server, or another replica's allocation: never released
+        # here, and paid only for the time calls run on it (no idle cost).
+        self.endpoint = isinstance(lease, EndpointLease | RemoteLease)
         self.busy_cost = 0.0
 
     def usable(self) -> bool:
         """Whether another call may run on it now."""
         return (
             not self.dead
-            and self.in_use < self.target.max_concurrency
+            and self.in_use + self.borrowed < self.target.max_concurrency
             and self.lease.state is LeaseState.ACTIVE
         )
 
@@ -115,6 +118,7 @@ class Group:
     """One target's slots, the leases being made for it, and the callers waiting."""
 
     __slots__ = (
+        "borrowed",
         "call_seconds",
         "cleaning",
         "for_queue",
@@ -134,6 +138,7 @@ class Group:
         self.target = target
         self.limit = limit
         self.slots: list[Slot] = []
+        self.borrowed = 0  # of those, other replicas' allocations (the fleet's warm pool)
         self.leasing = 0
         self.for_queue: set[asyncio.Task[Slot | None]] = set()  # leases the queue asked for
         self.releasing = 0
@@ -154,7 +159,7 @@ class Group:
 
     def count(self) -> int:
         """Allocations held, being made or being released: all count against the cap."""
-        return len(self.slots) + self.leasing + self.releasing + self.cleaning
+        return len(self.slots) - self.borrowed + self.leasing + self.releasing + self.cleaning
 
     def may_lease(self) -> bool:
         return self.limit is None or self.count() < self.limit

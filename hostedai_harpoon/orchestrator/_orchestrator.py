@@ -47,6 +47,7 @@ from ._results import HealthReport, RoutedResult, Snapshot, overall, with_costs
 from ._session import Session, check_deadline, inference_options
 from ._slots import Slots
 from ._stream import RoutedStream
+from ._upkeep import keep_warm
 
 __all__ = ["Orchestrator"]
 
@@ -207,6 +208,8 @@ class Orchestrator:
             target = next(t for t in self._targets if t.name == name)
             self._fleet.endpoints[name] = Slot(target, lease, None, now)
         self._warm = self._slots(None)
+        if self._replica is not None:  # the fleet's warm pool: the others' join ours
+            self._replica.warm.attach(self._warm)
         self._calls = InFlight()
         self._scopes = (self._calls,)
         self._sessions: set[Session] = set()
@@ -317,15 +320,11 @@ class Orchestrator:
     async def _upkeep_rounds(self) -> None:
         """Keep ``min_warm`` allocations per target and let go of idle ones, forever."""
         while True:
-            for target in self._targets:
-                for _ in range(self._min_warm.get(target.name, 0) - self._warm.count(target)):
-                    try:
-                        if await self._warm.open(target) is None:
-                            break
-                    except HostedAIError as exc:
-                        log.warning("could not keep %s warm: %s", target.name, exc)
-                        break
-            self._warm.release_idle(self._idle_release, self._min_warm)
+            min_warm: Mapping[str, int] = self._min_warm
+            if self._replica is not None:  # per fleet: kept by one replica (docs/scale-out.md)
+                min_warm = self._replica.min_warm(min_warm)
+            await keep_warm(self._warm, self._targets, min_warm)
+            self._warm.release_idle(self._idle_release, min_warm)
             await self._sleep(_UPKEEP_EVERY)
 
     # Calls

@@ -166,6 +166,9 @@ class Store:
         }
         self.up: bool | None = None
         self.trouble: str | None = None
+        self.writing = asyncio.Lock()
+        """Held around a sync and a registration: a sync rewrites this replica's entries
+        of the registry, so none may be written while one is on its way."""
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -199,7 +202,9 @@ class Store:
 
     # The scripts, one round trip each
 
-    async def sync(self, allocations: str | None, stats: str, cools: Sequence[str]) -> list[Any]:
+    async def sync(
+        self, allocations: str | None, stats: str, cools: Sequence[str], use: str = ""
+    ) -> list[Any]:
         keys = [self.key("replicas"), self.key("allocs"), self.key("orphans"), self.key("stats")]
         args = [
             self.replica,
@@ -210,9 +215,17 @@ class Store:
             allocations or "",
             stats,
             "\t".join(cools),
+            use,
         ]
         answer: list[Any] = await self.call("sync", self.script("SYNC", keys, args))
         return answer
+
+    async def register(self, field: str, value: str) -> None:
+        """Put ``field`` (``key:<idempotency key>``) in the fleet's registry now."""
+        keys = [self.key("replicas"), self.key("allocs")]
+        ttl = int(self.state.heartbeat_ttl * 1000)
+        args = [self.replica, ttl, field, f"{self.replica}\t{value}"]
+        await self.call("register", self.script("REGISTER", keys, args))
 
     async def acquire(self, target: str, limit: int) -> bool:
         keys = [self.key("replicas"), self.key(f"cap:{target}")]
@@ -259,7 +272,7 @@ class Store:
     async def leave(self, targets: Sequence[str]) -> None:
         keys = [self.key("replicas"), self.key("allocs"), self.key("stats")]
         caps = "\t".join(self.key(f"cap:{name}") for name in targets)
-        await self.call("leave", self.script("LEAVE", keys, [self.replica, caps]))
+        await self.call("leave", self.script("LEAVE", keys, [self.replica, caps, self.prefix]))
 
     async def aclose(self) -> None:
         if self._owned:

@@ -2,28 +2,34 @@
 it does when Redis goes away and comes back.
 
 Every ``sync_interval`` (sooner when this replica's allocations changed) one script
-writes the heartbeat, this replica's allocations and figures, reaps the replicas whose
-heartbeat lapsed (their allocations become the fleet's orphans) and reads back the
-others' figures, the cool-downs and the orphans. Each orphan is then released by one
-replica at a time (a short claim), and every replica keeps trying until one succeeds.
+writes the heartbeat, this replica's allocations, figures and warm pool, reaps the
+replicas whose heartbeat lapsed (their allocations become the fleet's orphans) and reads
+back the others' figures and warm pools (``_warm.py``), the cool-downs and the orphans.
+Each orphan is then released by one replica at a time (a short claim), and every replica
+keeps trying until one succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .. import AsyncHostedAI, CircuitBreakerConfig, HostedAIError
+from .._leases._release import nothing_was_made
 from ..routing import Target
 from ._group import Limits
 from ._redis import Down, RedisState, Store, _text
 from ._shared import SharedFleet, SharedLiveState
+from ._warm import SharedWarmPool
 
 __all__ = ["Replica"]
 
 log = logging.getLogger("hostedai_harpoon")
+
+_BY_KEY = "key:"  # a registry entry of a lease whose create may be under way
 
 
 class Replica:
@@ -56,10 +62,19 @@ class Replica:
             refresh=refresh,
             pool_id=client.pool_id,
         )
-        self.fleet = SharedFleet(limits, clock=clock, sleep=sleep, store=self.store)
+        self.fleet = SharedFleet(
+            limits,
+            clock=clock,
+            sleep=sleep,
+            store=self.store,
+            live=self.live,
+            registers=client.dialect != "gpuaas",
+        )
+        self.warm = SharedWarmPool(client, targets, clock=clock, shares=client.dialect != "gpuaas")
         self.live.poke = self._poke
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._leaving = False
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._published: set[str] = set()
         self._cleaning: asyncio.Task[Any] | None = None
@@ -72,6 +87,11 @@ class Replica:
             return f"local (Redis down: {self.store.trouble}; fleet {fleet!r})"
         return f"redis (fleet {fleet!r}, {self.fleet.replicas} replicas)"
 
+    def min_warm(self, wanted: Mapping[str, int]) -> Mapping[str, int]:
+        """The warm allocations this replica keeps per target: the fleet's ``min_warm`` if
+        it is the fleet's warmer, none otherwise (each its own while Redis is down)."""
+        return self.warm.min_warm(wanted, self.store.up is False)
+
     def _poke(self) -> None:
         self._woken.set()
 
@@ -81,7 +101,9 @@ class Replica:
 
     async def _run(self) -> None:
         every = self._state.sync_interval
-        while True:
+        # Stopped by ``leaving`` as well as by cancelling: a cancellation that lands while a
+        # bounded Redis call times out can be taken for the timeout (and swallowed).
+        while not self._leaving:
             try:
                 await self.sync()
             except Exception as exc:  # never let the membership die of a surprise
@@ -97,10 +119,13 @@ class Replica:
         """One round with Redis (see the module)."""
         store, live, fleet = self.store, self.live, self.fleet
         was = store.up
-        allocations = live.allocations() if live.mine_dirty or was is not True else None
-        live.mine_dirty = False
         try:
-            answer = await store.sync(allocations, live.stats(), self._names)
+            async with store.writing:
+                dirty = live.mine_dirty or was is not True
+                allocations = live.allocations() if dirty else None
+                live.mine_dirty = False
+                use = self.warm.usage()
+                answer = await store.sync(allocations, live.stats(), self._names, use)
             lapsed = int(answer[0])
             if was is not True or lapsed:
                 await fleet.reconcile(back=was is False)
@@ -108,6 +133,7 @@ class Replica:
         except Down:
             live.mine_dirty = True
             live.forget_remote()
+            self.warm.forget()
             if was is not False:
                 fleet.wake_all()  # the waiting scopes may lease on the fallback share
             return
@@ -120,6 +146,8 @@ class Replica:
         if not fleet.grace_until:  # (just back: the shares read are not all written yet)
             fleet.held = dict(zip(self._names, (int(n) for n in answer[5]), strict=False))
         live.apply(answer[2], answer[4])
+        self.warm.warmer = bool(int(answer[6]))
+        self.warm.apply(answer[7])
         fleet.tick()
         await self._orphans(answer[3])
 
@@ -136,15 +164,18 @@ class Replica:
         return added
 
     async def _orphans(self, listed: Sequence[Any]) -> None:
-        ids = {_text(listed[index]) for index in range(0, len(listed) - 1, 2)}
-        ids |= await self._publish()
+        orphans = {
+            _text(listed[index]): _text(listed[index + 1]) for index in range(0, len(listed) - 1, 2)
+        }
+        ids = set(orphans) | await self._publish()
         if self._published - ids and self._cleaning is None:
             # Another replica released one of ours: let the local ledger see it.
             self._published &= ids
             self._cleaning = asyncio.get_running_loop().create_task(self._clean())
+        loop = asyncio.get_running_loop()
         for key in ids:
             if key not in self._releasing:
-                self._releasing[key] = asyncio.get_running_loop().create_task(self._release(key))
+                self._releasing[key] = loop.create_task(self._release(key, orphans.get(key)))
 
     async def _clean(self) -> None:
         try:
@@ -154,12 +185,15 @@ class Replica:
         finally:
             self._cleaning = None
 
-    async def _release(self, key: str) -> None:
+    async def _release(self, key: str, value: str | None) -> None:
         try:
             if not await self.store.claim(key, max(5.0, 4 * self._state.sync_interval)):
                 return
-            await self._client.release_allocation(key)
-            log.info("shared state: released orphaned allocation %s", key)
+            if key.startswith(_BY_KEY):
+                await self._replay(key.removeprefix(_BY_KEY), value or "")
+            else:
+                await self._client.release_allocation(key)
+                log.info("shared state: released orphaned allocation %s", key)
             await self.store.orphan_done(key)
         except Down:
             pass
@@ -168,10 +202,48 @@ class Replica:
         finally:
             self._releasing.pop(key, None)
 
+    async def _replay(self, idempotency_key: str, value: str) -> None:
+        """A dead replica's lease was creating an allocation under ``idempotency_key``:
+        replay its create (the API answers with what the key made, or makes it now) and
+        release that; a replay refused for certain (a full pool, say) proves nothing was
+        made."""
+        try:
+            body = json.loads(value.split("\t", 3)[3])
+            model, gpus, gpu_type = body["model"], body["gpus"], body["gpu_type"]
+            pool_id, ttl = body["pool_id"], body["ttl"]
+        except (ValueError, IndexError, KeyError, TypeError):
+            log.warning(
+                "shared state: the fleet's registry holds a malformed entry for idempotency "
+                "key %s; it is dropped (the server's TTL releases what it made)",
+                idempotency_key,
+            )
+            return
+        try:
+            found = await self._client.create_allocation(
+                model, gpus, gpu_type, pool_id, ttl, idempotency_key
+            )
+        except HostedAIError as exc:
+            if not nothing_was_made(exc):
+                raise
+            log.info(
+                "shared state: a dead replica's create (idempotency key %s) made nothing",
+                idempotency_key,
+            )
+            return
+        await self._client.release_allocation(found.id)
+        log.info(
+            "shared state: released allocation %s, whose create (idempotency key %s) was "
+            "under way when its replica died",
+            found.id,
+            idempotency_key,
+        )
+
     async def aclose(self) -> None:
         """Leave the fleet: publish what could not be released, then drop this replica's
         heartbeat, shares and figures."""
         self.live.stop()
+        self._leaving = True
+        self._woken.set()
         tasks = [task for task in (self._task, self._cleaning) if task is not None]
         tasks += self._releasing.values()
         for task in tasks:

@@ -12,13 +12,14 @@ what it no longer holds.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import attrs
 
-from .. import CircuitOpenError, CircuitState, Usage
+from .. import AsyncLease, CircuitOpenError, CircuitState, Usage
 from ..routing import Target, TargetState
 from ._fleet import Fleet, _Count
 from ._group import Limits
@@ -45,9 +46,13 @@ class SharedFleet(Fleet):
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         store: Store,
+        live: SharedLiveState,
+        registers: bool = True,
     ) -> None:
         super().__init__(limits, clock=clock, sleep=sleep)
         self._store = store
+        self._live = live
+        self._registers = registers  # (not on gpuaas: no idempotency keys; its ledger file)
         self.shares: dict[str, int] = {}
         """Places of the fleet's cap this replica holds in Redis, per target name."""
         self.wanted: set[str] = set()
@@ -98,6 +103,41 @@ class SharedFleet(Fleet):
             self.wanted.discard(name)
         if granted is not False:
             self._wake(name)
+
+    def creating(self, name: str, lease: AsyncLease) -> Awaitable[None] | None:
+        """Register the lease's idempotency key and create body before the create is sent,
+        so that should this replica die meanwhile the others replay the key, find what it
+        made and release it. Bounded by the store's timeout; Redis down: not waited for
+        (the key is written at the reconciliation, and the server's TTL is the backstop)."""
+        if not self._registers:
+            return None
+        body = json.dumps(
+            {
+                "model": lease.model,
+                "gpus": lease.gpus,
+                "gpu_type": lease.gpu_type,
+                "pool_id": lease.pool_id,
+                "ttl": lease.ttl_seconds,
+            }
+        )
+        field, value = f"key:{lease.idempotency_key}", f"{name}\tcreating\t{body}"
+        self._live.mine[field] = (name, value.partition("\t")[2], self._clock())
+        self._live.mine_dirty = True
+        if self._store.up is False:
+            return None
+        return self._register(field, value)
+
+    async def _register(self, field: str, value: str) -> None:
+        try:
+            async with self._store.writing:
+                await self._store.register(field, value)
+        except Down:
+            pass
+
+    def created(self, name: str, lease: AsyncLease) -> None:
+        if self._live.mine.pop(f"key:{lease.idempotency_key}", None) is not None:
+            self._live.mine_dirty = True
+            self._live.poke()
 
     def started(self, name: str) -> None:
         super().started(name)
@@ -186,7 +226,9 @@ class SharedLiveState(LocalLiveState):
         self._was_open: dict[str, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.mine: dict[str, tuple[str, str, float]] = {}
-        """This replica's allocations: id -> (target name, held or releasing, since)."""
+        """This replica's allocations: id -> (target name, held or releasing, since); and
+        its leases whose create may be under way: ``key:<idempotency key>`` -> (target
+        name, ``creating<TAB><body>``, since)."""
         self.mine_dirty = True
         self.poke: Callable[[], None] = lambda: None
 

@@ -27,6 +27,7 @@ from typing import Any
 from .. import (
     AllocationError,
     AsyncHostedAI,
+    AsyncLease,
     BudgetExceededError,
     HostedAIError,
     LeaseState,
@@ -93,7 +94,26 @@ class Slots(Spending):
     def count(self, target: Target) -> int:
         """How many allocations of ``target`` are held or being made."""
         group = self._group(target)
-        return len(group.slots) + group.leasing
+        return len(group.slots) - group.borrowed + group.leasing
+
+    def held(self) -> list[Slot]:
+        """The allocations this scope leased and holds in service."""
+        return [slot for slot in self._held if not slot.dead]
+
+    def adopt(self, slot: Slot) -> None:
+        """Serve this scope's callers on ``slot`` too: another replica's allocation."""
+        group = self._group(slot.target)
+        group.slots.append(slot)
+        group.borrowed += 1
+        self._pump(group)
+
+    def disown(self, slot: Slot) -> None:
+        """Stop handing out ``slot`` (adopted); the calls on it finish."""
+        slot.dead = True
+        group = self._groups.get(slot.target.name)
+        if group is not None and slot in group.slots:
+            group.slots.remove(slot)
+            group.borrowed -= 1
 
     # Taking and giving back
 
@@ -210,14 +230,16 @@ class Slots(Spending):
             if group.target.endpoint is not None:
                 continue  # a server that stays
             for slot in [s for s in group.slots if s.lease.state is not LeaseState.ACTIVE]:
-                if slot.in_use == 0:
+                if slot.in_use == 0 and not slot.endpoint:
                     self._drop(group, slot)
                     self._close_later(slot)
-            spare = len(group.slots) - keep.get(name, 0)
+            spare = len(group.slots) - group.borrowed - keep.get(name, 0)
             for slot in list(group.slots):
                 if spare <= 0:
                     break
-                if slot.in_use == 0 and now - slot.last_used >= idle_for:
+                if slot.endpoint or slot.in_use or slot.borrowed:
+                    continue  # another replica's, or busy here or on another replica
+                if now - slot.last_used >= idle_for:
                     self._drop(group, slot)
                     self._close_later(slot)
                     spare -= 1
@@ -351,6 +373,7 @@ class Slots(Spending):
                 self._fleet.refused(target.name, exc)
                 self._pump(group)
 
+        making: AsyncLease | None = None
         try:
             if client is None:  # pragma: no cover - only endpoint targets lack a client
                 raise AllocationError(f"{target.name} has no client to lease it with")
@@ -363,6 +386,9 @@ class Slots(Spending):
                 **self._lease_options,
             )
             making.on_enter_failed = failed_now
+            registering = self._fleet.creating(target.name, making)
+            if registering is not None:  # a fleet: its key is in the registry first
+                await registering
             with telemetry.priced(target.cost_per_gpu_hour):
                 lease = await stack.enter_async_context(making)
         except BaseException as exc:
@@ -378,6 +404,9 @@ class Slots(Spending):
             if isinstance(exc, Exception):
                 return None
             raise
+        finally:
+            if making is not None:
+                self._fleet.created(target.name, making)
         group.leasing -= 1
         self._fleet.succeeded(target.name)
         now = self._clock()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -144,6 +144,100 @@ async def test_a_dead_replicas_allocations_are_released_by_the_others(
         routed = await survivor.process("hello", target=SMALL)
         assert routed.decision.target.name == SMALL
         doomed._replica._task = None  # its own (late) exit finds nothing to release
+
+
+async def test_a_lease_under_way_when_its_replica_dies_is_released_by_the_others(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator(ready_delay=60.0)  # the lease waits for readiness all along
+    survivor = replica(emu, redis_url, fleet)
+    doomed = replica(emu, redis_url, fleet)
+    async with survivor, doomed:
+        call = asyncio.ensure_future(doomed.process("hello", target=SMALL))
+        for _ in range(500):  # bounded: until the create is made
+            if emu.live_allocations():
+                break
+            await asyncio.sleep(0.01)
+        [made] = emu.live_allocations()  # created, not ready: its id is not registered
+        assert doomed._replica is not None
+        assert doomed._replica._task is not None
+        doomed._replica._task.cancel()  # its heartbeat stops: dead to the fleet
+        await asyncio.gather(doomed._replica._task, return_exceptions=True)
+        for _ in range(200):  # bounded: 200 syncs of 50 ms, far past the 1.5 s TTL
+            if made.id not in {a.id for a in emu.live_allocations()}:
+                break
+            await asyncio.sleep(FAST["sync_interval"])
+        # released by the survivor (replaying the create's key), while its owner still waited
+        [after] = [a for a in emu.allocations() if a.id == made.id]
+        assert str(after.status) == "released"
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        doomed._replica._task = None
+
+
+async def test_one_replica_runs_its_calls_on_the_warm_allocation_of_another(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator()
+    async with replica(emu, redis_url, fleet) as one, replica(emu, redis_url, fleet) as two:
+        first = await one.process("hello", target=SMALL)  # leased by one, kept warm
+        [warm] = [a.id for a in emu.live_allocations()]
+        await synced(one, two)  # two adopts it
+        calls = [two.process(f"hi {i}", target=SMALL) for i in range(5)]
+        for routed in await asyncio.gather(*calls):
+            assert routed.attempts[-1].allocation_id == warm
+        assert [a.id for a in emu.live_allocations()] == [warm]  # nothing leased by two
+        assert first.attempts[-1].allocation_id == warm
+        # two used it: one counts that as use (its idle release waits for the others)
+        assert one._replica is not None
+        await synced(two, one)
+        [slot] = one._warm.held()
+        assert slot.borrowed == 0
+    assert emu.live_allocations() == []
+
+
+async def test_a_borrowed_allocation_released_by_its_owner_is_left_for_another(
+    redis_url: str, fleet: str
+) -> None:
+    emu = Emulator()
+    async with replica(emu, redis_url, fleet) as one, replica(emu, redis_url, fleet) as two:
+        await one.process("hello", target=SMALL)
+        [warm] = [a.id for a in emu.live_allocations()]
+        await synced(one, two)
+        await one.client.release_allocation(warm)  # behind the owner's back, as a race would
+        routed = await two.process("hi", target=SMALL)  # runs elsewhere, does not fail
+        assert routed.decision.target.name == SMALL
+        assert routed.attempts[-1].error is None
+        assert warm not in {a.id for a in emu.live_allocations()}
+
+
+async def test_min_warm_is_kept_once_per_fleet(redis_url: str, fleet: str) -> None:
+    emu = Emulator()
+    rounds = {"one": 0, "two": 0}
+
+    def counted(name: str) -> Callable[[float], Awaitable[None]]:
+        async def sleep(seconds: float) -> None:
+            if seconds == 1.0:  # an upkeep round (min_warm, idle release) ended
+                rounds[name] += 1
+            await asyncio.sleep(min(seconds, 0.02))
+
+        return sleep
+
+    warm = {SMALL: 1}
+    async with (
+        replica(emu, redis_url, fleet, min_warm=warm, sleep=counted("one")) as one,
+        replica(emu, redis_url, fleet, min_warm=warm, sleep=counted("two")) as two,
+    ):
+        await synced(one, two)
+        start = dict(rounds)
+        for _ in range(500):  # bounded: until each replica ran five upkeep rounds since
+            if all(rounds[name] >= start[name] + 5 for name in rounds):
+                break
+            await asyncio.sleep(0.02)
+        assert [a.model for a in emu.live_allocations()] == [SMALL]
+        assert one._replica is not None
+        assert two._replica is not None
+        assert one._replica.warm.warmer != two._replica.warm.warmer
 
 
 async def test_redis_down_falls_back_to_local_state_and_reconciles(
