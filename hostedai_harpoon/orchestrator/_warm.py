@@ -50,7 +50,9 @@ class SharedWarmPool:
         self._targets = {
             target.name: target
             for target in targets
-            if shares and target.endpoint is None and target.inference == "hostedai"
+            if shares
+            and target.endpoint is None
+            and (target.inference or client.inference) == "hostedai"
         }
         self.slots: Slots | None = None
         """The orchestrator's warm pool (``attach``)."""
