@@ -72,7 +72,8 @@ async def tour(emu: Emulator) -> None:
         leased = len(emu.allocations()) - allocated
         full = sum(e.status == 503 for e in emu.requests_to("POST", "/v1/allocate"))
         print(
-            f"  {len(burst)} answered in {seconds * 1000:.0f} ms on {leased} more allocations: as many as"
+            f"  {len(burst)} answered in {seconds * 1000:.0f} ms on {leased} more allocations: "
+            "as many as"
         )
         print(
             f"  the pool had room for ({full} allocate requests refused), 8 calls on each at once,"
