@@ -78,11 +78,12 @@ class Slots(Spending):
         self._spent = 0.0  # allocations released, and leases that made none
         self._idle = 0.0  # of that, the time no call ran
         self.closed = False
-        fleet.join(self)
 
     def _group(self, target: Target) -> Group:
         group = self._groups.get(target.name)
         if group is None:
+            if not self._groups and not self.closed:
+                self._fleet.join(self)  # (only once used: a scope never used costs nothing)
             limits = self._limits
             limit = limits.get(target.name) if isinstance(limits, Mapping) else limits
             group = self._groups[target.name] = Group(target, limit)

@@ -466,3 +466,18 @@ async def test_a_target_whose_lease_fails_slowly_is_failed_over_before_its_clean
             assert orch._fleet.live(GEMMA) == 1
         # Released, or (its id never arrived in time) kept in the orphan ledger.
         assert len(emu.live_allocations()) <= len(client.orphans())
+
+
+async def test_sessions_never_used_leave_nothing_in_the_orchestrators_fleet(
+    emulator: Emulator, connect: Connect
+) -> None:
+    async with harpoon.Orchestrator(connect(emulator)) as orch:
+        await orch.process("Hi there")
+        scopes = len(orch._fleet._scopes)
+        for _ in range(1000):
+            orch.allocate()  # made and dropped, never entered
+        assert len(orch._fleet._scopes) == scopes
+        async with orch.allocate() as session:
+            await session.infer("Hi there")
+            assert len(orch._fleet._scopes) == scopes + 1
+        assert len(orch._fleet._scopes) == scopes
