@@ -29,6 +29,7 @@ from .._exceptions import (
     ConflictError,
     HostedAIError,
     NotFoundError,
+    ResponseValidationError,
 )
 from .._http import _clock
 from .._http import _gpuaas as wire
@@ -232,7 +233,10 @@ class GpuaasPlane:
         polls = RetryPolicy(initial_backoff=0.05, max_backoff=2.0, jitter=False).backoff_delays()
         ready_by = _clock.monotonic() + ready_timeout
         while True:
-            rows = yield from planner.plan(wire.connection_info(self.team_id, allocation.id))
+            try:
+                rows = yield from planner.plan(wire.connection_info(self.team_id, allocation.id))
+            except ResponseValidationError:  # an empty or garbled answer: no news, ask again
+                rows = []
             pods = [pod for row in rows if row.id == allocation.id for pod in row.pods]
             running = next((pod for pod in pods if pod.status == wire.RUNNING), None)
             if running is not None:
@@ -259,15 +263,18 @@ class GpuaasPlane:
         limit = planner.deadline or 30.0
         gone_by = _clock.monotonic() + limit
         while True:
-            rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
-            row = next((r for r in rows if r.id == subscription_id), None)
-            if row is None:
+            try:
+                rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
+            except ResponseValidationError:  # an empty or garbled list says nothing: ask again
+                rows = None
+            row = None if rows is None else next((r for r in rows if r.id == subscription_id), None)
+            if rows is not None and row is None:
                 break
             wait = min(next(polls), gone_by - _clock.monotonic())
             if wait <= 0:
+                seen = "not confirmed gone" if row is None else f"still {row.status}"
                 raise AllocationError(
-                    f"subscription {subscription_id} was still {row.status} {limit}s after "
-                    "unsubscribing",
+                    f"subscription {subscription_id} was {seen} {limit}s after unsubscribing",
                     allocation_id=subscription_id,
                 )
             yield Sleep(wait)

@@ -239,3 +239,16 @@ def test_reconcile_in_a_new_process_releases_what_a_killed_one_held(tmp_path: Pa
         assert len(json.loads(done.stdout)["released"]) == 3
         assert emu.live_allocations() == []
         assert emu.foreign_touches == 0
+
+
+def test_an_empty_list_while_waiting_for_the_release_is_asked_again_not_an_orphan(
+    tmp_path: Path,
+) -> None:
+    quirks = GpuaasQuirks(unsubscribe_delay=0.05, empty_200_rate=0.5, seed=4)
+    emu = Emulator(dialect="gpuaas", gpuaas=quirks)
+    with client(emu, tmp_path, pool_id="101") as c:
+        for _ in range(10):
+            with c.allocate("gemma-3-270m", inference="openai"):
+                pass
+        assert c.orphans() == []
+    assert emu.live_allocations() == []
