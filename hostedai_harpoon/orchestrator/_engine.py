@@ -110,13 +110,19 @@ class Engine:
         GPUs are read again in the background when due, so that calls keep the order they
         came in; only when they are unknown (a pool just turned out full) does a call wait
         for the read."""
+        reading = self.pools_needed()
+        if reading is not None:
+            await asyncio.shield(reading)
+        return route(call.policy, call.request, self.states(call.names))
+
+    def pools_needed(self) -> asyncio.Task[None] | None:
+        """Start reading the pools when due; the read to wait for when they are unknown."""
         live = self.live
         if live.pools_due():
             reading = self.refresh_pools()
             if live.pools_unknown():
-                await asyncio.shield(reading)
-        states = live.states() if call.names is None else self.states(call.names)
-        return route(call.policy, call.request, states)
+                return reading
+        return None
 
     def states(self, names: frozenset[str] | None) -> Sequence[TargetState]:
         """The live states of the targets named (None: all)."""
@@ -211,15 +217,7 @@ class Engine:
 
     async def _run(self, call: Routed, attempts: list[Attempt]) -> RoutedResult:
         started = time.perf_counter()
-        live = self.live
-        if live.pools_due():  # ``decide``, spelt out: this runs on every call
-            reading = self.refresh_pools()
-            if live.pools_unknown():
-                await asyncio.shield(reading)
-        names = call.names
-        decision = route(
-            call.policy, call.request, live.states() if names is None else self.states(names)
-        )
+        decision = await self.decide(call)
         request, options = call.request, call.options
         prompt, max_tokens = request.prompt, request.max_tokens
 
@@ -327,8 +325,9 @@ class Engine:
                 result = await work(slot)
             except HostedAIError as exc:
                 seconds = time.perf_counter() - started
-                verdict = "refused" if isinstance(exc, OrchestratorClosedError) else judge(exc)
-                if verdict == "refused" and isinstance(exc, OrchestratorClosedError):
+                closed = isinstance(exc, OrchestratorClosedError)
+                verdict = "refused" if closed else judge(exc)
+                if closed:
                     live.abandoned(name, ticket)
                 else:
                     live.finished(name, ticket, verdict, seconds, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 
 from .. import AsyncLease, LeaseState
@@ -95,6 +95,11 @@ class Slot:
             and self.lease.state is LeaseState.ACTIVE
         )
 
+    def join(self, now: float) -> None:
+        """One more call on it, from ``now``."""
+        self.account(now)
+        self.in_use += 1
+
     def account(self, now: float) -> None:
         """Share out the cost of the stretch since the last change among its calls."""
         seconds = now - self.marked
@@ -163,6 +168,11 @@ class Group:
 
     def may_lease(self) -> bool:
         return self.limit is None or self.count() < self.limit
+
+    def refuse_waiters(self, error: Callable[[], BaseException]) -> None:
+        """Fail every caller still waiting with a fresh ``error()``."""
+        while (waiter := self.next_waiter()) is not None:
+            waiter.set_exception(error())
 
     def next_waiter(self) -> asyncio.Future[Slot] | None:
         while self.waiters:

@@ -128,8 +128,7 @@ class Slots(Spending):
         slot = group.free_slot()
         if slot is None:
             return None
-        slot.account(self._clock())
-        slot.in_use += 1
+        slot.join(self._clock())
         return slot
 
     async def acquire(self, target: Target) -> tuple[Slot, float]:
@@ -142,8 +141,7 @@ class Slots(Spending):
         if not group.waiting:
             slot = group.free_slot()
             if slot is not None:
-                slot.account(self._clock())
-                slot.in_use += 1
+                slot.join(self._clock())
                 return slot, slot.share
         waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         group.waiters.append(waiter)
@@ -273,8 +271,7 @@ class Slots(Spending):
             group.for_queue.add(self._start_lease(group))
         if why is None or why == "cap" or group.slots or group.leasing or group.releasing:
             return  # served, or what is held, coming or being let go will serve them
-        while (waiter := group.next_waiter()) is not None:
-            waiter.set_exception(self._refusal(group, why))
+        group.refuse_waiters(lambda: self._refusal(group, why))
 
     def _why_not(self, group: Group) -> str | None:
         """Why no lease of ``group`` may start now (None: it may)."""
@@ -329,8 +326,7 @@ class Slots(Spending):
             waiter = group.next_waiter()
             if waiter is None:
                 return
-            slot.account(self._clock())
-            slot.in_use += 1
+            slot.join(self._clock())
             waiter.set_result(slot)
 
     # Allocations
@@ -473,8 +469,7 @@ class Slots(Spending):
         for task in self._making:
             task.cancel()
         for group in self._groups.values():
-            while (waiter := group.next_waiter()) is not None:
-                waiter.set_exception(OrchestratorClosedError("the allocations were released"))
+            group.refuse_waiters(lambda: OrchestratorClosedError("the allocations were released"))
             for slot in list(group.slots):
                 if slot.endpoint:
                     group.slots.remove(slot)  # shared with other scopes; stays open

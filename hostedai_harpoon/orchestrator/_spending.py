@@ -9,6 +9,7 @@ fit and by letting idle allocations go once no further call would (docs/orchestr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -105,8 +106,7 @@ class Spending:
         if budget is None or self.committed(queued=False) < budget:
             return False
         for group in self._groups.values():
-            while (waiter := group.next_waiter()) is not None:
-                waiter.set_exception(self._refusal(group, "budget"))
+            group.refuse_waiters(functools.partial(self._refusal, group, "budget"))
         return True
 
     def mind_budget(self) -> None:
