@@ -120,5 +120,4 @@ _BOTH_DIALECTS = frozenset({"test_bad_input", "test_docs", "test_endpoints", "te
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.module.__name__.rpartition(".")[2] in _BOTH_DIALECTS:
-        parametrize_dialects(metafunc)
+    parametrize_dialects(metafunc)
