@@ -12,6 +12,7 @@ skipped with that reason. Paths a test names go through the ``paths`` fixture.
 
 from __future__ import annotations
 
+import json
 from fnmatch import fnmatchcase
 
 import attrs
@@ -32,6 +33,17 @@ class Paths:
     ready: tuple[str, str]
     release: tuple[str, str]
     inference: tuple[str, str]
+    pools: tuple[str, str]
+
+    def creates(self, request: httpx.Request) -> bool:
+        """Whether ``request`` is a create (an allocate, a subscribe)."""
+        method, glob = self.create
+        return request.method == method and fnmatchcase(request.url.path, glob)
+
+    def infers(self, request: httpx.Request) -> bool:
+        """Whether ``request`` is an inference."""
+        method, glob = self.inference
+        return request.method == method and fnmatchcase(request.url.path, glob)
 
     def releases(self, request: httpx.Request) -> bool:
         """Whether ``request`` is a release."""
@@ -45,12 +57,14 @@ PATHS = {
         ready=("GET", "/v1/allocate/*"),
         release=("DELETE", "/v1/allocate/*"),
         inference=("POST", "/v1/inference"),
+        pools=("GET", "/v1/pools"),
     ),
     "gpuaas": Paths(
         create=("POST", "/api/gpuaas/pool/subscribe"),
         ready=("GET", "/api/gpuaas/connection-info"),
         release=("POST", "/api/gpuaas/pool/unsubscribe"),
         inference=("POST", "/v1/chat/completions"),
+        pools=("GET", "/api/gpuaas/available-pools"),
     ),
 }
 
@@ -69,8 +83,15 @@ def parametrize_dialects(metafunc: pytest.Metafunc) -> None:
 
 def made(emu: Emulator) -> int:
     """How many allocations (subscriptions) the emulator made, in any state."""
-    if emu.dialect == "v1":
-        return len(emu.allocations())
-    platform = emu._gpuaas  # (the emulator keeps no list of the gone ones)
-    assert platform is not None
-    return platform._next_id - 1000 - platform._quirks.other_teams
+    return len(emu.allocations())
+
+
+def allocation_of(emu: Emulator, request: httpx.Request) -> str | None:
+    """The allocation (subscription) an inference request is for: v1 names it in the body;
+    on gpuaas each pod has an address of its own."""
+    if PATHS[emu.dialect].infers(request):
+        if emu.dialect == "v1":
+            return str(json.loads(request.content)["allocation_id"])
+        host = request.headers.get("host")
+        return next((a.id for a in emu.allocations() if a.address == host), None)
+    return None

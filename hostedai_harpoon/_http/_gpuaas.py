@@ -30,6 +30,7 @@ from ._steps import Call
 
 __all__ = [
     "AUTH_HEADER",
+    "FAILED",
     "LIVE_STATUSES",
     "NO_CAPACITY_CODE",
     "SERVICE_NAME",
@@ -56,6 +57,8 @@ NO_CAPACITY_CODE: Final = 10189007
 LIVE_STATUSES: Final = frozenset({"subscribing", "subscribed", "active"})
 """A subscription's statuses before ``un_subscribing`` (then it leaves the list)."""
 RUNNING: Final = "running"
+# Pod phases that will not become running (Kubernetes' Failed, and what platforms say of it).
+FAILED: Final = frozenset({"failed", "error", "crashloopbackoff"})
 # 404/410 to an unsubscribe: nothing left to release.
 GONE: Final = frozenset({404, 410})
 

@@ -239,6 +239,11 @@ class GpuaasPlane:
                 rows = []
             pods = [pod for row in rows if row.id == allocation.id for pod in row.pods]
             running = next((pod for pod in pods if pod.status == wire.RUNNING), None)
+            if pods and all(pod.status.lower() in wire.FAILED for pod in pods):
+                raise AllocationError(
+                    f"subscription {allocation.id} failed: its pod is {pods[0].status}",
+                    allocation_id=allocation.id,
+                )
             if running is not None:
                 url = running.service_url()
                 if url is None:

@@ -17,9 +17,10 @@ from ._api import Api
 from ._clock import Clock, SystemClock
 from ._encode import apply_fault, encode_body, encode_events
 from ._faults import FaultInjector, FaultKind, FaultPlan
-from ._gpuaas import OTHER_TEAM, GpuaasApi, GpuaasQuirks
+from ._gpuaas import GpuaasApi, GpuaasQuirks
+from ._hooks import Hooks
 from ._openai import OpenAIServer, is_openai_path, openai_error
-from ._state import AllocationRecord, AllocationStatus, PoolRecord, PoolSpec, State, pools_from
+from ._state import PoolSpec, State, pools_from
 from ._wire import (
     Answer,
     EventStream,
@@ -41,7 +42,7 @@ _ANSWER_FAULTS = frozenset({FaultKind.ERROR, FaultKind.RATE_LIMIT, FaultKind.DRO
 _BUG = "emulator_bug"
 # The gpuaas dialect's default pools: numeric ids, as the platform's, serving both models.
 _GPUAAS_POOLS = {"101": 8, "102": 8, "103": 8, "104": 8}
-GPUAAS_IN_PROCESS = "http://127.0.0.1:80"
+_POD_PORTS = 32  # served over TCP, pods take these ports in turn (one no live pod holds)
 _LOG = logging.getLogger("hostedai_harpoon.testing")
 
 
@@ -72,7 +73,7 @@ class Exchange:
     aborted: bool = False
 
 
-class Emulator:
+class Emulator(Hooks):
     """A faithful, deterministic, in-memory HostedAI API (docs/wire.md), for tests.
 
     Reach it in-process (:meth:`http_client`, :meth:`async_http_client`, :meth:`transport`),
@@ -144,10 +145,11 @@ class Emulator:
             raise ValueError(f"dialect must be 'v1' or 'gpuaas', got {dialect!r}")
         self.dialect = dialect
         quirks = gpuaas or GpuaasQuirks(ready_delay=ready_delay)  # pods wait as allocations do
-        self._gpuaas = None if dialect == "v1" else GpuaasApi(
-            pools_from(pools or _GPUAAS_POOLS), self._state, quirks,
+        self._new_gpuaas = functools.partial(
+            GpuaasApi, pools_from(pools or _GPUAAS_POOLS), self._state, quirks,
             api_keys=api_keys, latency_scale=latency_scale,
         )  # fmt: skip
+        self._gpuaas = None if dialect == "v1" else self._new_gpuaas()
         self._plan = faults
         self._app: EmulatorApp | None = None
         self._clear()
@@ -314,17 +316,27 @@ class Emulator:
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Serve over real TCP (uvicorn, in a thread) while the block runs; yields the base URL."""
         from ._api import IN_PROCESS_ENDPOINTS
-        from ._serve import serve_in_thread
+        from ._serve import bind, serve_in_thread
 
-        with serve_in_thread(self.asgi_app, host, port) as base_url:
-            self._api.endpoint_base = base_url  # allocations' endpoints, served here too
-            gpuaas = self._gpuaas or self._api  # where the pods' services are, on gpuaas
-            gpuaas.endpoint_base = base_url
-            try:
-                yield base_url
-            finally:
-                self._api.endpoint_base = IN_PROCESS_ENDPOINTS
-                gpuaas.endpoint_base = GPUAAS_IN_PROCESS if self._gpuaas else IN_PROCESS_ENDPOINTS
+        # On gpuaas each exposed pod gets a port of its own, as a NodePort would be.
+        pods = [bind(host, 0) for _ in range(_POD_PORTS if self._gpuaas else 0)]
+        try:
+            with serve_in_thread(self.asgi_app, host, port, also=pods) as base_url:
+                self._api.endpoint_base = base_url  # allocations' endpoints, served here too
+                self._pods_at(host, tuple(sock.getsockname()[1] for sock in pods))
+                try:
+                    yield base_url
+                finally:
+                    self._api.endpoint_base = IN_PROCESS_ENDPOINTS
+                    self._pods_at("127.0.0.1", ())
+        finally:
+            for sock in pods:
+                sock.close()
+
+    def _pods_at(self, host: str, ports: tuple[int, ...]) -> None:
+        if self._gpuaas is not None:
+            with self._lock:
+                self._gpuaas.pod_host, self._gpuaas.pod_ports = host, ports
 
     def openai_server(self, models: Sequence[str] | None = None) -> OpenAIServer:
         """A standalone OpenAI-compatible server (``/v1/chat/completions``,
@@ -347,44 +359,7 @@ class Emulator:
         with serve_in_thread(EmulatorApp(self.openai_server(models)), host, port) as url:
             yield url
 
-    # Inspection
-
-    def live_allocations(self) -> list[Any]:
-        """The allocations still holding GPUs (pending, ready, releasing), oldest first; on
-        ``gpuaas``, the subscriptions not yet gone, of every team
-        (:class:`SubscriptionRecord`)."""
-        with self._lock:
-            if self._gpuaas is not None:
-                self._gpuaas.settle(self.clock.now())
-                return [r for r in self._gpuaas.live() if r.team_id != OTHER_TEAM]
-            self._state.settle(self.clock.now())
-            return self._state.live()
-
-    @property
-    def foreign_touches(self) -> int:
-        """``gpuaas``: how many requests named another team's subscription (should be 0)."""
-        return 0 if self._gpuaas is None else self._gpuaas.foreign_touches
-
-    def allocations(self) -> list[AllocationRecord]:
-        """Every allocation made, in any state, oldest first."""
-        with self._lock:
-            self._state.settle(self.clock.now())
-            return self._state.allocations()
-
-    def get(self, allocation_id: str) -> AllocationRecord:
-        """One allocation in its current state; ``KeyError`` if there is none."""
-        with self._lock:
-            self._state.settle(self.clock.now())
-            allocation = self._state.get(allocation_id)
-        if allocation is None:
-            raise KeyError(allocation_id)
-        return allocation
-
-    def pools(self) -> list[PoolRecord]:
-        """Every pool with its current free GPUs, the default first."""
-        with self._lock:
-            self._state.settle(self.clock.now())
-            return self._state.pools()
+    # Inspection (and, in Hooks, live_allocations, allocations, get, pools)
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -440,46 +415,14 @@ class Emulator:
             self._plan = plan
             self._injector = None if plan is None else FaultInjector(plan)
 
-    @property
-    def failure_rate(self) -> float:
-        """The share of new allocations that end ``failed`` instead of ``ready``."""
-        return self._state.failure_rate
-
-    @failure_rate.setter
-    def failure_rate(self, rate: float) -> None:
-        with self._lock:
-            self._state.failure_rate = rate
-
-    def fail_next_allocations(self, count: int = 1) -> None:
-        """Make the next ``count`` new allocations end ``failed`` instead of ``ready``."""
-        with self._lock:
-            self._state.fail_next(count)
-
-    def fail_allocation(self, allocation_id: str) -> AllocationRecord:
-        """Fail a live allocation now (its GPUs are freed)."""
-        return self._finish(allocation_id, AllocationStatus.FAILED)
-
-    def expire_allocation(self, allocation_id: str) -> AllocationRecord:
-        """Expire a live allocation now (its GPUs are freed)."""
-        return self._finish(allocation_id, AllocationStatus.EXPIRED)
-
-    def set_capacity(self, pool_id: str, gpus: int) -> None:
-        """Resize a pool; allocations already holding GPUs keep them."""
-        with self._lock:
-            self._state.set_capacity(pool_id, gpus)
-
-    def set_health(self, status: str) -> None:
-        """What ``GET /v1/health`` reports: ``"ok"`` or ``"degraded"``."""
-        if status not in ("ok", "degraded"):
-            raise ValueError("health is 'ok' or 'degraded'")
-        with self._lock:
-            self._api.health_status = status
-
     def reset(self) -> None:
         """Back to the freshly built state: no allocations, keys, log or counters."""
         with self._lock:
             self._state.reset()
             self._api.health_status = "ok"
+            if self._gpuaas is not None:
+                old, self._gpuaas = self._gpuaas, self._new_gpuaas()
+                self._gpuaas.pod_host, self._gpuaas.pod_ports = old.pod_host, old.pod_ports
             self._clear()
 
     def _clear(self) -> None:
@@ -488,13 +431,6 @@ class Emulator:
         self._streams_started = 0
         self._streams_completed = 0
         self._streams_aborted = 0
-
-    def _finish(self, allocation_id: str, status: AllocationStatus) -> AllocationRecord:
-        with self._lock:
-            self._state.settle(self.clock.now())
-            if self._state.get(allocation_id) is None:
-                raise KeyError(allocation_id)
-            return self._state.finish(allocation_id, status)
 
     def __repr__(self) -> str:
         return f"<Emulator pools={[pool.id for pool in self._state.pools()]}>"

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import attrs
 
 from ._openai import STANDALONE_ROUTES, OpenAIApi
-from ._state import PoolSpec, State
+from ._state import PoolRecord, PoolSpec, State
 from ._wire import Answer, Request, WireError, check_delay, parse_json_object
 
 __all__ = ["OTHER_TEAM", "ROUTES", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
@@ -96,12 +96,15 @@ class SubscriptionRecord:
     running_at: float | None  # None: never
     gone_at: float | None = None
     exposed: bool = False
+    address: str | None = None  # "ip:port" of its exposed vLLM service
+    pod_failed: bool = False
 
     def to_wire(self, now: float, url: str | None) -> dict[str, Any]:
         running = self.running_at is not None and now >= self.running_at
+        status = "running" if running and self.status != "un_subscribing" else "pending"
         pod: dict[str, Any] = {
             "pod_name": self.pod_name,
-            "pod_status": "running" if running and self.status != "un_subscribing" else "pending",
+            "pod_status": "failed" if self.pod_failed else status,
             "gpu_count": self.vgpus,
         }
         if url is not None:
@@ -114,6 +117,10 @@ class SubscriptionRecord:
             "created_at": datetime.fromtimestamp(self.created_at, UTC).isoformat(),
             "pods": [pod],
         }
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _error(status: int, payload: Any) -> WireError:
@@ -134,15 +141,23 @@ class GpuaasApi:
         api_keys: Collection[str] | None,
         latency_scale: float,
     ) -> None:
-        self._pools = {int(pool.id) if pool.id.isdigit() else pool.id: pool for pool in pools}
+        self._pools = {self._pool_key(pool.id): pool for pool in pools}
         self._quirks = quirks
         self._api_keys = None if api_keys is None else frozenset(api_keys)
         self._random = random.Random(quirks.seed)
         self._next_id = 1000
         self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.gone: list[SubscriptionRecord] = []  # (this team's, for inspection)
         self.foreign_touches = 0
+        self.failure_rate = 0.0
+        self.fail_next = 0
         self.openai = OpenAIApi(state, latency_scale)
-        self.endpoint_base = "http://127.0.0.1:80"  # in-process: the host is not used
+        # Where pods' services are exposed. In-process: a made-up address per pod (never
+        # dialled; the Host header says which pod a request is for). Served over TCP:
+        # ``pod_ports`` bound on ``pod_host`` beside the API's own, taken in turn.
+        self.pod_host = "127.0.0.1"
+        self.pod_ports: tuple[int, ...] = ()
+        self._exposed = 0
         now = 0.0
         for index in range(quirks.other_teams):
             pool = list(self._pools)[index % len(self._pools)]
@@ -155,6 +170,10 @@ class GpuaasApi:
     ) -> SubscriptionRecord:
         self._next_id += 1
         never = not running or self._draw(self._quirks.never_running_rate)
+        failed = False
+        if team != OTHER_TEAM and running:
+            failed = self.fail_next > 0 or self._draw(self.failure_rate)
+            self.fail_next = max(0, self.fail_next - 1)
         record = SubscriptionRecord(
             id=str(self._next_id),
             pool_id=pool_id,
@@ -163,7 +182,8 @@ class GpuaasApi:
             status="subscribing",
             created_at=now,
             pod_name=f"pod-{self._next_id}",
-            running_at=None if never else now + self._quirks.ready_delay,
+            running_at=None if never or failed else now + self._quirks.ready_delay,
+            pod_failed=failed,
         )
         if team == OTHER_TEAM:
             record.status, record.running_at = "active", now
@@ -184,11 +204,48 @@ class GpuaasApi:
         for record in list(self.subscriptions.values()):
             if record.status == "un_subscribing" and record.gone_at is not None:
                 if now >= record.gone_at:
-                    del self.subscriptions[record.id]
+                    self._drop(record, "gone")
             elif record.status == "subscribing" and (
                 record.running_at is not None and now >= record.running_at
             ):
                 record.status = "subscribed"
+
+    def _drop(self, record: SubscriptionRecord, status: str) -> SubscriptionRecord:
+        del self.subscriptions[record.id]
+        record.status = status
+        if record.team_id != OTHER_TEAM:
+            self.gone.append(record)
+        return record
+
+    def lose(self, subscription_id: str, status: str) -> SubscriptionRecord:
+        """End a subscription now, as the platform would reclaim it (``KeyError``: none)."""
+        record = self.subscriptions.get(subscription_id)
+        if record is None or record.team_id == OTHER_TEAM:
+            raise KeyError(subscription_id)
+        return self._drop(record, status)
+
+    def every(self) -> list[SubscriptionRecord]:
+        """Every subscription of the tests' team (not of ``OTHER_TEAM``), gone ones too."""
+        live = [r for r in self.subscriptions.values() if r.team_id != OTHER_TEAM]
+        return sorted([*self.gone, *live], key=lambda r: int(r.id))
+
+    def set_capacity(self, pool_id: str, gpus: int) -> None:
+        """Resize a pool; subscriptions keep their vGPUs."""
+        key = self._pool_key(pool_id)
+        if gpus < 0:
+            raise ValueError("a pool cannot have a negative number of GPUs")
+        self._pools[key] = attrs.evolve(self._pools[key], gpus=gpus)
+
+    def pool_records(self) -> list[PoolRecord]:
+        """Every pool with its free vGPUs, the first as the default."""
+        return [
+            PoolRecord(str(key), spec.gpu_type, spec.gpus, self._free(key), spec.models, i == 0)
+            for i, (key, spec) in enumerate(self._pools.items())
+        ]
+
+    @staticmethod
+    def _pool_key(pool_id: str) -> Any:
+        return int(pool_id) if pool_id.isdigit() else pool_id
 
     def live(self, team: str | None = None) -> list[SubscriptionRecord]:
         """Subscriptions not yet gone (of every team, or of ``team``), oldest first."""
@@ -325,7 +382,7 @@ class GpuaasApi:
         )
 
     def _url(self, record: SubscriptionRecord) -> str | None:
-        return self.endpoint_base if record.exposed else None
+        return None if record.address is None else f"http://{record.address}"
 
     def _connection_info(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))
@@ -343,8 +400,19 @@ class GpuaasApi:
         record = self._record(body.get("pool_subscription_id"))
         if record is None or record.pod_name != body.get("pod_name"):
             raise _error(404, {"message": "Pod not found"})
+        if record.address is None:
+            self._exposed += 1
+            if self.pod_ports:  # the next port no live pod holds (all held: the next one)
+                host, ports = self.pod_host, self.pod_ports
+                held = {r.address for r in self.subscriptions.values()}
+                turn = [ports[(self._exposed + i) % len(ports)] for i in range(len(ports))]
+                port = next((p for p in turn if _netloc(host, p) not in held), turn[0])
+            else:
+                number = int(record.id)
+                host, port = f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}", 8000
+            record.address = _netloc(host, port)
         record.exposed = True
-        host, _, port = self.endpoint_base.removeprefix("http://").rpartition(":")
+        ip, _, node_port = record.address.rpartition(":")
         return Answer(
             200,
             {
@@ -352,8 +420,8 @@ class GpuaasApi:
                 "pod_name": record.pod_name,
                 "team_id": record.team_id,
                 "service_name": body.get("service_name"),
-                "ip": host,
-                "node_port": int(port),
+                "ip": ip.strip("[]"),
+                "node_port": int(node_port),
                 "pod_port": body.get("port"),
                 "protocol": "TCP",
                 "status": "active",
@@ -374,18 +442,20 @@ class GpuaasApi:
         return Answer(200, {"message": "Unsubscribed"})
 
     def _on_pod(self, request: Request, now: float) -> Answer:
-        """A running pod's vLLM server: serves the models of the pools with one."""
-        models = tuple(
-            dict.fromkeys(
-                model
-                for record in self.subscriptions.values()
-                if record.exposed and record.status != "un_subscribing"
-                for model in self._pools[record.pool_id].models
-            )
+        """The vLLM server of the running pod exposed at the request's host: it serves the
+        models of that pod's pool. No such pod (never exposed, failed, leaving or gone): 404."""
+        host = request.headers.get("host", "")
+        record = next(
+            (
+                r
+                for r in self.subscriptions.values()
+                if r.address == host and r.status != "un_subscribing" and not r.pod_failed
+            ),
+            None,
         )
-        if not models:
+        if record is None:
             raise _error(404, {"error": {"message": "no pod serves here", "type": "NotFound"}})
-        outcome: Answer = self.openai.handle(request, now, models)
+        outcome: Answer = self.openai.handle(request, now, self._pools[record.pool_id].models)
         return outcome
 
 

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._asgi import quiet_dropped_connections
@@ -77,12 +77,18 @@ def make_server(app: Any) -> uvicorn.Server:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, host: str, port: int) -> Iterator[str]:
-    """Serve ``app`` in a background thread while the block runs; yields the base URL."""
+def serve_in_thread(
+    app: Any, host: str, port: int, also: Sequence[socket.socket] = ()
+) -> Iterator[str]:
+    """Serve ``app`` in a background thread while the block runs; yields the base URL.
+    ``also``: more listening sockets the same server answers on (the caller closes them)."""
     server = make_server(app)
     sock = bind(host, port)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="hostedai-emulator", daemon=True
+        target=server.run,
+        kwargs={"sockets": [sock, *also]},
+        name="hostedai-emulator",
+        daemon=True,
     )
     thread.start()
     try:

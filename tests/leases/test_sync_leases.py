@@ -53,7 +53,6 @@ def test_entering_waits_until_the_allocation_is_ready(
     assert emu.live_allocations() == []
 
 
-@pytest.mark.v1_only("the v1 emulator fails allocations; a pod that never runs is the next test")
 def test_a_failed_allocation_raises_and_holds_nothing(
     emulator: Emulator, client: harpoon.HostedAI
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
@@ -15,7 +14,7 @@ import pytest
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
-from tests.dialects import parametrize_dialects
+from tests.dialects import allocation_of, parametrize_dialects
 
 API_KEY = "sk-orchestrator-test"
 # Quick retries, so that faults cost milliseconds, not seconds.
@@ -63,15 +62,16 @@ async def connect(wire: str) -> AsyncIterator[Connect]:
 class PeakPerAllocation(httpx.AsyncBaseTransport):
     """Counts the inference requests in flight on each allocation and keeps the peak."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, emu: Emulator) -> None:
         self.inner = inner
+        self.emu = emu
         self.now: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path != "/v1/inference":
+        allocation = allocation_of(self.emu, request)
+        if allocation is None:
             return await self.inner.handle_async_request(request)
-        allocation = json.loads(request.content)["allocation_id"]
         self.now[allocation] += 1
         self.peak[allocation] = max(self.peak[allocation], self.now[allocation])
         try:
@@ -110,13 +110,6 @@ def live_ids(emu: Emulator) -> list[str]:
 @pytest.fixture
 def ticks() -> Ticks:
     return Ticks()
-
-
-# The modules that run on both dialects. Not yet the others: they name v1's paths
-# (POST /v1/allocate, /v1/inference), its health switch and Retry-After, or hold several
-# allocations of one pool, which the platform refuses (one subscription per team and pool);
-# tests/gpuaas/test_orchestrator.py and the gpuaas soak cover the Orchestrator there meanwhile.
-_BOTH_DIALECTS = frozenset({"test_bad_input", "test_docs", "test_endpoints", "test_exports"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -9,6 +9,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 from tests.conftest import EmulatorFactory
+from tests.dialects import Paths
 from tests.orchestrator.conftest import Connect, PeakPerAllocation, live_ids
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,7 +45,7 @@ async def test_a_mixed_batch_routes_both_ways_with_reasons_naming_what_drove_the
 
 
 async def test_a_hundred_sequential_calls_to_one_target_lease_one_allocation(
-    emulator: Emulator, connect: Connect
+    emulator: Emulator, connect: Connect, paths: Paths
 ) -> None:
     async with harpoon.Orchestrator(connect(emulator)) as orch:
         results = [
@@ -54,19 +55,19 @@ async def test_a_hundred_sequential_calls_to_one_target_lease_one_allocation(
         assert len(live_ids(emulator)) == 1
         assert orch.snapshot().targets["gemma-3-270m"].requests == 100
 
-    assert len(emulator.requests_to("POST", "/v1/allocate")) == 1
+    assert len(emulator.requests_to(*paths.create)) == 1
     assert len({routed.result.allocation_id for routed in results}) == 1
     assert live_ids(emulator) == []
 
 
 async def test_two_hundred_concurrent_calls_respect_max_concurrency_and_max_allocations(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(latency_scale=0.02)  # inference takes real milliseconds: calls overlap
     peaks: list[PeakPerAllocation] = []
 
     def count(inner: object) -> PeakPerAllocation:
-        peaks.append(PeakPerAllocation(inner))  # type: ignore[arg-type]
+        peaks.append(PeakPerAllocation(inner, emu))  # type: ignore[arg-type]
         return peaks[-1]
 
     large = harpoon.Target("qwen3-30b-a3b", tier="large", max_concurrency=8)
@@ -82,5 +83,5 @@ async def test_two_hundred_concurrent_calls_respect_max_concurrency_and_max_allo
     peak = peaks[0].peak
     assert 1 <= len(peak) <= 3  # never more than max_allocations allocations of the target
     assert max(peak.values()) == 8  # calls did pile up, and never more than 8 on one
-    assert len(emu.requests_to("POST", "/v1/allocate")) <= 3
+    assert len(emu.requests_to(*paths.create)) <= 3
     assert live_ids(emu) == []
