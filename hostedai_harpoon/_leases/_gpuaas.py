@@ -58,6 +58,9 @@ class GpuaasPlane:
     ledger: SubscriptionLedger
     subscribe_extra: Mapping[str, object] = attrs.field(factory=dict)
     held: set[str] = attrs.field(factory=set)
+    # Made by ``client.create_allocation`` in this process: in the user's hands, so never
+    # adopted by a lease (reconcile() may still release them, as the ledger owns them).
+    raw: set[str] = attrs.field(factory=set)
     # Subscribes in flight in this process (token -> pool): not dead, whatever the ledger
     # says; a lease naming no pool does not pick theirs.
     in_flight: dict[str, str] = attrs.field(factory=dict)
@@ -182,7 +185,7 @@ class GpuaasPlane:
             ) from conflict
         owner = self.ledger.owner(row.id)
         made_by_this = owner is None and row.created_at is not None and row.created_at >= sent_at
-        if row.id not in self.held and (
+        if row.id not in self.held | self.raw and (
             made_by_this or (owner is not None and not (owner != os.getpid() and alive(owner)))
         ):
             return row
@@ -285,6 +288,7 @@ class GpuaasPlane:
             yield Sleep(wait)
         self.ledger.forget(subscription_id)
         self.held.discard(subscription_id)
+        self.raw.discard(subscription_id)
         log.debug("released subscription %s", subscription_id)
 
     def reconcile(self, planner: Planner) -> Flow[list[str]]:
@@ -347,6 +351,7 @@ class GpuaasPlane:
                 "team's list; it may still appear (client.reconcile() releases it)"
             )
         self.held.discard(found.id)  # no lease holds it: reconcile() may release it
+        self.raw.add(found.id)
         return found
 
     def list_pools(self, planner: Planner) -> Flow[list[Pool]]:

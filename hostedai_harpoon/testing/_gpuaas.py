@@ -257,7 +257,13 @@ class GpuaasApi:
         """The outcome of ``request`` at time ``now``."""
         try:
             if request.path in STANDALONE_ROUTES:  # a pod's vLLM server: no platform key
-                return self._on_pod(request, now)
+                try:
+                    return self._on_pod(request, now)
+                except WireError as error:  # a vLLM server's errors are in OpenAI's shape
+                    payload = getattr(error, "payload", None) or {"error": {
+                        "message": error.message, "type": error.code, "param": None,
+                        "code": error.code}}  # fmt: skip
+                    return Answer(error.status, payload, headers=error.headers)
             self._authenticate(request)
             handler = self._routes().get((request.method, request.path))
             if handler is None:

@@ -129,6 +129,24 @@ def test_a_409_for_a_subscription_this_client_did_not_make_names_it(tmp_path: Pa
     assert emu.live_allocations() == []
 
 
+def test_a_lease_never_adopts_a_subscription_the_user_made_with_create_allocation(
+    tmp_path: Path,
+) -> None:
+    emu = Emulator(dialect="gpuaas")
+    with client(emu, tmp_path, pool_id="101") as ours:
+        mine = ours.create_allocation("gemma-3-270m")  # in the user's hands, not a lease's
+        with (
+            pytest.raises(harpoon.ConflictError, match=mine.id),
+            ours.allocate("gemma-3-270m", inference="openai", capacity_timeout=0),
+        ):
+            pytest.fail("the block must not run")
+        assert [s.id for s in emu.live_allocations()] == [mine.id]  # still the user's
+        ours.release_allocation(mine.id)
+        with ours.allocate("gemma-3-270m", inference="openai") as lease:  # the pool is free
+            assert lease.id != mine.id
+    assert emu.live_allocations() == []
+
+
 def test_max_lifetime_releases_the_subscription_itself(tmp_path: Path) -> None:
     emu = Emulator(dialect="gpuaas")
     with (

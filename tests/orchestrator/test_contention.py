@@ -18,6 +18,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock
 from tests.conftest import EmulatorFactory
+from tests.dialects import Paths
 from tests.orchestrator.conftest import Connect, live_ids
 
 pytestmark = pytest.mark.timeout(120)
@@ -74,23 +75,23 @@ async def peak_live(emu: Emulator, every: float = 0.002) -> AsyncIterator[list[i
 
 @pytest.mark.parametrize("calls", [32, 200])
 async def test_a_burst_leases_only_the_allocations_it_needs(
-    emulator: Emulator, connect: Connect, calls: int
+    emulator: Emulator, connect: Connect, calls: int, paths: Paths
 ) -> None:
     async with harpoon.Orchestrator(connect(emulator), targets=[GEMMA]) as orch:
         routed = await asyncio.gather(*(orch.process("Hi there") for _ in range(calls)))
         assert len(routed) == calls
-    leased = len(emulator.requests_to("POST", "/v1/allocate"))
+    leased = len(emulator.requests_to(*paths.create))
     assert 1 <= leased <= math.ceil(calls / ROOM)  # 32 calls: 1 allocation, not 32
     assert live_ids(emulator) == []
 
 
 async def test_a_caller_cancelled_while_its_allocation_is_being_made_leaves_nothing(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=0.2)
     async with harpoon.Orchestrator(connect(emu), targets=[GEMMA]) as orch:
         calls = [asyncio.create_task(orch.process("Hi there")) for _ in range(20)]
-        while not emu.requests_to("POST", "/v1/allocate"):
+        while not emu.requests_to(*paths.create):
             await asyncio.sleep(0.002)
         for call in calls:
             call.cancel()
@@ -104,7 +105,7 @@ async def test_a_caller_cancelled_while_its_allocation_is_being_made_leaves_noth
 
 
 async def test_a_full_pool_gets_a_bounded_trickle_of_allocate_requests_and_no_recursion(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     """1,000 concurrent calls, a pool with room for 2 allocations, faults, over TCP."""
     emu = make_emulator(
@@ -135,7 +136,7 @@ async def test_a_full_pool_gets_a_bounded_trickle_of_allocate_requests_and_no_re
     # pool has room for, then one per back-off wait (>= 0.125 s) and one per release.
     releases = Counter(
         emu.get(exchange.path.rsplit("/", 1)[1]).model
-        for exchange in emu.requests_to("DELETE", "/v1/allocate/*")
+        for exchange in emu.requests_to(*paths.release)
     )
     for model in (GEMMA, QWEN):
         refused = [t for t, status, m in recorder[0].allocates if m == model and status == 503]
@@ -180,10 +181,9 @@ async def test_max_allocations_holds_on_the_server_when_calls_fail(
     cap: int,
     failing: float,
     release_delay: float,
+    paths: Paths,
 ) -> None:
-    emu = make_emulator(
-        faults=FaultPlan(error_rate=failing, seed=11, paths=[("POST", "/v1/inference")])
-    )
+    emu = make_emulator(faults=FaultPlan(error_rate=failing, seed=11, paths=[paths.inference]))
 
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         return Recorder(inner, release_delay=release_delay)
@@ -376,7 +376,7 @@ async def test_two_calls_at_once_each_pay_half_of_that_stretch() -> None:
 
 
 async def test_a_spent_budget_refuses_a_stream_before_anything_is_sent(
-    emulator: Emulator, connect: Connect
+    emulator: Emulator, connect: Connect, paths: Paths
 ) -> None:
     clock = ManualClock(0)
     async with (
@@ -387,7 +387,7 @@ async def test_a_spent_budget_refuses_a_stream_before_anything_is_sent(
         with pytest.raises(harpoon.BudgetExceededError):
             async with session.stream("Hi!", target=QWEN):
                 pytest.fail("the block must not run")  # pragma: no cover
-        assert emulator.requests_to("POST", "/v1/inference") == []
+        assert emulator.requests_to(*paths.inference) == []
 
 
 @pytest.mark.parametrize("scenario", ["burst", "at-95%", "idle"])
@@ -448,10 +448,11 @@ async def test_a_deadline_covers_the_whole_call_every_target_included(
 
 async def test_a_target_whose_lease_fails_slowly_is_failed_over_before_its_clean_up_ends(
     make_emulator: EmulatorFactory,
+    paths: Paths,
 ) -> None:
     """Failover starts when the target's own attempts are used up, not after the patient
     release of whatever the failed create may have made."""
-    slow = Fault("latency", method="POST", path="/v1/allocate", delay=3.0)
+    slow = Fault("latency", method="POST", path=paths.create[1], delay=3.0)
     emu = make_emulator(faults=FaultPlan(rules=[slow]))
     with emu.serve() as base_url, emu.serve_openai() as url:
         backup = harpoon.Target("backup", tier="large", model=QWEN, endpoint=url)

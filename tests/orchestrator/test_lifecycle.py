@@ -9,6 +9,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 from tests.conftest import EmulatorFactory
+from tests.dialects import Paths
 from tests.orchestrator.conftest import API_KEY, Connect, live_ids
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,12 +55,12 @@ async def test_closing_lets_calls_in_flight_finish_within_the_drain_timeout(
 
 
 async def test_a_cancelled_process_call_leaks_nothing_while_leasing_or_inferring(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=0.2, **SLOW)
     async with harpoon.Orchestrator(connect(emu)) as orch:
         leasing = asyncio.create_task(orch.process("Hi!"))
-        await until(lambda: len(emu.requests_to("POST", "/v1/allocate")) == 1)
+        await until(lambda: len(emu.requests_to(*paths.create)) == 1)
         leasing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leasing
@@ -161,7 +162,7 @@ async def test_an_orchestrator_made_from_the_environment_closes_its_own_client(
 
 
 async def test_an_orchestrator_never_entered_refuses_calls_and_sends_nothing(
-    emulator: Emulator, connect: Connect
+    emulator: Emulator, connect: Connect, paths: Paths
 ) -> None:
     orch = harpoon.Orchestrator(connect(emulator))
     for call in (orch.infer, orch.process):
@@ -172,7 +173,7 @@ async def test_an_orchestrator_never_entered_refuses_calls_and_sends_nothing(
     with pytest.raises(harpoon.UsageError, match=r"async with Orchestrator"):
         async with orch.stream("Hi!"):
             pass  # pragma: no cover
-    assert emulator.requests_to("POST", "/v1/allocate") == []
+    assert emulator.requests_to(*paths.create) == []
     assert live_ids(emulator) == []
 
 
@@ -201,7 +202,7 @@ def test_the_orchestrator_needs_a_configured_client(monkeypatch: pytest.MonkeyPa
 
 
 async def test_closing_the_orchestrator_cuts_off_a_session_still_prewarming(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=0.5)
     async with harpoon.Orchestrator(connect(emu), drain_timeout=0.0) as orch:
@@ -213,7 +214,7 @@ async def test_closing_the_orchestrator_cuts_off_a_session_still_prewarming(
                 )  # pragma: no cover
 
         entering = asyncio.create_task(enter())
-        await until(lambda: len(emu.requests_to("POST", "/v1/allocate")) == 1)
+        await until(lambda: len(emu.requests_to(*paths.create)) == 1)
         await orch.aclose()
         assert live_ids(emu) == []
     with pytest.raises(harpoon.OrchestratorClosedError):

@@ -9,6 +9,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, ManualClock
 from tests.conftest import EmulatorFactory
+from tests.dialects import Paths
 from tests.orchestrator.conftest import Connect, Ticks, live_ids
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,7 +24,7 @@ async def until(condition: object) -> None:
 
 
 async def test_a_warm_allocation_is_released_after_idle_release_seconds_unused(
-    emulator: Emulator, connect: Connect, ticks: Ticks
+    emulator: Emulator, connect: Connect, ticks: Ticks, paths: Paths
 ) -> None:
     clock = ManualClock(0)
     async with harpoon.Orchestrator(
@@ -43,7 +44,7 @@ async def test_a_warm_allocation_is_released_after_idle_release_seconds_unused(
         await ticks.rounds()
         await until(lambda: live_ids(emulator) == [])
         assert orch.snapshot().total.warm_allocations == 0
-        assert len(emulator.requests_to("POST", "/v1/allocate")) == 1
+        assert len(emulator.requests_to(*paths.create)) == 1
 
 
 async def test_min_warm_allocations_are_kept_through_idleness_and_replaced_when_lost(
@@ -73,23 +74,23 @@ async def test_min_warm_allocations_are_kept_through_idleness_and_replaced_when_
 
 
 async def test_prewarm_leases_on_entering_so_the_first_call_waits_for_no_readiness(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=0.05)
     async with harpoon.Orchestrator(connect(emu)) as orch, orch.allocate(prewarm=[QWEN]) as s:
         (prewarmed,) = emu.live_allocations()
         assert prewarmed.model == QWEN
         assert prewarmed.status.value == "ready"
-        polls = len(emu.requests_to("GET", "/v1/allocate/*"))
+        polls = len(emu.requests_to(*paths.ready))
         routed = await s.infer("Hi!", target=QWEN)
         assert routed.result.allocation_id == prewarmed.id
-        assert len(emu.requests_to("GET", "/v1/allocate/*")) == polls
-    assert len(emu.requests_to("POST", "/v1/allocate")) == 1
+        assert len(emu.requests_to(*paths.ready)) == polls
+    assert len(emu.requests_to(*paths.create)) == 1
     assert live_ids(emu) == []
 
 
 async def test_a_spent_budget_refuses_the_next_call_before_anything_is_sent(
-    emulator: Emulator, connect: Connect
+    emulator: Emulator, connect: Connect, paths: Paths
 ) -> None:
     clock = ManualClock(0)
     async with (
@@ -100,20 +101,20 @@ async def test_a_spent_budget_refuses_the_next_call_before_anything_is_sent(
         clock.advance(13.0)
         await session.infer("Hi!", target=QWEN)  # $0.0090 spent: it still fits
         clock.advance(1.5)  # the allocation held idle meanwhile: $0.0101
-        sent = len(emulator.requests_to("POST", "/v1/inference"))
+        sent = len(emulator.requests_to(*paths.inference))
         with pytest.raises(harpoon.BudgetExceededError) as caught:
             await session.infer("Hi!", target=QWEN)
-        assert len(emulator.requests_to("POST", "/v1/inference")) == sent
+        assert len(emulator.requests_to(*paths.inference)) == sent
         await until(lambda: not session._slots._held)  # the budget is reached: let go of it
         assert emulator.live_allocations() == []
-        assert len(emulator.requests_to("POST", "/v1/allocate")) == 1
+        assert len(emulator.requests_to(*paths.create)) == 1
     assert caught.value.budget == 0.01
     assert caught.value.spent == pytest.approx(14.5 * 2.5 / 3600)
     assert session.spent == pytest.approx(14.5 * 2.5 / 3600)
 
 
 async def test_callers_beyond_max_allocations_wait_in_fifo_order(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(latency_scale=0.05)
     one_at_a_time = harpoon.Target(QWEN, tier="large", max_concurrency=1)
@@ -134,11 +135,11 @@ async def test_callers_beyond_max_allocations_wait_in_fifo_order(
             await asyncio.sleep(0.001)  # each caller arrives after the one before
         await asyncio.gather(*tasks)
     assert finished == list(range(6))
-    assert len(emu.requests_to("POST", "/v1/allocate")) == 1
+    assert len(emu.requests_to(*paths.create)) == 1
 
 
 async def test_a_caller_waiting_longer_than_queue_timeout_gets_a_typed_error(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(latency_scale=0.5)  # a call holds its allocation a good while
     one_at_a_time = harpoon.Target(QWEN, tier="large", max_concurrency=1)
@@ -153,12 +154,12 @@ async def test_a_caller_waiting_longer_than_queue_timeout_gets_a_typed_error(
         assert isinstance(attempt.error, harpoon.AllocationError)
         assert "max_allocations" in str(attempt.error)
         await first
-    assert len(emu.requests_to("POST", "/v1/allocate")) == 1
+    assert len(emu.requests_to(*paths.create)) == 1
     assert live_ids(emu) == []
 
 
 async def test_a_prewarm_that_fails_releases_what_it_did_lease(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(ready_delay=0.05)
     emu.fail_next_allocations(1)  # one of the two never becomes ready
@@ -169,7 +170,7 @@ async def test_a_prewarm_that_fails_releases_what_it_did_lease(
         assert QWEN in str(caught.value)
         assert "capacity_timeout" in str(caught.value)  # the setting to raise for a full pool
         assert live_ids(emu) == []
-        assert len(emu.requests_to("POST", "/v1/allocate")) == 2
+        assert len(emu.requests_to(*paths.create)) == 2
 
 
 async def test_by_default_a_prewarm_that_fails_opens_the_session_with_what_it_could_lease(
