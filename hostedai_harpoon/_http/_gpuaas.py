@@ -371,8 +371,10 @@ def list_pools(team_id: str) -> Call[list[Pool]]:
 def subscribe(
     team_id: str, pool_id: str, gpus: int, extra: Mapping[str, object]
 ) -> Call[str | None]:
-    """``POST /api/gpuaas/pool/subscribe``. Not idempotent (there is no key): a timeout
-    is not retried blindly, the subscription is looked for instead."""
+    """``POST /api/gpuaas/pool/subscribe``. There is no idempotency key, yet a repeat
+    cannot make a second subscription: the platform takes one per team and pool. So it is
+    retried as v1's keyed allocate is; a repeat after one that worked is answered 409, and
+    the lease adopts that subscription as its own (made after the first send)."""
     body: dict[str, object] = {
         **extra,
         "pool_id": _number(pool_id, "pool_id"),
@@ -385,7 +387,7 @@ def subscribe(
         _parse_subscribed,
         operation=_SUBSCRIBE,
         json=body,
-        idempotent=False,
+        idempotent=True,
         retry_capacity=False,
     )
     call.check = read_error

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator, GpuaasQuirks
+from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, GpuaasQuirks
 
 KEY = "gpuaas-test-key-0123456789"
 TEAM = "team-1"
@@ -111,7 +111,30 @@ def test_a_subscribe_that_timed_out_but_worked_is_adopted_once(tmp_path: Path) -
             assert lease.infer("hi").text
             assert len(emu.live_allocations()) == 1
         assert emu.live_allocations() == []
-    assert len(emu.requests_to("POST", "/api/gpuaas/pool/subscribe")) == 1
+    assert len(emu.allocations()) == 1  # one subscription, whatever was sent again
+    # Sent again after the timeout: the repeat was answered 409, and that one adopted.
+    statuses = [e.status for e in emu.requests_to("POST", "/api/gpuaas/pool/subscribe")]
+    assert statuses[-1] == 409
+    assert 409 not in statuses[:-1]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_subscribe_answered_5xx_is_sent_again_and_makes_one_subscription(
+    tmp_path: Path, when: str
+) -> None:
+    """There is no idempotency key, but one subscription per team and pool makes a repeat
+    safe: "before" (nothing made) the repeat makes it; "after" (made) it is answered 409
+    and that subscription is adopted."""
+    fault = Fault("error", status=502, method="POST", path="/api/gpuaas/pool/subscribe",
+                  times=1, when=when)  # fmt: skip
+    emu = Emulator(dialect="gpuaas", faults=FaultPlan(rules=[fault]))
+    with client(emu, tmp_path, pool_id="101") as c:
+        with c.allocate("gemma-3-270m", inference="openai") as lease:
+            assert lease.infer("hi").text
+        assert c.orphans() == []
+    assert len(emu.allocations()) == 1
+    assert len(emu.requests_to("POST", "/api/gpuaas/pool/subscribe")) == 2
+    assert emu.live_allocations() == []
 
 
 def test_a_409_for_a_subscription_this_client_did_not_make_names_it(tmp_path: Path) -> None:
