@@ -95,3 +95,13 @@ def allocation_of(emu: Emulator, request: httpx.Request) -> str | None:
         host = request.headers.get("host")
         return next((a.id for a in emu.allocations() if a.address == host), None)
     return None
+
+
+def model_of(emu: Emulator, request: httpx.Request) -> str | None:
+    """The model an inference request is for (``None``: not an inference)."""
+    if emu.dialect == "v1":
+        allocation = allocation_of(emu, request)
+        return None if allocation is None else str(emu.get(allocation).model)
+    if not PATHS[emu.dialect].infers(request):
+        return None
+    return str(json.loads(request.content)["model"])

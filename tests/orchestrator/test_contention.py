@@ -5,7 +5,6 @@ whole-call deadlines. Each test fails on the Orchestrator before this work."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator, Fault, FaultPlan, ManualClock
 from tests.conftest import EmulatorFactory
-from tests.dialects import Paths
+from tests.dialects import Paths, model_of
 from tests.orchestrator.conftest import Connect, live_ids
 
 pytestmark = pytest.mark.timeout(120)
@@ -134,6 +133,14 @@ async def test_a_full_pool_gets_a_bounded_trickle_of_allocate_requests_and_no_re
     assert live_ids(emu) == []
     # The documented bound (docs/orchestrator.md): at most as many leases at once as the
     # pool has room for, then one per back-off wait (>= 0.125 s) and one per release.
+    if emu.dialect == "gpuaas":
+        # The platform's full pool is refused here, on the client (the team holds the one
+        # subscription it can have in it), after reading the pools and the team's list:
+        # bound every request to the platform, a lease and a release taking up to 10.
+        platform = [e for e in emu.exchanges if e.path.startswith("/api/")]
+        bound = 10 * (len(emu.allocations()) + 2 + 2 * elapsed / 0.125)
+        assert len(platform) <= bound, (len(platform), len(emu.allocations()), elapsed)
+        return
     releases = Counter(
         emu.get(exchange.path.rsplit("/", 1)[1]).model
         for exchange in emu.requests_to(*paths.release)
@@ -144,30 +151,39 @@ async def test_a_full_pool_gets_a_bounded_trickle_of_allocate_requests_and_no_re
 
 
 async def test_a_lease_refused_for_a_full_pool_waits_for_retry_after_before_the_next_try(
-    make_emulator: EmulatorFactory, connect: Connect
+    make_emulator: EmulatorFactory, connect: Connect, paths: Paths
 ) -> None:
     emu = make_emulator(pools={"gpu-pool-1": 1})
-    recorder: list[Recorder] = []
+    # One lease finds the pool full: on v1 its allocate is answered 503 (Retry-After: 1 s);
+    # on gpuaas the team's list shows it holds the pool's one subscription, and the lease is
+    # refused on the client (waiting 0.25 s, doubling, with no Retry-After).
+    refusal = {
+        "v1": [(*paths.create, 503)],
+        "gpuaas": [("GET", "/api/gpuaas/pool-subscription", 200)],
+    }[emu.dialect]
 
-    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        recorder.append(Recorder(inner))
-        return recorder[0]
+    def creates() -> list[int | None]:
+        return [e.status for e in emu.requests_to(*paths.create)]
 
-    async with harpoon.Orchestrator(connect(emu, wrap=wrap), targets=[GEMMA]) as orch:
+    async with harpoon.Orchestrator(connect(emu), targets=[GEMMA]) as orch:
         # Someone else takes the only GPU after the pools were read.
         squatter = await orch.client.create_allocation(QWEN)
+        made = creates()
+        before = len(emu.exchanges)
         for _ in range(50):  # calls keep coming while the pool stays full
             with pytest.raises((harpoon.AllAttemptsFailedError, harpoon.NoRouteError)):
                 await orch.process("Hi there")
-        # One request found the pool full; the 49 calls after it were refused at once,
-        # sending nothing, during the back-off (Retry-After: the emulator says 1 s).
-        assert [status for _, status, _ in recorder[0].allocates] == [201, 503]
+        # The 49 calls after the refused one were refused at once, sending nothing (but
+        # for the pools, read again in the background after a refusal).
+        sent = [(e.method, e.path, e.status) for e in emu.exchanges[before:]]
+        assert [x for x in sent if x[:2] != paths.pools] == refusal
         await orch.client.release_allocation(squatter.id)
         await asyncio.sleep(1.1)
         await orch.health()  # (the pools read again)
         routed = await orch.process("Hi there")  # after the wait, one probe, and it fits
         assert routed.target.name == GEMMA
-        assert [status for _, status, _ in recorder[0].allocates] == [201, 503, 201]
+        refused = [status for method, path, status in refusal if (method, path) == paths.create]
+        assert creates() == [*made, *refused, made[0]]
     assert live_ids(emu) == []
 
 
@@ -295,10 +311,7 @@ async def test_429_moves_the_call_on_without_counting_against_the_target(
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         class Busy(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                if (
-                    request.url.path == "/v1/inference"
-                    and emulator.get(json.loads(request.content)["allocation_id"]).model == QWEN
-                ):
+                if model_of(emulator, request) == QWEN:
                     return httpx.Response(
                         429,
                         headers={"retry-after": "0"},
@@ -425,12 +438,12 @@ async def test_a_budget_caps_what_a_session_spends_at_any_concurrency(
 
 
 async def test_a_deadline_covers_the_whole_call_every_target_included(
-    emulator: Emulator, connect: Connect
+    emulator: Emulator, connect: Connect, paths: Paths
 ) -> None:
     def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         class Stalls(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                if request.url.path == "/v1/inference":
+                if paths.infers(request):
                     await asyncio.sleep(30.0)  # every target trickles forever
                 return await inner.handle_async_request(request)
 
@@ -447,18 +460,20 @@ async def test_a_deadline_covers_the_whole_call_every_target_included(
 
 
 async def test_a_target_whose_lease_fails_slowly_is_failed_over_before_its_clean_up_ends(
-    make_emulator: EmulatorFactory,
-    paths: Paths,
+    make_emulator: EmulatorFactory, paths: Paths
 ) -> None:
     """Failover starts when the target's own attempts are used up, not after the patient
     release of whatever the failed create may have made."""
-    slow = Fault("latency", method="POST", path=paths.create[1], delay=3.0)
-    emu = make_emulator(faults=FaultPlan(rules=[slow]))
+    slow = [Fault("latency", method="POST", path=paths.create[1], delay=3.0)]
+    if paths.create[1].startswith("/api/"):  # gpuaas: a subscribe is looked for in the list
+        slow.append(Fault("latency", path="/api/gpuaas/pool-subscription", delay=3.0))
+    emu = make_emulator(faults=FaultPlan(rules=slow))
+    gemma = harpoon.Target(GEMMA, tier="small", pool=emu.pools()[0].id)
     with emu.serve() as base_url, emu.serve_openai() as url:
         backup = harpoon.Target("backup", tier="large", model=QWEN, endpoint=url)
         async with (
             harpoon.AsyncHostedAI(base_url, "k", timeout=0.5, max_retries=1) as client,
-            harpoon.Orchestrator(client, targets=[GEMMA, backup]) as orch,
+            harpoon.Orchestrator(client, targets=[gemma, backup]) as orch,
         ):
             routed = await orch.process("Hi")
             assert [a.target.name for a in routed.attempts] == [GEMMA, "backup"]
