@@ -253,7 +253,7 @@ class GpuaasApi:
 
     # Requests
 
-    def dispatch(self, request: Request, now: float) -> Answer:
+    def dispatch(self, request: Request, now: float) -> Answer | None:
         """The outcome of ``request`` at time ``now``."""
         try:
             if request.path in STANDALONE_ROUTES:  # a pod's vLLM server: no platform key
@@ -447,20 +447,16 @@ class GpuaasApi:
             self.settle(now)
         return Answer(200, {"message": "Unsubscribed"})
 
-    def _on_pod(self, request: Request, now: float) -> Answer:
+    def _on_pod(self, request: Request, now: float) -> Answer | None:
         """The vLLM server of the running pod exposed at the request's host: it serves the
-        models of that pod's pool. No such pod (never exposed, failed, leaving or gone): 404."""
+        models of that pod's pool. A pod failed, leaving or gone drops the connection (nothing
+        listens behind its port); an address no pod ever had is a 404."""
         host = request.headers.get("host", "")
-        record = next(
-            (
-                r
-                for r in self.subscriptions.values()
-                if r.address == host and r.status != "un_subscribing" and not r.pod_failed
-            ),
-            None,
-        )
-        if record is None:
-            raise _error(404, {"error": {"message": "no pod serves here", "type": "NotFound"}})
+        record = next((r for r in self.subscriptions.values() if r.address == host), None)
+        if record is None or record.status == "un_subscribing" or record.pod_failed:
+            if record is not None or any(r.address == host for r in self.gone):
+                return None  # a pod gone, leaving or failed: its port takes no connection
+            raise WireError("not_found", "no pod serves here", status=404)
         outcome: Answer = self.openai.handle(request, now, self._pools[record.pool_id].models)
         return outcome
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_a_subscribe_that_timed_out_but_worked_is_adopted_once(tmp_path: Path) -
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_subscribe_answered_5xx_is_sent_again_and_makes_one_subscription(
-    tmp_path: Path, when: str
+    tmp_path: Path, when: Literal["before", "after"]
 ) -> None:
     """There is no idempotency key, but one subscription per team and pool makes a repeat
     safe: "before" (nothing made) the repeat makes it; "after" (made) it is answered 409

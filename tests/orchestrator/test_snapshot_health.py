@@ -55,9 +55,10 @@ async def test_health_is_ok_for_a_healthy_api_and_down_when_it_cannot_be_reached
     }
     assert report.targets["gemma-3-270m"].pool_free_gpus == 8
 
-    emulator.set_health("degraded")
-    async with harpoon.Orchestrator(connect(emulator)) as orch:
-        assert (await orch.health()).verdict == "degraded"
+    if emulator.dialect == "v1":  # (the platform has no health endpoint to say so)
+        emulator.set_health("degraded")
+        async with harpoon.Orchestrator(connect(emulator)) as orch:
+            assert (await orch.health()).verdict == "degraded"
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -56,7 +56,9 @@ async def test_min_warm_allocations_are_kept_through_idleness_and_replaced_when_
     ) as orch:
         await until(lambda: len(live_ids(emulator)) == 1)  # leased before any call
         (kept,) = live_ids(emulator)
-        assert emulator.get(kept).model == GEMMA
+        assert (
+            emulator.dialect == "gpuaas" or emulator.get(kept).model == GEMMA
+        )  # (a subscription names no model: the call below shows it)
 
         clock.advance(300.0)
         await ticks.rounds()
@@ -79,8 +81,12 @@ async def test_prewarm_leases_on_entering_so_the_first_call_waits_for_no_readine
     emu = make_emulator(ready_delay=0.05)
     async with harpoon.Orchestrator(connect(emu)) as orch, orch.allocate(prewarm=[QWEN]) as s:
         (prewarmed,) = emu.live_allocations()
-        assert prewarmed.model == QWEN
-        assert prewarmed.status.value == "ready"
+        assert (
+            emu.dialect == "gpuaas" or prewarmed.model == QWEN
+        )  # (a subscription names no model: the call below shows it)
+        assert prewarmed.status == (
+            "subscribed" if emu.dialect == "gpuaas" else harpoon.AllocationStatus.READY
+        )
         polls = len(emu.requests_to(*paths.ready))
         routed = await s.infer("Hi!", target=QWEN)
         assert routed.result.allocation_id == prewarmed.id
@@ -183,13 +189,19 @@ async def test_by_default_a_prewarm_that_fails_opens_the_session_with_what_it_co
             assert list(session.prewarm_errors) == [QWEN]
             assert isinstance(session.prewarm_errors[QWEN], harpoon.AllocationError)
             (held,) = emu.live_allocations()
-            assert held.model == GEMMA
+            assert (
+                emu.dialect == "gpuaas" or held.model == GEMMA
+            )  # (a subscription names no model: the call below shows it)
             routed = await session.infer("Hi!", target=GEMMA)
             assert routed.result.allocation_id == held.id
         assert live_ids(emu) == []
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.v1_only(
+    "a lease learns of a loss while idle from its TTL renewal; the platform has no TTL, so "
+    "a lost subscription is learned at the next call (the min_warm test shows it replaced)"
+)
 async def test_a_warm_allocation_lost_while_idle_is_replaced_without_a_call(
     emulator: Emulator, connect: Connect, ticks: Ticks
 ) -> None:
