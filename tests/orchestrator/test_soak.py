@@ -8,6 +8,7 @@ most 80 one-shot calls talk to the server at a time, the others waiting in the F
 each session runs its calls one after another. One uvicorn thread sharing two cores with
 the client answers a few hundred requests a second, so wider would only measure timeouts.
 ``HARPOON_ORCH_SOAK_CALLS`` and ``HARPOON_ORCH_SOAK_SESSIONS`` make the run bigger.
+Both dialects (on gpuaas the faults hit the platform's paths and the pods' servers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator, FaultPlan
+from hostedai_harpoon.testing import FaultPlan
+from tests.conftest import EmulatorFactory
 
 CALLS = int(os.environ.get("HARPOON_ORCH_SOAK_CALLS", "500"))
 SESSIONS = int(os.environ.get("HARPOON_ORCH_SOAK_SESSIONS", "50"))
@@ -35,7 +37,9 @@ PROMPTS = [
 
 
 @pytest.mark.slow
-async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_nothing() -> None:
+async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_nothing(
+    make_emulator: EmulatorFactory, dialect: str
+) -> None:
     plan = FaultPlan(
         error_rate=0.04,
         rate_limit_rate=0.03,
@@ -45,7 +49,11 @@ async def test_concurrent_calls_and_sessions_with_faults_and_cancellations_leak_
         latency=0.05,
         retry_after=0,
     )
-    emu = Emulator(pools={"gpu-pool-1": 4 * SESSIONS}, faults=plan, seed=SEED)
+    # The platform takes one subscription per team and pool: as many pools as v1 has GPUs.
+    pools = {"gpu-pool-1": 4 * SESSIONS}
+    if dialect == "gpuaas":
+        pools = {str(100 + i): 1 for i in range(4 * SESSIONS)}
+    emu = make_emulator(pools=pools, faults=plan, seed=SEED)
     rng = random.Random(SEED)
     outcomes: Counter[str] = Counter()
 
