@@ -476,7 +476,7 @@ class Emulator:
             self._api.health_status = status
 
     def reset(self) -> None:
-        """Back to the freshly built state: no allocations, keys, log or counters."""
+        """Back to the freshly built state: no allocations, subscriptions, keys, log or counters."""
         with self._lock:
             self._state.reset()
             self._api.health_status = "ok"
@@ -485,9 +485,9 @@ class Emulator:
     def _clear(self) -> None:
         self._injector = None if self._plan is None else FaultInjector(self._plan)
         self._exchanges: list[Exchange] = []
-        self._streams_started = 0
-        self._streams_completed = 0
-        self._streams_aborted = 0
+        self._streams_started = self._streams_completed = self._streams_aborted = 0
+        if self._gpuaas is not None:
+            self._gpuaas.reset()
 
     def _finish(self, allocation_id: str, status: AllocationStatus) -> AllocationRecord:
         with self._lock:

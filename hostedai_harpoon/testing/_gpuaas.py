@@ -137,16 +137,20 @@ class GpuaasApi:
         self._pools = {int(pool.id) if pool.id.isdigit() else pool.id: pool for pool in pools}
         self._quirks = quirks
         self._api_keys = None if api_keys is None else frozenset(api_keys)
-        self._random = random.Random(quirks.seed)
+        self.openai = OpenAIApi(state, latency_scale)
+        self.endpoint_base = "http://127.0.0.1:80"  # in-process: the host is not used
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the freshly built platform: no subscriptions of this client's teams, the
+        other teams' rows (``other_teams``) as they were, the quirks' draws from the start."""
+        self._random = random.Random(self._quirks.seed)
         self._next_id = 1000
         self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.foreign_touches = 0
-        self.openai = OpenAIApi(state, latency_scale)
-        self.endpoint_base = "http://127.0.0.1:80"  # in-process: the host is not used
-        now = 0.0
-        for index in range(quirks.other_teams):
+        for index in range(self._quirks.other_teams):
             pool = list(self._pools)[index % len(self._pools)]
-            self._add(pool, OTHER_TEAM, 1, now, running=True)
+            self._add(pool, OTHER_TEAM, 1, 0.0, running=True)
 
     # Records
 
