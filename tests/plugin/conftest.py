@@ -11,6 +11,8 @@ errors that map no longer recognises. Import it before any inner run.
 
 from __future__ import annotations
 
+import textwrap
+
 import httpcore  # noqa: F401
 import pytest
 
@@ -54,6 +56,28 @@ LEAK_REPORTS = {
 def constants(dialect: str) -> str:
     """Python source defining ``FACTS[dialect]`` as module constants of an inner test."""
     return "".join(f"{name} = {value!r}\n" for name, value in FACTS[dialect].items())
+
+
+def run_inner(
+    pytester: pytest.Pytester, source: str, *args: str, dialect: str | None = None
+) -> pytest.RunResult:
+    """Run ``source`` as the test module of an inner pytest; with a ``dialect``, on that
+    dialect (``--hostedai-dialect``), the module seeing its facts (conftest.FACTS) as
+    constants; without, with no option at all."""
+    header, option = "", ()
+    if dialect is not None:
+        header, option = constants(dialect), (f"--hostedai-dialect={dialect}",)
+    pytester.makepyfile(test_user=header + textwrap.dedent(source))
+    # The option only quiets pytest-asyncio's warning that the inner run does not set it.
+    return pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--strict-markers",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        *option,
+        *args,
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

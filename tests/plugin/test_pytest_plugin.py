@@ -8,35 +8,12 @@ the plugin holds on both.
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from tests.plugin.conftest import LEAK_REPORTS, constants
+from tests.plugin.conftest import LEAK_REPORTS
+from tests.plugin.conftest import run_inner as _run
 
 pytest_plugins = ["pytester"]
-
-
-def _run(
-    pytester: pytest.Pytester, source: str, *args: str, dialect: str | None = None
-) -> pytest.RunResult:
-    """Run ``source`` as the test module of an inner pytest; with a ``dialect``, on that
-    dialect (``--hostedai-dialect``), the module seeing its facts (conftest.FACTS) as
-    constants; without, with no option at all."""
-    header, option = "", ()
-    if dialect is not None:
-        header, option = constants(dialect), (f"--hostedai-dialect={dialect}",)
-    pytester.makepyfile(test_user=header + textwrap.dedent(source))
-    # The option only quiets pytest-asyncio's warning that the inner run does not set it.
-    return pytester.runpytest_inprocess(
-        "-p",
-        "no:cacheprovider",
-        "--strict-markers",
-        "-o",
-        "asyncio_default_fixture_loop_scope=function",
-        *option,
-        *args,
-    )
 
 
 def test_the_fixtures_reach_the_emulator_with_no_setup(
