@@ -64,9 +64,9 @@ def run_inner(
     """Run ``source`` as the test module of an inner pytest; with a ``dialect``, on that
     dialect (``--hostedai-dialect``), the module seeing its facts (conftest.FACTS) as
     constants; without, with no option at all."""
-    header, option = "", ()
+    header, option = "", []
     if dialect is not None:
-        header, option = constants(dialect), (f"--hostedai-dialect={dialect}",)
+        header, option = constants(dialect), [f"--hostedai-dialect={dialect}"]
     pytester.makepyfile(test_user=header + textwrap.dedent(source))
     # The option only quiets pytest-asyncio's warning that the inner run does not set it.
     return pytester.runpytest_inprocess(
