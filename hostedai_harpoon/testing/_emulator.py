@@ -145,11 +145,10 @@ class Emulator(Hooks):
             raise ValueError(f"dialect must be 'v1' or 'gpuaas', got {dialect!r}")
         self.dialect = dialect
         quirks = gpuaas or GpuaasQuirks(ready_delay=ready_delay)  # pods wait as allocations do
-        self._new_gpuaas = functools.partial(
-            GpuaasApi, pools_from(pools or _GPUAAS_POOLS), self._state, quirks,
+        self._gpuaas = None if dialect == "v1" else GpuaasApi(
+            pools_from(pools or _GPUAAS_POOLS), self._state, quirks,
             api_keys=api_keys, latency_scale=latency_scale,
         )  # fmt: skip
-        self._gpuaas = None if dialect == "v1" else self._new_gpuaas()
         self._plan = faults
         self._app: EmulatorApp | None = None
         self._clear()
@@ -416,21 +415,18 @@ class Emulator(Hooks):
             self._injector = None if plan is None else FaultInjector(plan)
 
     def reset(self) -> None:
-        """Back to the freshly built state: no allocations, keys, log or counters."""
+        """Back to the freshly built state: no allocations, subscriptions, keys, log or counters."""
         with self._lock:
             self._state.reset()
             self._api.health_status = "ok"
-            if self._gpuaas is not None:
-                old, self._gpuaas = self._gpuaas, self._new_gpuaas()
-                self._gpuaas.pod_host, self._gpuaas.pod_ports = old.pod_host, old.pod_ports
             self._clear()
 
     def _clear(self) -> None:
         self._injector = None if self._plan is None else FaultInjector(self._plan)
         self._exchanges: list[Exchange] = []
-        self._streams_started = 0
-        self._streams_completed = 0
-        self._streams_aborted = 0
+        self._streams_started = self._streams_completed = self._streams_aborted = 0
+        if self._gpuaas is not None:
+            self._gpuaas.reset()
 
     def __repr__(self) -> str:
         return f"<Emulator pools={[pool.id for pool in self._state.pools()]}>"

@@ -144,24 +144,28 @@ class GpuaasApi:
         self._pools = {self._pool_key(pool.id): pool for pool in pools}
         self._quirks = quirks
         self._api_keys = None if api_keys is None else frozenset(api_keys)
-        self._random = random.Random(quirks.seed)
-        self._next_id = 1000
-        self.subscriptions: dict[str, SubscriptionRecord] = {}
-        self.gone: list[SubscriptionRecord] = []  # (this team's, for inspection)
-        self.foreign_touches = 0
-        self.failure_rate = 0.0
-        self.fail_next = 0
         self.openai = OpenAIApi(state, latency_scale)
         # Where pods' services are exposed. In-process: a made-up address per pod (never
         # dialled; the Host header says which pod a request is for). Served over TCP:
         # ``pod_ports`` bound on ``pod_host`` beside the API's own, taken in turn.
         self.pod_host = "127.0.0.1"
         self.pod_ports: tuple[int, ...] = ()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the freshly built platform: no subscriptions of this client's teams, the
+        other teams' rows (``other_teams``) as they were, the quirks' draws from the start."""
+        self._random = random.Random(self._quirks.seed)
+        self._next_id = 1000
+        self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.gone: list[SubscriptionRecord] = []  # (this team's, for inspection)
+        self.foreign_touches = 0
+        self.failure_rate = 0.0
+        self.fail_next = 0
         self._exposed = 0
-        now = 0.0
-        for index in range(quirks.other_teams):
+        for index in range(self._quirks.other_teams):
             pool = list(self._pools)[index % len(self._pools)]
-            self._add(pool, OTHER_TEAM, 1, now, running=True)
+            self._add(pool, OTHER_TEAM, 1, 0.0, running=True)
 
     # Records
 

@@ -17,20 +17,36 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+# What each conftest the page shows does, checked in a directory of its own: a probe test.
+CONFTEST_PROBES = {
+    "def hostedai_faults": (
+        "def test_plan(hostedai_emulator):\n"
+        "    assert hostedai_emulator.faults.error_rate == 0.05\n",
+        1,
+    ),
+    "def hostedai_dialect": (
+        "def test_dialect(hostedai_dialect, hostedai_client, hostedai_emulator):\n"
+        "    assert hostedai_client.dialect == hostedai_emulator.dialect == hostedai_dialect\n",
+        2,  # once on each dialect
+    ),
+}
+
+
 def test_the_tests_in_the_testing_page_pass(pytester: pytest.Pytester) -> None:
     blocks = python_blocks()
     tests = [block for block in blocks if "def test_" in block]
-    [conftest] = [block for block in blocks if "def test_" not in block]
+    conftests = [block for block in blocks if "def test_" not in block]
     for number, block in enumerate(tests):
         pytester.makepyfile(**{f"test_doc_{number}": block})
-    # The conftest override applies to a directory of its own.
-    directory = pytester.mkpydir("overridden")
-    (directory / "conftest.py").write_text(conftest, encoding="utf-8")
-    (directory / "test_plan.py").write_text(
-        "def test_plan(hostedai_emulator):\n"
-        "    assert hostedai_emulator.faults.error_rate == 0.05\n",
-        encoding="utf-8",
-    )
+    probed = 0
+    for number, conftest in enumerate(conftests):
+        [(probe, runs)] = [probe for key, probe in CONFTEST_PROBES.items() if key in conftest]
+        # A conftest override applies to a directory of its own.
+        directory = pytester.mkpydir(f"overridden_{number}")
+        (directory / "conftest.py").write_text(conftest, encoding="utf-8")
+        (directory / "test_probe.py").write_text(probe, encoding="utf-8")
+        probed += runs
+    assert len(conftests) == len(CONFTEST_PROBES)
     result = pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
@@ -39,8 +55,8 @@ def test_the_tests_in_the_testing_page_pass(pytester: pytest.Pytester) -> None:
         "asyncio_default_fixture_loop_scope=function",
     )
     expected = sum(len(re.findall(r"^(?:async )?def test_", block, re.M)) for block in tests)
-    result.assert_outcomes(passed=expected + 1)
-    assert expected >= 8
+    result.assert_outcomes(passed=expected + probed)
+    assert expected >= 10
 
 
 def test_the_page_names_every_fixture_of_the_plugin() -> None:
