@@ -16,10 +16,14 @@ where the health check expects its status, ``text`` is not JSON at all.
 from __future__ import annotations
 
 import json
+import pickle
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import hostedai_harpoon as harpoon
 
 WHERE = ("message", "body", "text", "header")
 STATUSES = (400, 401, 422, 500, 200)
@@ -89,3 +93,20 @@ def serve() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def everything_about(error: BaseException) -> str:
+    """Every way an error shows itself: str, repr, attributes, pickle, the traceback, and
+    the same for each error it was caused by."""
+    shown = ["".join(traceback.format_exception(error))]
+    seen: BaseException | None = error
+    while seen is not None:
+        shown += [str(seen), repr(seen), repr(seen.args), repr(vars(seen))]
+        request = getattr(seen, "_request", None)
+        if request is not None:
+            shown += [repr(request), repr(dict(request.headers))]
+        if isinstance(seen, harpoon.HostedAIError):
+            shown.append(repr(pickle.dumps(seen)))
+            shown.append(repr(vars(pickle.loads(pickle.dumps(seen)))))
+        seen = seen.__cause__
+    return "\n".join(shown)

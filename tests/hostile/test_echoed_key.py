@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import subprocess
 import sys
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.cli import main
 from tests.hostile import _echo
+from tests.hostile._echo import everything_about
 
 KEY = "sk-echo-5f1c9a7e3b2d4c6e8a0f1b3d"  # short enough to be shown whole where cut at 40
 GATEWAY_KEY = "gw-echo-0a1b2c3d4e5f6a7b8c9d"
@@ -37,23 +36,6 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     return caplog
-
-
-def everything_about(error: BaseException) -> str:
-    """Every way an error shows itself: str, repr, attributes, pickle, the traceback, and
-    the same for each error it was caused by."""
-    shown = ["".join(traceback.format_exception(error))]
-    seen: BaseException | None = error
-    while seen is not None:
-        shown += [str(seen), repr(seen), repr(seen.args), repr(vars(seen))]
-        request = getattr(seen, "_request", None)
-        if request is not None:
-            shown += [repr(request), repr(dict(request.headers))]
-        if isinstance(seen, harpoon.HostedAIError):
-            shown.append(repr(pickle.dumps(seen)))
-            shown.append(repr(vars(pickle.loads(pickle.dumps(seen)))))
-        seen = seen.__cause__
-    return "\n".join(shown)
 
 
 def assert_hidden(text: str, *secrets: str) -> None:
