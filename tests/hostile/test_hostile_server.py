@@ -36,7 +36,11 @@ def server() -> Iterator[str]:
 
 
 def run_case(server: str, flavor: str, route: str, **case: Any) -> dict[str, Any]:
-    case = {"flavor": flavor, "base_url": f"{server}/{route}", "call": "health", **case}
+    return run_child({"flavor": flavor, "base_url": f"{server}/{route}", "call": "health", **case})
+
+
+def run_child(case: dict[str, Any]) -> dict[str, Any]:
+    """What ``_child.py`` reports of ``case``."""
     done = subprocess.run(
         [sys.executable, str(CHILD), json.dumps(case)],
         capture_output=True,

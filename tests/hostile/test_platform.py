@@ -13,7 +13,9 @@ client made is released, or is an orphan or in the subscription ledger, from whi
 
 from __future__ import annotations
 
+import json
 import logging
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ import hostedai_harpoon as harpoon
 from hostedai_harpoon.testing import Emulator
 from tests.client._support import BASE_URL, Waits, call
 from tests.dialects import TEAM
+from tests.hostile import _platform, _server
 from tests.hostile._echo import everything_about
 from tests.hostile._platform import ANSWERS, OPERATIONS, Hostile
+from tests.hostile.test_hostile_server import run_child
 
 KEY = "sk-platform-7c1e9a3f5b2d4e6f8a0b"
 MODEL = "gemma-3-270m"
@@ -60,12 +64,13 @@ def client_of(flavor: str, transport: Hostile, ledger_dir: Path) -> Any:
     return harpoon.AsyncHostedAI(BASE_URL, KEY, http_client=http, **options)
 
 
-async def use_a_lease(client: Any) -> harpoon.HostedAIError | None:
+async def use_a_lease(client: Any, **changes: float) -> harpoon.HostedAIError | None:
     """Enter a lease, infer once, leave; the error it ended with, if any."""
     options = {
         "ready_timeout": READY_TIMEOUT,
         "capacity_timeout": CAPACITY_TIMEOUT,
         "release_timeout": RELEASE_TIMEOUT,
+        **changes,
     }
     try:
         if isinstance(client, harpoon.AsyncHostedAI):
@@ -180,3 +185,94 @@ async def test_a_plain_call_answered_by_a_hostile_platform_is_a_typed_error_with
         assert KEY not in shown + caplog.text + ledger_text(tmp_path)
         assert unledgered(emu, client) == []
         assert waits.skipped <= MAX_WAITS
+
+
+# Over TCP: huge, compressed, endless and dribbled answers, in a child process ------------
+
+CHILD_KEY = "hostile-test-key"  # (the key _child.py sends)
+DEADLINE = 1.0
+# A lease in the child waits at most 3 s for its pod, a full pool or its release; each call
+# gives up after the deadline (a release's, after its release timeout): the child's call is
+# done within their sum, and a little more to start and to leave.
+MAX_SECONDS = DEADLINE + 3 + 3 + 3.0
+MAX_GROWTH_MIB = 64
+TCP_CASES = [
+    ("pools", "huge", "sync"),
+    ("pools", "dribble-headers", "async"),
+    ("subscribe", "endless", "async"),
+    ("subscribe", "dribble-body", "sync"),
+    ("list", "bomb", "sync"),
+    ("list", "dribble-body", "async"),
+    ("connection", "endless", "sync"),
+    ("connection", "dribble-headers", "async"),
+    ("expose", "huge", "async"),
+    ("expose", "dribble-body", "sync"),
+    ("unsubscribe", "endless", "sync"),
+    ("unsubscribe", "dribble-headers", "async"),
+    ("pod", "bomb", "async"),
+    ("pod", "sse-line", "sync"),
+    ("pod", "sse-keepalive", "async"),
+]
+
+
+@pytest.fixture(scope="module")
+def bomb() -> None:
+    _server.gzip_bomb()  # built before any case is timed
+
+
+@pytest.mark.parametrize(("operation", "route", "flavor"), TCP_CASES)
+def test_a_huge_or_dribbled_answer_to_any_operation_is_bounded_and_leaks_nothing(
+    operation: str, route: str, flavor: str, tmp_path: Path, bomb: None
+) -> None:
+    emu = Emulator(dialect="gpuaas")
+    case = {"flavor": flavor, "call": "lease", "dialect": "gpuaas", "team_id": TEAM}
+    case |= {"ledger_dir": str(tmp_path), "deadline": DEADLINE}
+    if route.startswith("sse"):
+        case |= {"stream": True, "read_timeout": DEADLINE}
+    with _platform.serve(emu, operation, route) as url:
+        result = run_child({**case, "base_url": url})
+        assert result["error"] is None or "HostedAIError" in result["classes"], result
+        assert result["growth_mib"] < MAX_GROWTH_MIB, result
+        assert result["seconds"] < MAX_SECONDS, result
+        assert CHILD_KEY not in (result["message"] or "") + ledger_text(tmp_path)
+        book = json.loads(ledger_text(tmp_path) or "{}")
+        pending = {str(entry["pool_id"]) for entry in book.get("pending", {}).values()}
+        named = set(result["orphans"]) | set(book.get("owned", {}))
+        live = emu.live_allocations()
+        assert [r.id for r in live if r.id not in named and str(r.pool_id) not in pending] == []
+        # What the child left, a new process releases from the ledger (the child is gone).
+        options = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+        with harpoon.HostedAI(url, KEY, http_client=emu.http_client(), **options) as client:
+            client.reconcile()
+        assert emu.live_allocations() == []
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+async def test_answers_refused_as_too_large_are_not_held_while_the_pod_is_awaited(
+    flavor: str, tmp_path: Path, waits: Waits
+) -> None:
+    # Each endless answer to connection-info is refused at the limit and the pod asked
+    # again: the refused bodies must not pile up (with a deadline, the sync client's did,
+    # held by the swallowed errors' tracebacks until the garbage collector ran: 7 of them
+    # after 10 answers).
+    limit = 16 << 20  # (the default)
+    emu = Emulator(dialect="gpuaas")
+    options = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+    options |= {"max_retries": 0, "deadline": 1.0}
+    with _platform.serve(emu, "connection", "endless") as url:
+        client: Any = (harpoon.HostedAI if flavor == "sync" else harpoon.AsyncHostedAI)(
+            url, KEY, **options
+        )
+        tracemalloc.start()
+        try:
+            error = await use_a_lease(client, ready_timeout=8.0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            await call(client, "close")
+    assert isinstance(error, harpoon.AllocationError)
+    assert "not ready" in str(error)
+    answers = len(emu.requests_to("GET", "/api/gpuaas/connection-info"))
+    assert answers >= 5  # (10 on an idle machine)
+    assert peak < 2 * limit, f"{peak / limit:.1f} refused bodies held at once, of {answers}"
+    assert emu.live_allocations() == []
