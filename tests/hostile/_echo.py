@@ -2,8 +2,9 @@
 hostile API might: in its error message, in its whole body, in its headers.
 
 The first two path segments pick the answer (the client's ``base_url`` ends with them, so any
-SDK call lands on it): ``/{where}/{status}/...``. ``where`` is ``message`` (the envelope's
-``message`` and ``code`` say "key rejected: Bearer ..."), ``body`` (the body repeats every
+SDK call of either dialect lands on it): ``/{where}/{status}/...``. ``where`` is ``message``
+(the envelope's ``message`` and ``code`` say "key rejected: <the key's header>"), ``body``
+(the body repeats every
 request header, as JSON), ``text`` (a plain-text body repeating them), ``header``
 (``www-authenticate`` and ``x-request-id`` repeat the key, the body is a plain envelope).
 With ``status`` 200 the body breaks the contract: ``message`` and ``body`` put the key
@@ -38,7 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         _, where, status_text, *_ = self.path.split("/")
         status = int(status_text)
-        credential = self.headers.get("authorization", "")
+        # v1 sends the key as a bearer token, hosted·ai's platform in x-api-key.
+        credential = self.headers.get("authorization") or self.headers.get("x-api-key", "")
         key = credential.removeprefix("Bearer ")
         sent = {name.lower(): value for name, value in self.headers.items()}
         headers = {"content-type": "application/json", "x-request-id": "req_echo"}
