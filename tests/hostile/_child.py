@@ -47,7 +47,12 @@ def client_options(case: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-LEASE = {"model": "gemma-3-270m", "ready_timeout": 3, "capacity_timeout": 3, "release_timeout": 3}
+LEASE: dict[str, Any] = {
+    "model": "gemma-3-270m",
+    "ready_timeout": 3,
+    "capacity_timeout": 3,
+    "release_timeout": 3,
+}
 ORPHANS: list[str | None] = []
 
 

@@ -40,13 +40,14 @@ class _Handler(BaseHTTPRequestHandler):
         _, where, status_text, *_ = self.path.split("/")
         status = int(status_text)
         # v1 sends the key as a bearer token, hosted·ai's platform in x-api-key.
-        credential = self.headers.get("authorization") or self.headers.get("x-api-key", "")
+        credential = self.headers.get("authorization") or self.headers.get("x-api-key") or ""
         key = credential.removeprefix("Bearer ")
         sent = {name.lower(): value for name, value in self.headers.items()}
         headers = {"content-type": "application/json", "x-request-id": "req_echo"}
         body: object
         if where == "valid":
-            pool = {"id": credential, "gpu_type": "H100", "gpus_total": 8, "gpus_free": 8}
+            pool: dict[str, object] = {"id": credential, "gpu_type": "H100", "gpus_total": 8}
+            pool["gpus_free"] = 8
             pool |= {"models": ["gemma-3-270m"], "default": True}
             body = {"status": "ok", "version": credential}
             if not self.path.endswith("/v1/health"):

@@ -45,7 +45,7 @@ reads a subscription's services from connection-info, so it never asks that path
 
 def sent_key(request: httpx.Request) -> str:
     """The credential the request carries, whichever header it is in."""
-    return request.headers.get("x-api-key") or request.headers.get("authorization", "")
+    return str(request.headers.get("x-api-key") or request.headers.get("authorization", ""))
 
 
 def _json(status: int, body: object, **headers: str) -> httpx.Response:

@@ -191,7 +191,7 @@ async def test_a_connection_error_names_the_host_and_not_the_key(
 def test_the_platforms_errors_answered_as_200_open_the_breaker_like_500s(tmp_path: Path) -> None:
     emu = Emulator(dialect="gpuaas", gpuaas=GpuaasQuirks(policy_error_200_rate=1.0))
     config = harpoon.CircuitBreakerConfig(minimum_calls=3, failure_rate_threshold=0.5)
-    options = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+    options: dict[str, Any] = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
     http = emu.http_client()
     with harpoon.HostedAI(
         "http://127.0.0.1:8080", API_KEY, http_client=http, max_retries=0, circuit_breaker=config,

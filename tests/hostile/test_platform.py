@@ -66,7 +66,7 @@ def client_of(flavor: str, transport: Hostile, ledger_dir: Path) -> Any:
 
 async def use_a_lease(client: Any, **changes: float) -> harpoon.HostedAIError | None:
     """Enter a lease, infer once, leave; the error it ended with, if any."""
-    options = {
+    options: dict[str, Any] = {
         "ready_timeout": READY_TIMEOUT,
         "capacity_timeout": CAPACITY_TIMEOUT,
         "release_timeout": RELEASE_TIMEOUT,
@@ -225,7 +225,7 @@ def test_a_huge_or_dribbled_answer_to_any_operation_is_bounded_and_leaks_nothing
     operation: str, route: str, flavor: str, tmp_path: Path, bomb: None
 ) -> None:
     emu = Emulator(dialect="gpuaas")
-    case = {"flavor": flavor, "call": "lease", "dialect": "gpuaas", "team_id": TEAM}
+    case: dict[str, Any] = {"flavor": flavor, "call": "lease", "dialect": "gpuaas", "team_id": TEAM}
     case |= {"ledger_dir": str(tmp_path), "deadline": DEADLINE}
     if route.startswith("sse"):
         case |= {"stream": True, "read_timeout": DEADLINE}
@@ -241,7 +241,7 @@ def test_a_huge_or_dribbled_answer_to_any_operation_is_bounded_and_leaks_nothing
         live = emu.live_allocations()
         assert [r.id for r in live if r.id not in named and str(r.pool_id) not in pending] == []
         # What the child left, a new process releases from the ledger (the child is gone).
-        options = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+        options: dict[str, Any] = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
         with harpoon.HostedAI(url, KEY, http_client=emu.http_client(), **options) as client:
             client.reconcile()
         assert emu.live_allocations() == []
@@ -257,7 +257,7 @@ async def test_answers_refused_as_too_large_are_not_held_while_the_pod_is_awaite
     # after 10 answers).
     limit = 16 << 20  # (the default)
     emu = Emulator(dialect="gpuaas")
-    options = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+    options: dict[str, Any] = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
     options |= {"max_retries": 0, "deadline": 1.0}
     with _platform.serve(emu, "connection", "endless") as url:
         client: Any = (harpoon.HostedAI if flavor == "sync" else harpoon.AsyncHostedAI)(
