@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -347,6 +348,10 @@ def resolve_dialect(
         and all(isinstance(key, str) for key in subscribe_options)
     ):
         raise ConfigurationError("subscribe_options must be a mapping with string keys")
+    try:  # sent in every subscribe's body: refused now, not as a TypeError when sending
+        json.dumps(dict(subscribe_options or {}), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigurationError(f"subscribe_options must hold JSON values only: {exc}") from None
     return DialectSettings(
         "gpuaas",
         header,

@@ -224,8 +224,8 @@ class AsyncHostedAI(BaseClient[httpx.AsyncClient, AsyncDriver, "asyncio.BoundedS
         plane = self._gpuaas
         if plane is not None:
             return await self._driver.run(
-                plane.create_allocation(
-                    self._planner_for(timeout), self._pool(pool_id), gpus, model
+                self._subscribe(
+                    plane, timeout, model, gpus, gpu_type, pool_id, ttl, idempotency_key
                 )
             )
 

@@ -11,7 +11,16 @@ from typing import Any, Generic, Self, TypeVar
 import attrs
 import httpx
 
-from .._checks import check_optional_text, check_retries, check_seconds
+from .._checks import (
+    check_gpus,
+    check_id,
+    check_idempotency_key,
+    check_optional_text,
+    check_retries,
+    check_seconds,
+    check_text,
+    ttl_seconds,
+)
 from .._config import (
     DEFAULT_MAX_RETRIES,
     NOT_GIVEN,
@@ -24,10 +33,11 @@ from .._config import (
 )
 from .._exceptions import ConfigurationError, UsageError
 from .._http._plan import Planner
-from .._http._steps import Call
+from .._http._steps import Call, Flow
 from .._leases import LeaseHost, OrphanedAllocation, OrphanLedger
 from .._leases._core import LeaseCore
 from .._leases._gpuaas import GpuaasPlane, SubscriptionLedger
+from .._models import Allocation
 from .._resilience import CircuitBreaker, CircuitBreakerConfig, RetryPolicy
 from .._version import __version__
 
@@ -312,6 +322,30 @@ class BaseClient(Generic[HttpT, DriverT, GateT]):
         if isinstance(timeout, NotGiven):
             return self._planner
         return attrs.evolve(self._planner, timeout=pick_timeout(timeout))
+
+    def _subscribe(
+        self,
+        plane: GpuaasPlane,
+        timeout: float | httpx.Timeout | NotGiven | None,
+        model: str,
+        gpus: int,
+        gpu_type: str | None,
+        pool_id: str | None,
+        ttl: float | timedelta | None,
+        idempotency_key: str | None,
+    ) -> Flow[Allocation]:
+        """``create_allocation`` on the platform: every argument checked as on v1 (and as a
+        lease checks them) before anything is sent, even the pools listed to choose one;
+        ``gpu_type``, ``ttl`` and ``idempotency_key`` mean nothing to a subscribe."""
+        check_text(model, "model")
+        check_gpus(gpus)
+        check_optional_text(gpu_type, "gpu_type")
+        if pool_id is not None:
+            check_id(pool_id, "pool_id")
+        ttl_seconds(ttl)
+        check_idempotency_key(idempotency_key)
+        planner = self._planner_for(timeout)
+        return plane.create_allocation(planner, self._pool(pool_id), gpus, model)
 
     def _not_on_gpuaas(self, name: str) -> None:
         if self._gpuaas is not None:

@@ -221,8 +221,8 @@ class HostedAI(BaseClient[httpx.Client, SyncDriver, threading.BoundedSemaphore])
         plane = self._gpuaas
         if plane is not None:
             return self._driver.run(
-                plane.create_allocation(
-                    self._planner_for(timeout), self._pool(pool_id), gpus, model
+                self._subscribe(
+                    plane, timeout, model, gpus, gpu_type, pool_id, ttl, idempotency_key
                 )
             )
 

@@ -171,5 +171,9 @@ class Body:
     def _add(self, piece: bytes) -> None:
         self._made += len(piece)
         if self._made > self._limit:
+            # Dropped now: the error's traceback holds this body in a reference cycle, which
+            # only the garbage collector frees (a caller that swallows the error and asks
+            # again, as a wait for a pod does, would hold one refused body per answer).
+            self._chunks.clear()
             raise too_large_error(self._response, self._limit, "the body")
         self._chunks.append(piece)

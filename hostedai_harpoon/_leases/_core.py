@@ -186,7 +186,8 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
             build = api.stream if stream else api.infer
             call = build(allocation_id, prompt, model, max_tokens, temperature, stop)  # type: ignore[arg-type]
             return self._host.planner, self._prepared(call), None
-        args = (self.inference, prompt, messages, model or self.model, max_tokens, temperature)
+        model = self.model if model is None else model  # "" is refused, not the default
+        args = (self.inference, prompt, messages, model, max_tokens, temperature)
         if stream:
             events = functools.partial(openai.StreamEvents, self.inference)
             return self._endpoint, self._prepared(openai.stream(*args, stop)), events

@@ -22,6 +22,7 @@ from typing import Final
 
 import attrs
 
+from .._checks import check_id
 from .._exceptions import (
     AllocationError,
     APIStatusError,
@@ -360,6 +361,7 @@ class GpuaasPlane:
 
     def get_pool(self, planner: Planner, pool_id: str) -> Flow[Pool]:
         """One pool this team can subscribe to."""
+        check_id(pool_id, "pool_id")  # before anything is sent, as on v1
         for pool in (yield from self.list_pools(planner)):
             if pool.id == pool_id:
                 return pool
@@ -374,6 +376,8 @@ class GpuaasPlane:
 
     def list_allocations(self, planner: Planner, pool_id: str | None) -> Flow[list[Allocation]]:
         """This team's subscriptions as allocations (other teams' rows never appear)."""
+        if pool_id is not None:
+            check_id(pool_id, "pool_id")
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
         return [
             _allocation(row, "", row.gpu_count, _STATUS.get(row.status, AllocationStatus.PENDING),
@@ -384,6 +388,7 @@ class GpuaasPlane:
 
     def get_allocation(self, planner: Planner, allocation_id: str) -> Flow[Allocation]:
         """One of this team's subscriptions (another team's is not found)."""
+        check_id(allocation_id, "allocation_id")
         for found in (yield from self.list_allocations(planner, None)):
             if found.id == allocation_id:
                 return found
@@ -391,6 +396,7 @@ class GpuaasPlane:
 
     def release_by_id(self, planner: Planner, allocation_id: str) -> Flow[None]:
         """Release one of this team's subscriptions; one not listed is released already."""
+        check_id(allocation_id, "allocation_id")
         rows = yield from planner.plan(wire.list_subscriptions(self.team_id))
         row = next((r for r in rows if r.id == allocation_id), None)
         if row is None:

@@ -2,8 +2,12 @@
 
 Usage: ``python _child.py '<json case>'``; prints one JSON object: the exception's class
 name and message (``null`` when the call returned), its class hierarchy, the seconds the
-call took and how much the process's peak resident set (``VmHWM``) grew during the call.
-The child's address space is capped at 2 GiB.
+call took, how much the process's peak resident set (``VmHWM``) grew during the call and the
+ids of the client's orphans. The child's address space is capped at 2 GiB.
+
+The call is ``health``, ``stream`` (v1: by allocation id) or ``lease`` (enter a lease, infer
+once, or stream with ``"stream": true``, and leave); ``"dialect": "gpuaas"`` makes the
+client one of hosted·ai's platform, of team ``team_id`` with its ledger in ``ledger_dir``.
 """
 
 from __future__ import annotations
@@ -37,27 +41,61 @@ def client_options(case: dict[str, Any]) -> dict[str, Any]:
         options["deadline"] = case["deadline"]
     if "read_timeout" in case:
         options["timeout"] = httpx.Timeout(30.0, read=case["read_timeout"])
+    if case.get("dialect") == "gpuaas":
+        options |= {"dialect": "gpuaas", "team_id": case["team_id"]}
+        options["ledger_dir"] = case["ledger_dir"]
     return options
+
+
+LEASE: dict[str, Any] = {
+    "model": "gemma-3-270m",
+    "ready_timeout": 3,
+    "capacity_timeout": 3,
+    "release_timeout": 3,
+}
+ORPHANS: list[str | None] = []
 
 
 def run_sync(case: dict[str, Any]) -> None:
     with harpoon.HostedAI(**client_options(case)) as client:
-        if case["call"] == "stream":
-            with client.stream("alloc-1", "hello") as chunks:
-                for _ in chunks:
-                    pass
-        else:
-            client.health()
+        try:
+            if case["call"] == "stream":
+                with client.stream("alloc-1", "hello") as chunks:
+                    for _ in chunks:
+                        pass
+            elif case["call"] == "lease":
+                with client.allocate(**LEASE) as lease:
+                    if case.get("stream"):
+                        with lease.stream("hello") as chunks:
+                            for _ in chunks:
+                                pass
+                    else:
+                        lease.infer("hello")
+            else:
+                client.health()
+        finally:
+            ORPHANS.extend(orphan.allocation_id for orphan in client.orphans())
 
 
 async def run_async(case: dict[str, Any]) -> None:
     async with harpoon.AsyncHostedAI(**client_options(case)) as client:
-        if case["call"] == "stream":
-            async with client.stream("alloc-1", "hello") as chunks:
-                async for _ in chunks:
-                    pass
-        else:
-            await client.health()
+        try:
+            if case["call"] == "stream":
+                async with client.stream("alloc-1", "hello") as chunks:
+                    async for _ in chunks:
+                        pass
+            elif case["call"] == "lease":
+                async with client.allocate(**LEASE) as lease:
+                    if case.get("stream"):
+                        async with lease.stream("hello") as achunks:
+                            async for _ in achunks:
+                                pass
+                    else:
+                        await lease.infer("hello")
+            else:
+                await client.health()
+        finally:
+            ORPHANS.extend(orphan.allocation_id for orphan in client.orphans())
 
 
 def main() -> None:
@@ -83,6 +121,7 @@ def main() -> None:
                 "message": None if error is None else str(error),
                 "seconds": seconds,
                 "growth_mib": (peak_kib() - before) / 1024,
+                "orphans": ORPHANS,
             }
         )
     )

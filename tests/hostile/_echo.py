@@ -2,8 +2,9 @@
 hostile API might: in its error message, in its whole body, in its headers.
 
 The first two path segments pick the answer (the client's ``base_url`` ends with them, so any
-SDK call lands on it): ``/{where}/{status}/...``. ``where`` is ``message`` (the envelope's
-``message`` and ``code`` say "key rejected: Bearer ..."), ``body`` (the body repeats every
+SDK call of either dialect lands on it): ``/{where}/{status}/...``. ``where`` is ``message``
+(the envelope's ``message`` and ``code`` say "key rejected: <the key's header>"), ``body``
+(the body repeats every
 request header, as JSON), ``text`` (a plain-text body repeating them), ``header``
 (``www-authenticate`` and ``x-request-id`` repeat the key, the body is a plain envelope).
 With ``status`` 200 the body breaks the contract: ``message`` and ``body`` put the key
@@ -16,10 +17,14 @@ where the health check expects its status, ``text`` is not JSON at all.
 from __future__ import annotations
 
 import json
+import pickle
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import hostedai_harpoon as harpoon
 
 WHERE = ("message", "body", "text", "header")
 STATUSES = (400, 401, 422, 500, 200)
@@ -34,13 +39,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         _, where, status_text, *_ = self.path.split("/")
         status = int(status_text)
-        credential = self.headers.get("authorization", "")
+        # v1 sends the key as a bearer token, hosted·ai's platform in x-api-key.
+        credential = self.headers.get("authorization") or self.headers.get("x-api-key") or ""
         key = credential.removeprefix("Bearer ")
         sent = {name.lower(): value for name, value in self.headers.items()}
         headers = {"content-type": "application/json", "x-request-id": "req_echo"}
         body: object
         if where == "valid":
-            pool = {"id": credential, "gpu_type": "H100", "gpus_total": 8, "gpus_free": 8}
+            pool: dict[str, object] = {"id": credential, "gpu_type": "H100", "gpus_total": 8}
+            pool["gpus_free"] = 8
             pool |= {"models": ["gemma-3-270m"], "default": True}
             body = {"status": "ok", "version": credential}
             if not self.path.endswith("/v1/health"):
@@ -89,3 +96,20 @@ def serve() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def everything_about(error: BaseException) -> str:
+    """Every way an error shows itself: str, repr, attributes, pickle, the traceback, and
+    the same for each error it was caused by."""
+    shown = ["".join(traceback.format_exception(error))]
+    seen: BaseException | None = error
+    while seen is not None:
+        shown += [str(seen), repr(seen), repr(seen.args), repr(vars(seen))]
+        request = getattr(seen, "_request", None)
+        if request is not None:
+            shown += [repr(request), repr(dict(request.headers))]
+        if isinstance(seen, harpoon.HostedAIError):
+            shown.append(repr(pickle.dumps(seen)))
+            shown.append(repr(vars(pickle.loads(pickle.dumps(seen)))))
+        seen = seen.__cause__
+    return "\n".join(shown)

@@ -7,17 +7,24 @@ import asyncio
 import socket
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import hostedai_harpoon as harpoon
-from hostedai_harpoon.testing import Emulator, FaultPlan
+from hostedai_harpoon.testing import Emulator, FaultPlan, GpuaasQuirks
+from tests.dialects import TEAM
 
 API_KEY = "sk-hostile-secret-key"
 MODEL = "gemma-3-270m"
 CALLS = 30
+
+
+def _dialect_of(on: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's side of ``on``."""
+    return {"dialect": on.get("dialect", "v1")}
 
 
 class Clock:
@@ -28,6 +35,14 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def on(dialect: str, tmp_path: Path) -> dict[str, Any]:
+    """What a client needs to speak ``dialect`` (on ``gpuaas``, ``health`` lists the pools)."""
+    if dialect == "v1":
+        return {}
+    return {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
 
 
 def pool_bound_options() -> dict[str, Any]:
@@ -52,13 +67,13 @@ def check_pool_outcomes(results: list[object], breaker: harpoon.CircuitBreaker |
     assert any(isinstance(r, harpoon.Health) for r in results)
 
 
-async def test_async_pool_exhaustion_is_not_a_host_failure() -> None:
-    emu = Emulator(faults=FaultPlan(latency_rate=1.0, latency=0.05))
+async def test_async_pool_exhaustion_is_not_a_host_failure(on: dict[str, Any]) -> None:
+    emu = Emulator(faults=FaultPlan(latency_rate=1.0, latency=0.05), **_dialect_of(on))
     with emu.serve() as url:
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=2))
         async with (
             http,
-            harpoon.AsyncHostedAI(url, http_client=http, **pool_bound_options()) as client,
+            harpoon.AsyncHostedAI(url, http_client=http, **pool_bound_options(), **on) as client,
         ):
             results = await asyncio.gather(
                 *(client.health() for _ in range(CALLS)), return_exceptions=True
@@ -66,11 +81,12 @@ async def test_async_pool_exhaustion_is_not_a_host_failure() -> None:
             check_pool_outcomes(list(results), client.circuit_breaker)
 
 
-def test_sync_pool_exhaustion_is_not_a_host_failure() -> None:
-    emu = Emulator(faults=FaultPlan(latency_rate=1.0, latency=0.05))
+def test_sync_pool_exhaustion_is_not_a_host_failure(on: dict[str, Any]) -> None:
+    emu = Emulator(faults=FaultPlan(latency_rate=1.0, latency=0.05), **_dialect_of(on))
     with emu.serve() as url:
         http = httpx.Client(limits=httpx.Limits(max_connections=2))
-        with http, harpoon.HostedAI(url, http_client=http, **pool_bound_options()) as client:
+        options = {**pool_bound_options(), **on}
+        with http, harpoon.HostedAI(url, http_client=http, **options) as client:
 
             def one() -> object:
                 try:
@@ -105,12 +121,14 @@ def test_the_breaker_window_does_not_grow_with_the_calls() -> None:
     assert grown < 16 * 1024, f"the breaker grew by {grown} bytes over 50,000 calls"
 
 
-async def test_finished_async_leases_leave_no_tasks_behind_in_a_tight_loop() -> None:
-    emu = Emulator()
+async def test_finished_async_leases_leave_no_tasks_behind_in_a_tight_loop(
+    on: dict[str, Any],
+) -> None:
+    emu = Emulator(**_dialect_of(on))
     http = emu.async_http_client()
     async with (
         http,
-        harpoon.AsyncHostedAI("http://127.0.0.1:8080", API_KEY, http_client=http) as client,
+        harpoon.AsyncHostedAI("http://127.0.0.1:8080", API_KEY, http_client=http, **on) as client,
     ):
         for _ in range(200):
             async with client.allocate(model=MODEL, ttl=60) as lease:
@@ -119,6 +137,12 @@ async def test_finished_async_leases_leave_no_tasks_behind_in_a_tight_loop() -> 
         # give the loop a turn so that those tasks end instead of piling up.
         left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         assert len(left) <= 1, f"{len(left)} tasks still pending"
+        plane = client._gpuaas
+        if plane is not None:  # nor does the platform's bookkeeping grow with the leases
+            assert plane.held == set()
+            assert plane.in_flight == {}
+            assert plane.ledger.snapshot() == {"owned": {}, "pending": {}}
+        assert emu.live_allocations() == []
 
 
 def test_an_open_breaker_says_when_it_probes_and_how_to_turn_it_off() -> None:
@@ -141,22 +165,43 @@ def free_port() -> int:
     return port
 
 
-async def health(flavor: str, url: str) -> None:
+async def health(flavor: str, url: str, **on: Any) -> None:
     if flavor == "sync":
-        with harpoon.HostedAI(url, API_KEY, max_retries=0) as client:
+        with harpoon.HostedAI(url, API_KEY, max_retries=0, **on) as client:
             client.health()
     else:
-        async with harpoon.AsyncHostedAI(url, API_KEY, max_retries=0) as aclient:
+        async with harpoon.AsyncHostedAI(url, API_KEY, max_retries=0, **on) as aclient:
             await aclient.health()
 
 
 @pytest.mark.parametrize("flavor", ["sync", "async"])
-async def test_a_connection_error_names_the_host_and_not_the_key(flavor: str) -> None:
+async def test_a_connection_error_names_the_host_and_not_the_key(
+    on: dict[str, Any], flavor: str
+) -> None:
     port = free_port()  # nothing listens there: the connection is refused
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(harpoon.APIConnectionError) as caught:
-        await health(flavor, url)
+        await health(flavor, url, **on)
     message = str(caught.value)
     assert f"could not connect to 127.0.0.1:{port}" in message
     assert API_KEY not in message
     assert API_KEY not in repr(caught.value)
+
+
+def test_the_platforms_errors_answered_as_200_open_the_breaker_like_500s(tmp_path: Path) -> None:
+    emu = Emulator(dialect="gpuaas", gpuaas=GpuaasQuirks(policy_error_200_rate=1.0))
+    config = harpoon.CircuitBreakerConfig(minimum_calls=3, failure_rate_threshold=0.5)
+    options: dict[str, Any] = {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+    http = emu.http_client()
+    with harpoon.HostedAI(
+        "http://127.0.0.1:8080", API_KEY, http_client=http, max_retries=0, circuit_breaker=config,
+        **options,
+    ) as client:  # fmt: skip
+        for _ in range(3):
+            with pytest.raises(harpoon.InternalServerError, match="answered as HTTP 200"):
+                client.list_pools()
+        sent = len(emu.exchanges)
+        for _ in range(20):
+            with pytest.raises(harpoon.CircuitOpenError):
+                client.list_pools()
+        assert len(emu.exchanges) == sent == 3  # refused without sending

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import subprocess
 import sys
-import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,9 @@ import pytest
 
 import hostedai_harpoon as harpoon
 from hostedai_harpoon.cli import main
+from tests.dialects import TEAM
 from tests.hostile import _echo
+from tests.hostile._echo import everything_about
 
 KEY = "sk-echo-5f1c9a7e3b2d4c6e8a0f1b3d"  # short enough to be shown whole where cut at 40
 GATEWAY_KEY = "gw-echo-0a1b2c3d4e5f6a7b8c9d"
@@ -39,23 +40,6 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def everything_about(error: BaseException) -> str:
-    """Every way an error shows itself: str, repr, attributes, pickle, the traceback, and
-    the same for each error it was caused by."""
-    shown = ["".join(traceback.format_exception(error))]
-    seen: BaseException | None = error
-    while seen is not None:
-        shown += [str(seen), repr(seen), repr(seen.args), repr(vars(seen))]
-        request = getattr(seen, "_request", None)
-        if request is not None:
-            shown += [repr(request), repr(dict(request.headers))]
-        if isinstance(seen, harpoon.HostedAIError):
-            shown.append(repr(pickle.dumps(seen)))
-            shown.append(repr(vars(pickle.loads(pickle.dumps(seen)))))
-        seen = seen.__cause__
-    return "\n".join(shown)
-
-
 def assert_hidden(text: str, *secrets: str) -> None:
     for secret in (KEY, *secrets):
         assert text.count(secret) == 0, text
@@ -71,6 +55,14 @@ async def provoke(client: Any, call: str = "list_pools") -> harpoon.HostedAIErro
     raise AssertionError(f"{call} did not fail")
 
 
+@pytest.fixture
+def on(dialect: str, tmp_path: Path) -> dict[str, Any]:
+    """What a client needs to speak ``dialect``."""
+    if dialect == "v1":
+        return {}
+    return {"dialect": "gpuaas", "team_id": TEAM, "ledger_dir": tmp_path}
+
+
 def make_client(flavor: str, base_url: str, **options: Any) -> Any:
     options = {"api_key": KEY, "max_retries": 0, "circuit_breaker": None, **options}
     if flavor == "sync":
@@ -81,9 +73,14 @@ def make_client(flavor: str, base_url: str, **options: Any) -> Any:
 @pytest.mark.parametrize("flavor", ["sync", "async"])
 @pytest.mark.parametrize(("where", "status"), CASES)
 async def test_no_error_built_from_an_echoing_answer_holds_the_key(
-    server: str, flavor: str, where: str, status: int, debug_logs: pytest.LogCaptureFixture
+    server: str,
+    on: dict[str, Any],
+    flavor: str,
+    where: str,
+    status: int,
+    debug_logs: pytest.LogCaptureFixture,
 ) -> None:
-    client = make_client(flavor, f"{server}/{where}/{status}")
+    client = make_client(flavor, f"{server}/{where}/{status}", **on)
     try:
         error = await provoke(client, "health" if status == 200 else "list_pools")
     finally:
@@ -97,10 +94,12 @@ async def test_no_error_built_from_an_echoing_answer_holds_the_key(
 
 
 @pytest.mark.parametrize("where", _echo.WHERE)
-def test_a_credential_in_default_headers_is_kept_as_a_secret(server: str, where: str) -> None:
+def test_a_credential_in_default_headers_is_kept_as_a_secret(
+    server: str, on: dict[str, Any], where: str
+) -> None:
     headers = {"X-Api-Key": GATEWAY_KEY, "X-Token": KEY, "X-Team": "team-1"}
     with harpoon.HostedAI(
-        f"{server}/{where}/401", api_key=KEY, max_retries=0, default_headers=headers
+        f"{server}/{where}/401", api_key=KEY, max_retries=0, default_headers=headers, **on
     ) as client:
         for shown in (repr(client._planner), repr(vars(client)), repr(client._planner.headers)):
             assert_hidden(shown, GATEWAY_KEY)
@@ -139,6 +138,31 @@ def test_harpoon_shows_no_key_from_an_echoing_server(
     assert_hidden(out + err)
 
 
+@pytest.mark.parametrize("status", [401, 200])
+@pytest.mark.parametrize("where", _echo.WHERE)
+@pytest.mark.parametrize(
+    "command", [["pools", "--json"], ["allocations", "list"], ["allocations", "reconcile"]]
+)
+def test_harpoon_on_the_platform_shows_no_key_from_an_echoing_server(
+    server: str,
+    where: str,
+    status: int,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("HOSTED_AI_BASE_URL", f"{server}/{where}/{status}")
+    monkeypatch.setenv("HOSTED_AI_API_KEY", KEY)
+    monkeypatch.setenv("HOSTED_AI_DIALECT", "gpuaas")
+    monkeypatch.setenv("HOSTED_AI_TEAM_ID", TEAM)
+    monkeypatch.setenv("HOSTED_AI_LEDGER_DIR", str(tmp_path))
+    assert main(command) == 1
+    out, err = capsys.readouterr()
+    assert "error" in out + err
+    assert_hidden(out + err)
+
+
 @pytest.mark.parametrize("command", [["health"], ["health", "--json"], ["pools"]])
 def test_harpoon_masks_the_key_in_a_valid_answer_that_repeats_it(
     server: str,
@@ -174,9 +198,13 @@ def test_harpoon_infer_shows_no_key_from_an_echoing_server(
 
 @pytest.mark.parametrize(("where", "status"), [("message", 500), ("header", 401)])
 async def test_the_orchestrator_raises_no_key_from_an_echoing_server(
-    server: str, where: str, status: int, debug_logs: pytest.LogCaptureFixture
+    server: str,
+    on: dict[str, Any],
+    where: str,
+    status: int,
+    debug_logs: pytest.LogCaptureFixture,
 ) -> None:
-    client = make_client("async", f"{server}/{where}/{status}")
+    client = make_client("async", f"{server}/{where}/{status}", **on)
     async with client, harpoon.Orchestrator(client) as orchestrator:
         with pytest.raises(harpoon.HostedAIError) as raised:
             await orchestrator.process("hello")
