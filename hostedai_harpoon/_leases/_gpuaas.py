@@ -38,7 +38,7 @@ from .._http._steps import Flow, Sleep
 from .._models import Allocation, AllocationStatus, Health, Pool
 from .._resilience import RetryPolicy
 from ._ledger import SubscriptionLedger, alive
-from ._release import nothing_was_made
+from ._release import OrphanedAllocation, nothing_was_made
 
 __all__ = ["GpuaasPlane", "SubscriptionLedger"]
 
@@ -150,10 +150,53 @@ class GpuaasPlane:
         found = yield from self.find_pending(planner, token, pool)
         if found is None:
             raise AllocationError(
-                f"a subscribe to pool {pool} may have worked but its subscription does not "
-                "show yet; client.reconcile() releases it once it does"
+                f"a subscribe of team {self.team_id} to pool {pool} may have worked but its "
+                "subscription does not show yet; client.reconcile() releases it once it does"
             )
         yield from self.release(planner, found, pool)
+
+    def describe(
+        self, allocation: Allocation | None, pending: tuple[str, str] | None, pool_id: str | None
+    ) -> str:
+        """A lease's subscription as a message names it: its id, pool and team, or, while
+        its id is unknown, the pool its subscribe was sent to."""
+        if allocation is not None:
+            return (
+                f"subscription {allocation.id} to pool {allocation.pool_id} of team {self.team_id}"
+            )
+        pool = pending[1] if pending is not None else pool_id
+        return (
+            f"the subscription of team {self.team_id} to "
+            + ("a pool" if pool is None else f"pool {pool}")
+            + " that a subscribe may have made (its id never arrived)"
+        )
+
+    def orphan(
+        self,
+        allocation: Allocation | None,
+        pending: tuple[str, str] | None,
+        pool_id: str | None,
+        model: str,
+        gpus: int,
+        why: str,
+    ) -> OrphanedAllocation:
+        """The orphan record of a lease's subscription that could not be released (no
+        live lease holds it now: ``reconcile()`` may release it)."""
+        if allocation is not None:
+            self.held.discard(allocation.id)
+            pool_id = allocation.pool_id
+        elif pending is not None:
+            pool_id = pending[1]
+        return OrphanedAllocation(
+            allocation_id=None if allocation is None else allocation.id,
+            idempotency_key=None,
+            model=model,
+            error=why,
+            gpus=gpus,
+            pool_id=pool_id,
+            ttl_seconds=None,
+            team_id=self.team_id,
+        )
 
     def _owned(
         self, row: wire.Subscription, model: str, gpus: int, token: str | None
