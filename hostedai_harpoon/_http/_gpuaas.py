@@ -37,6 +37,7 @@ __all__ = [
     "VLLM_PORT",
     "Pod",
     "Subscription",
+    "SubscriptionPage",
     "connection_info",
     "expose_service",
     "list_pools",
@@ -59,6 +60,8 @@ LIVE_STATUSES: Final = frozenset({"subscribing", "subscribed", "active"})
 RUNNING: Final = "running"
 # Pod phases that will not become running (Kubernetes' Failed, and what platforms say of it).
 FAILED: Final = frozenset({"failed", "error", "crashloopbackoff"})
+PER_PAGE: Final = 100
+"""Rows asked for per page of the subscription list."""
 # 404/410 to an unsubscribe: nothing left to release.
 GONE: Final = frozenset({404, 410})
 
@@ -271,16 +274,27 @@ def _gpus(item: object) -> int:
     return count if type(count) is int and count > 0 else 0
 
 
-def subscriptions_of(team_id: str) -> Callable[[object, str | None], list[Subscription]]:
-    """The parser of a subscription list that keeps this team's rows only."""
+@attrs.frozen
+class SubscriptionPage:
+    """One page of the subscription list: this team's rows on it, and how many pages the
+    list has (it holds every team's rows, so a team's own may be past the first page)."""
 
-    def parse(data: object, _: str | None) -> list[Subscription]:
-        return [
+    rows: tuple[Subscription, ...]
+    pages: int = 1
+
+
+def subscriptions_of(team_id: str) -> Callable[[object, str | None], SubscriptionPage]:
+    """The parser of a page of the subscription list that keeps this team's rows only."""
+
+    def parse(data: object, _: str | None) -> SubscriptionPage:
+        rows = tuple(
             _row(row, team_id)
             for row in _items(data)
             # another team's row, or one that does not say whose it is: never ours
             if type(row) is dict and team_of(row.get("team_id")) == team_id
-        ]
+        )
+        pages = data.get("total_pages") if type(data) is dict else None
+        return SubscriptionPage(rows, pages if type(pages) is int and pages > 1 else 1)
 
     return parse
 
@@ -394,14 +408,15 @@ def subscribe(
     return call
 
 
-def list_subscriptions(team_id: str) -> Call[list[Subscription]]:
-    """``GET /api/gpuaas/pool-subscription?team_id=&page=0&per_page=100``: this team's rows."""
+def list_subscriptions(team_id: str, page: int = 0) -> Call[SubscriptionPage]:
+    """``GET /api/gpuaas/pool-subscription?team_id=&page=&per_page=100``: this team's rows
+    on that page (the first is 0)."""
     call = Call(
         "GET",
         f"{PREFIX}/gpuaas/pool-subscription",
         subscriptions_of(team_id),
         operation=_LIST,
-        params={"team_id": team_id, "page": "0", "per_page": "100"},
+        params={"team_id": team_id, "page": str(page), "per_page": str(PER_PAGE)},
     )
     call.check = read_error
     return call
