@@ -291,6 +291,8 @@ async def run_to_the_end(
 
 
 class _OpenLease(Protocol):
+    _kind: str  # what it holds: an allocation, or a subscription
+
     def _release_at_exit(self) -> None: ...
 
 
@@ -301,7 +303,7 @@ open_leases: weakref.WeakSet[_OpenLease] = weakref.WeakSet()
 @atexit.register
 def _release_open_leases() -> None:
     for lease in list(open_leases):
-        log.warning("releasing what %r holds at interpreter exit", lease)
+        log.warning("releasing %s of %r at interpreter exit", lease._kind, lease)
         try:
             lease._release_at_exit()
         except Exception as exc:  # best effort: nothing may stop the others
