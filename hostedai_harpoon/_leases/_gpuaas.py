@@ -100,7 +100,8 @@ class GpuaasPlane(TeamSubscriptions):
         """A token for a subscribe to ``pool`` (put in ``in_flight``), if it has ``gpus``
         free and neither a subscription of the team nor a subscribe of this client."""
         with self.choosing:  # the sync client's threads choose one at a time
-            taken = {row.pool_id for row in rows} | set(self.in_flight.values())
+            # (a lease may have taken a pool since ``rows`` was listed)
+            taken = {row.pool_id for row in rows} | {*self.in_flight.values(), *self.held.values()}
             if pool.gpus_free < gpus or pool.id in taken:
                 return None
             token = uuid.uuid4().hex
@@ -199,7 +200,7 @@ class GpuaasPlane(TeamSubscriptions):
         """The orphan record of a lease's subscription that could not be released (no
         live lease holds it now: ``reconcile()`` may release it)."""
         if allocation is not None:
-            self.held.discard(allocation.id)
+            self.held.pop(allocation.id, None)
             pool_id = allocation.pool_id
         elif pending is not None:
             pool_id = pending[1]
@@ -218,7 +219,7 @@ class GpuaasPlane(TeamSubscriptions):
         self, row: wire.Subscription, model: str, gpus: int, token: str | None
     ) -> Allocation:
         self.ledger.own(row.id, row.pool_id, token)
-        self.held.add(row.id)
+        self.held[row.id] = row.pool_id
         return _allocation(row, model, gpus, AllocationStatus.PENDING, None)
 
     def _contended(self, pool: str, token: str) -> bool:
@@ -254,7 +255,7 @@ class GpuaasPlane(TeamSubscriptions):
             ) from conflict
         owner = self.ledger.owner(row.id)
         made_by_this = owner is None and row.id not in before and not self._contended(pool, token)
-        if row.id not in self.held | self.raw and (
+        if row.id not in self.held.keys() | self.raw and (
             made_by_this or (owner is not None and not (owner != os.getpid() and alive(owner)))
         ):
             return row
@@ -284,7 +285,7 @@ class GpuaasPlane(TeamSubscriptions):
                 if (
                     row.pool_id == pool
                     and row.live
-                    and row.id not in self.held | self.raw
+                    and row.id not in self.held.keys() | self.raw
                     and row.id not in before
                 ):
                     return row
@@ -345,7 +346,7 @@ class GpuaasPlane(TeamSubscriptions):
                 "the subscribe was answered with no subscription id, and none showed in the "
                 "team's list; it may still appear (client.reconcile() releases it)"
             )
-        self.held.discard(found.id)  # no lease holds it: reconcile() may release it
+        self.held.pop(found.id, None)  # no lease holds it: reconcile() may release it
         self.raw.add(found.id)
         return found
 

@@ -44,7 +44,8 @@ class TeamSubscriptions:
     team_id: str
     ledger: SubscriptionLedger
     subscribe_extra: Mapping[str, object] = attrs.field(factory=dict)
-    held: set[str] = attrs.field(factory=set)
+    # The subscriptions this client's live leases hold: id -> pool.
+    held: dict[str, str] = attrs.field(factory=dict)
     # Made by ``client.create_allocation`` in this process: in the user's hands, so never
     # adopted by a lease (reconcile() may still release them, as the ledger owns them).
     raw: set[str] = attrs.field(factory=set)
@@ -83,7 +84,7 @@ class TeamSubscriptions:
                 )
             yield Sleep(wait)
         self.ledger.forget(subscription_id)
-        self.held.discard(subscription_id)
+        self.held.pop(subscription_id, None)
         self.raw.discard(subscription_id)
         log.debug("released subscription %s", subscription_id)
 
@@ -155,7 +156,7 @@ class TeamSubscriptions:
                     break
             else:
                 self.ledger.settle(token)
-        unlisted = set(book["owned"]) - {row.id for row in rows} - self.held
+        unlisted = set(book["owned"]) - {row.id for row in rows} - self.held.keys()
         if paged and unlisted:
             unlisted -= set((yield from self._still_listed(planner, unlisted)))
         for subscription_id in unlisted:
