@@ -22,7 +22,13 @@ import attrs
 import httpx
 
 from .._checks import check_gpus, check_id
-from .._exceptions import APIStatusError, CapacityError, InternalServerError, status_error_class
+from .._exceptions import (
+    APIStatusError,
+    CapacityError,
+    ConflictError,
+    InternalServerError,
+    status_error_class,
+)
 from .._models import InvalidPayload, Pool
 from .._telemetry import Operation
 from ._errors import request_id, scrub, secrets_of
@@ -55,6 +61,12 @@ VLLM_PORT: Final = 8000
 SERVICE_NAME: Final = "harpoon-vllm"
 NO_CAPACITY_CODE: Final = 10189007
 """"Insufficient resources": the pool cannot take the subscription (fail over)."""
+# What a refusal for want of capacity says, as the reference application recognises it.
+_NO_CAPACITY: Final = (
+    str(NO_CAPACITY_CODE),
+    "Insufficient resources",
+    "Failed to validate subscription resources",
+)
 LIVE_STATUSES: Final = frozenset({"subscribing", "subscribed", "active"})
 """A subscription's statuses before ``un_subscribing`` (then it leaves the list)."""
 RUNNING: Final = "running"
@@ -94,7 +106,10 @@ def _loads(body: bytes) -> object:
 
 def _envelope(decoded: object) -> tuple[str | None, str | None]:
     """The code and message of an error envelope: ``{code, message}``, ``{message}``,
-    ``{error}`` (a text or an object), ``{errors: [{field, message}]}``."""
+    ``{error}`` (a text or an object), ``{errors: [{field, message}]}``; a plain-text body
+    (not a gateway's HTML page) is its own message, as the reference application reads it."""
+    if isinstance(decoded, str) and not decoded.lstrip().startswith("<"):
+        return None, decoded.strip()[:300] or None
     if type(decoded) is not dict:
         return None, None
     code = decoded.get("code")
@@ -110,9 +125,11 @@ def _envelope(decoded: object) -> tuple[str | None, str | None]:
     errors = decoded.get("errors")
     if isinstance(errors, list) and errors:
         fields = ", ".join(
-            f"{item.get('field')}: {item.get('message')}" for item in errors if type(item) is dict
+            f"{item.get('field')}: {item.get('message')}" if type(item) is dict else str(item)
+            for item in errors
+            if type(item) is dict or isinstance(item, str)
         )
-        message = f"{message} ({fields})" if message else fields
+        message = f"{message} ({fields})" if message else fields or None
     return code_text, message
 
 
@@ -129,8 +146,9 @@ def _is_error_at_200(decoded: object) -> bool:
 def read_error(response: httpx.Response, body: bytes) -> APIStatusError | None:
     """The typed error an answer carries, or ``None`` for a success: any 4xx/5xx, and a 2xx
     whose body is an error envelope (the platform answers some errors as 200). No capacity
-    (``10189007``, "Insufficient resources") is a ``CapacityError`` whatever the status; an
-    error answered as 200 counts as a 500. Every text is kept with the key masked."""
+    (``10189007``, "Insufficient resources", "Failed to validate subscription resources")
+    is a ``CapacityError`` and "Already subscribed" a ``ConflictError``, whatever the status;
+    an error answered as 200 counts as a 500. Every text is kept with the key masked."""
     status = response.status_code
     if status < 300:
         decoded = _loads(body) if body[:1] == b"{" else None
@@ -142,10 +160,11 @@ def read_error(response: httpx.Response, body: bytes) -> APIStatusError | None:
     shown = message or f"HTTP {status} {response.reason_phrase}".strip()
     if status < 300:
         shown = f"{shown} (an error answered as HTTP {status})"
-    no_capacity = code == str(NO_CAPACITY_CODE) or "Insufficient resources" in (message or "")
     cls: type[APIStatusError]
-    if no_capacity:
+    if code == str(NO_CAPACITY_CODE) or any(sign in (message or "") for sign in _NO_CAPACITY):
         cls = CapacityError
+    elif "already subscribed" in (message or "").lower():
+        cls = ConflictError  # one subscription per team and pool, whatever the status says
     elif status < 300:
         cls = InternalServerError
     else:
