@@ -7,7 +7,7 @@ URL its exposed service names.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,6 +35,10 @@ ROUTES = tuple(
     )
 )
 """The platform's paths the emulator answers (a ``FaultPlan`` may name them)."""
+
+
+def _pool_ids(value: Iterable[int | str]) -> tuple[int | str, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -79,7 +83,7 @@ class GpuaasQuirks:
     never_running_rate: float = 0.0
     ready_delay: float = 0.0
     clock_skew: float = 0.0
-    full_pools: tuple[int | str, ...] = attrs.field(default=(), converter=tuple)
+    full_pools: tuple[int | str, ...] = attrs.field(default=(), converter=_pool_ids)
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
