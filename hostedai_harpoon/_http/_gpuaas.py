@@ -407,7 +407,7 @@ def subscribe(
     """``POST /api/gpuaas/pool/subscribe``. There is no idempotency key, yet a repeat
     cannot make a second subscription: the platform takes one per team and pool. So it is
     retried as v1's keyed allocate is; a repeat after one that worked is answered 409, and
-    the lease adopts that subscription as its own (made after the first send)."""
+    the lease adopts that subscription as its own (not listed before the first send)."""
     body: dict[str, object] = {
         **extra,
         "pool_id": _number(pool_id, "pool_id"),
