@@ -22,7 +22,13 @@ import attrs
 import httpx
 
 from .._checks import check_gpus, check_id
-from .._exceptions import APIStatusError, CapacityError, InternalServerError, status_error_class
+from .._exceptions import (
+    APIStatusError,
+    CapacityError,
+    ConflictError,
+    InternalServerError,
+    status_error_class,
+)
 from .._models import InvalidPayload, Pool
 from .._telemetry import Operation
 from ._errors import request_id, scrub, secrets_of
@@ -37,6 +43,7 @@ __all__ = [
     "VLLM_PORT",
     "Pod",
     "Subscription",
+    "SubscriptionPage",
     "connection_info",
     "expose_service",
     "list_pools",
@@ -54,11 +61,19 @@ VLLM_PORT: Final = 8000
 SERVICE_NAME: Final = "harpoon-vllm"
 NO_CAPACITY_CODE: Final = 10189007
 """"Insufficient resources": the pool cannot take the subscription (fail over)."""
+# What a refusal for want of capacity says, as the reference application recognises it.
+_NO_CAPACITY: Final = (
+    str(NO_CAPACITY_CODE),
+    "Insufficient resources",
+    "Failed to validate subscription resources",
+)
 LIVE_STATUSES: Final = frozenset({"subscribing", "subscribed", "active"})
 """A subscription's statuses before ``un_subscribing`` (then it leaves the list)."""
 RUNNING: Final = "running"
 # Pod phases that will not become running (Kubernetes' Failed, and what platforms say of it).
 FAILED: Final = frozenset({"failed", "error", "crashloopbackoff"})
+PER_PAGE: Final = 100
+"""Rows asked for per page of the subscription list."""
 # 404/410 to an unsubscribe: nothing left to release.
 GONE: Final = frozenset({404, 410})
 
@@ -91,7 +106,10 @@ def _loads(body: bytes) -> object:
 
 def _envelope(decoded: object) -> tuple[str | None, str | None]:
     """The code and message of an error envelope: ``{code, message}``, ``{message}``,
-    ``{error}`` (a text or an object), ``{errors: [{field, message}]}``."""
+    ``{error}`` (a text or an object), ``{errors: [{field, message}]}``; a plain-text body
+    (not a gateway's HTML page) is its own message, as the reference application reads it."""
+    if isinstance(decoded, str) and not decoded.lstrip().startswith("<"):
+        return None, decoded.strip()[:300] or None
     if type(decoded) is not dict:
         return None, None
     code = decoded.get("code")
@@ -107,9 +125,11 @@ def _envelope(decoded: object) -> tuple[str | None, str | None]:
     errors = decoded.get("errors")
     if isinstance(errors, list) and errors:
         fields = ", ".join(
-            f"{item.get('field')}: {item.get('message')}" for item in errors if type(item) is dict
+            f"{item.get('field')}: {item.get('message')}" if type(item) is dict else str(item)
+            for item in errors
+            if type(item) is dict or isinstance(item, str)
         )
-        message = f"{message} ({fields})" if message else fields
+        message = f"{message} ({fields})" if message else fields or None
     return code_text, message
 
 
@@ -126,8 +146,9 @@ def _is_error_at_200(decoded: object) -> bool:
 def read_error(response: httpx.Response, body: bytes) -> APIStatusError | None:
     """The typed error an answer carries, or ``None`` for a success: any 4xx/5xx, and a 2xx
     whose body is an error envelope (the platform answers some errors as 200). No capacity
-    (``10189007``, "Insufficient resources") is a ``CapacityError`` whatever the status; an
-    error answered as 200 counts as a 500. Every text is kept with the key masked."""
+    (``10189007``, "Insufficient resources", "Failed to validate subscription resources")
+    is a ``CapacityError`` and "Already subscribed" a ``ConflictError``, whatever the status;
+    an error answered as 200 counts as a 500. Every text is kept with the key masked."""
     status = response.status_code
     if status < 300:
         decoded = _loads(body) if body[:1] == b"{" else None
@@ -139,10 +160,11 @@ def read_error(response: httpx.Response, body: bytes) -> APIStatusError | None:
     shown = message or f"HTTP {status} {response.reason_phrase}".strip()
     if status < 300:
         shown = f"{shown} (an error answered as HTTP {status})"
-    no_capacity = code == str(NO_CAPACITY_CODE) or "Insufficient resources" in (message or "")
     cls: type[APIStatusError]
-    if no_capacity:
+    if code == str(NO_CAPACITY_CODE) or any(sign in (message or "") for sign in _NO_CAPACITY):
         cls = CapacityError
+    elif "already subscribed" in (message or "").lower():
+        cls = ConflictError  # one subscription per team and pool, whatever the status says
     elif status < 300:
         cls = InternalServerError
     else:
@@ -271,16 +293,27 @@ def _gpus(item: object) -> int:
     return count if type(count) is int and count > 0 else 0
 
 
-def subscriptions_of(team_id: str) -> Callable[[object, str | None], list[Subscription]]:
-    """The parser of a subscription list that keeps this team's rows only."""
+@attrs.frozen
+class SubscriptionPage:
+    """One page of the subscription list: this team's rows on it, and how many pages the
+    list has (it holds every team's rows, so a team's own may be past the first page)."""
 
-    def parse(data: object, _: str | None) -> list[Subscription]:
-        return [
+    rows: tuple[Subscription, ...]
+    pages: int = 1
+
+
+def subscriptions_of(team_id: str) -> Callable[[object, str | None], SubscriptionPage]:
+    """The parser of a page of the subscription list that keeps this team's rows only."""
+
+    def parse(data: object, _: str | None) -> SubscriptionPage:
+        rows = tuple(
             _row(row, team_id)
             for row in _items(data)
             # another team's row, or one that does not say whose it is: never ours
             if type(row) is dict and team_of(row.get("team_id")) == team_id
-        ]
+        )
+        pages = data.get("total_pages") if type(data) is dict else None
+        return SubscriptionPage(rows, pages if type(pages) is int and pages > 1 else 1)
 
     return parse
 
@@ -374,7 +407,7 @@ def subscribe(
     """``POST /api/gpuaas/pool/subscribe``. There is no idempotency key, yet a repeat
     cannot make a second subscription: the platform takes one per team and pool. So it is
     retried as v1's keyed allocate is; a repeat after one that worked is answered 409, and
-    the lease adopts that subscription as its own (made after the first send)."""
+    the lease adopts that subscription as its own (not listed before the first send)."""
     body: dict[str, object] = {
         **extra,
         "pool_id": _number(pool_id, "pool_id"),
@@ -394,14 +427,15 @@ def subscribe(
     return call
 
 
-def list_subscriptions(team_id: str) -> Call[list[Subscription]]:
-    """``GET /api/gpuaas/pool-subscription?team_id=&page=0&per_page=100``: this team's rows."""
+def list_subscriptions(team_id: str, page: int = 0) -> Call[SubscriptionPage]:
+    """``GET /api/gpuaas/pool-subscription?team_id=&page=&per_page=100``: this team's rows
+    on that page (the first is 0)."""
     call = Call(
         "GET",
         f"{PREFIX}/gpuaas/pool-subscription",
         subscriptions_of(team_id),
         operation=_LIST,
-        params={"team_id": team_id, "page": "0", "per_page": "100"},
+        params={"team_id": team_id, "page": str(page), "per_page": str(PER_PAGE)},
     )
     call.check = read_error
     return call

@@ -247,4 +247,4 @@ class AsyncLease(LeaseCore[AsyncDriver, "asyncio.BoundedSemaphore"]):
         try:
             run_at_exit(self._host.driver.http, self._host.max_event_bytes, release)
         except AllocationError as exc:  # already kept in client.orphans()
-            log.warning("could not release allocation %s at exit: %s", self._known_id(), exc)
+            log.warning("could not release %s %s at exit: %s", self._kind, self._known_id(), exc)

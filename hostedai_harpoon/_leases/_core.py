@@ -86,6 +86,8 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
         max_lifetime: float | None = None,
     ) -> None:
         self._host = host
+        if host.gpuaas is not None:
+            self._kind = "subscription"
         self.inference = openai.check_inference(inference)
         """How the model is reached: ``"hostedai"`` (``POST /v1/inference``), ``"openai"`` or
         ``"openai-completions"`` (the OpenAI-compatible API at the allocation's endpoint)."""
@@ -141,7 +143,9 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
 
     def _described(self) -> str:
         """The allocation as a message names it: by id, or by the create's idempotency key
-        while the server has not answered with an id."""
+        while the server has not answered with an id (on gpuaas: the subscription's terms)."""
+        if self._host.gpuaas is not None:
+            return self._host.gpuaas.describe(self.allocation, self._pending, self.pool_id)
         if self.allocation is None:
             return (
                 f"the allocation created with idempotency key {self.idempotency_key} "
@@ -456,8 +460,7 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
         if self.state is LeaseState.RELEASING:
             self._trace.errored(error)
         self._move(LeaseState.ORPHANED, only_from=LeaseState.RELEASING)
-        if self._host.gpuaas is not None and allocation_id is not None:
-            self._host.gpuaas.held.discard(allocation_id)  # reconcile() may release it now
+        plane = self._host.gpuaas
         self._host.ledger.add(
             OrphanedAllocation(
                 allocation_id=allocation_id,
@@ -469,6 +472,10 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
                 pool_id=self.pool_id,
                 ttl_seconds=self.ttl_seconds,
                 create_answered=self._create_answered,
+            )
+            if plane is None
+            else plane.orphan(
+                self.allocation, self._pending, self.pool_id, self.model, self.gpus, why
             )
         )
         log.warning("%s; it is kept in client.orphans()", error)

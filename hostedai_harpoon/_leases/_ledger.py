@@ -9,7 +9,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from .._config import ENV_LEDGER_DIR
 from .._exceptions import ConfigurationError
 
-__all__ = ["SubscriptionLedger", "alive"]
+__all__ = ["SubscriptionLedger", "alive", "listed_before"]
 
 
 def alive(pid: int) -> bool:
@@ -31,6 +31,16 @@ def alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+def listed_before(entry: object) -> frozenset[str] | None:
+    """The ids of the team's subscriptions to its pool listed before the subscribe of a
+    ``pending`` entry was sent (none of them is its own); ``None`` for no entry, or one that
+    does not say: its subscription cannot be told from another's."""
+    ids = entry.get("before") if type(entry) is dict else None
+    if type(ids) is not list or not all(isinstance(i, str) for i in ids):
+        return None
+    return frozenset(ids)
 
 
 class SubscriptionLedger:
@@ -89,13 +99,21 @@ class SubscriptionLedger:
         with self._lock:
             return self._read()
 
-    def sent(self, pool_id: str, at: datetime, token: str | None = None) -> str:
-        """Record a subscribe about to be sent (under ``token``, or a new one); returns the
-        token."""
+    def sent(
+        self, pool_id: str, at: datetime, before: Iterable[str], token: str | None = None
+    ) -> str:
+        """Record a subscribe about to be sent (under ``token``, or a new one), with the ids
+        of this team's subscriptions to the pool listed just ``before`` it (none of those is
+        its own); returns the token."""
         token = uuid.uuid4().hex if token is None else token
+        entry = {"pool_id": pool_id, "at": at.isoformat(), "pid": os.getpid()}
         with self._editing() as data:
-            data["pending"][token] = {"pool_id": pool_id, "at": at.isoformat(), "pid": os.getpid()}
+            data["pending"][token] = {**entry, "before": sorted(before)}
         return token
+
+    def before(self, token: str) -> frozenset[str] | None:
+        """The ids listed before subscribe ``token`` was sent (see ``listed_before``)."""
+        return listed_before(self.snapshot()["pending"].get(token))
 
     def own(self, subscription_id: str, pool_id: str, token: str | None) -> None:
         """Record a subscription this client made (settling its subscribe, if any)."""

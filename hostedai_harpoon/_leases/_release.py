@@ -142,10 +142,15 @@ class OrphanedAllocation:
 
     ``allocation_id`` is ``None`` when only the idempotency key is known (the create may
     or may not have happened). Release it with ``client.release_orphans()`` or by hand.
+
+    On hosted·ai's platform (``dialect="gpuaas"``) it is a subscription: ``allocation_id``
+    is the subscription's id (``None`` when the subscribe's answer never came), ``pool_id``
+    its pool and ``team_id`` its team; ``idempotency_key`` and ``ttl_seconds`` are ``None``
+    (the platform has neither); ``client.reconcile()`` also releases it.
     """
 
     allocation_id: str | None
-    idempotency_key: str
+    idempotency_key: str | None
     model: str
     error: str
     gpus: int = 1
@@ -154,6 +159,8 @@ class OrphanedAllocation:
     ttl_seconds: int | None = None
     create_answered: bool = False
     """The create was answered (garbled): something was made under the key."""
+    team_id: str | None = None
+    """The team of a ``gpuaas`` subscription (``None`` on v1)."""
 
 
 class OrphanLedger:
@@ -184,6 +191,8 @@ class OrphanLedger:
 
 
 def _release_orphan_flow(orphan: OrphanedAllocation, planner: Planner) -> Flow[Allocation | None]:
+    key = orphan.idempotency_key
+
     def find() -> Flow[Allocation]:
         return planner.plan(
             api.create_allocation(
@@ -192,12 +201,13 @@ def _release_orphan_flow(orphan: OrphanedAllocation, planner: Planner) -> Flow[A
                 orphan.gpu_type,
                 orphan.pool_id,
                 orphan.ttl_seconds,
-                orphan.idempotency_key,
+                key,
                 retry_capacity=False,
             )
         )
 
-    return release_flow(planner, orphan.allocation_id, find, answered=orphan.create_answered)
+    replay = None if key is None else find  # (a replay under a new key would make another)
+    return release_flow(planner, orphan.allocation_id, replay, answered=orphan.create_answered)
 
 
 def release_orphans_flow(
@@ -281,6 +291,8 @@ async def run_to_the_end(
 
 
 class _OpenLease(Protocol):
+    _kind: str  # what it holds: an allocation, or a subscription
+
     def _release_at_exit(self) -> None: ...
 
 
@@ -291,7 +303,7 @@ open_leases: weakref.WeakSet[_OpenLease] = weakref.WeakSet()
 @atexit.register
 def _release_open_leases() -> None:
     for lease in list(open_leases):
-        log.warning("releasing allocation of %r at interpreter exit", lease)
+        log.warning("releasing %s of %r at interpreter exit", lease._kind, lease)
         try:
             lease._release_at_exit()
         except Exception as exc:  # best effort: nothing may stop the others

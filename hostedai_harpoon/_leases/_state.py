@@ -74,6 +74,8 @@ class LeaseLife:
 
     # How a user enters this kind of lease, for the message when it was not.
     _how_to_enter: ClassVar[str]
+    # What the lease holds, as its messages call it ("subscription" on hosted·ai's platform).
+    _kind: str = "allocation"
     model: str
     state: LeaseState
     allocation: Allocation | None
@@ -133,14 +135,14 @@ class LeaseLife:
     def _lose(self, reason: str, cause: BaseException | None = None) -> AllocationError:
         allocation_id = self._known_id()
         error = AllocationError(
-            f"allocation {allocation_id} was lost: {reason}", allocation_id=allocation_id
+            f"{self._kind} {allocation_id} was lost: {reason}", allocation_id=allocation_id
         )
         error.__cause__ = cause
         if self.state is LeaseState.ACTIVE:
             self._trace.errored(error)
         if self._move(LeaseState.LOST, only_from=LeaseState.ACTIVE):
             self.lost_error = error
-            log.warning("allocation %s was lost: %s", allocation_id, reason)
+            log.warning("%s %s was lost: %s", self._kind, allocation_id, reason)
         return error
 
     def _move_while_entering(self, to: LeaseState) -> None:

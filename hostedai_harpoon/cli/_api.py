@@ -18,6 +18,7 @@ from ._common import (
     _pool_row,
     _print_json,
     _table,
+    _timestamp,
 )
 
 # The API commands ------------------------------------------------------------------------
@@ -95,6 +96,13 @@ def _where(client: harpoon.HostedAI) -> str:
     return "" if client.pool_id is None else f" in pool {client.pool_id}"
 
 
+def _holders(client: harpoon.HostedAI) -> str:
+    """What holds GPUs, in the client's dialect: allocations, or a team's subscriptions."""
+    if client.team_id is None:
+        return "allocations"
+    return f"subscriptions of team {client.team_id}"
+
+
 def _list_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     allocations = client.list_allocations(client.pool_id)
     if not args.all_states:
@@ -102,7 +110,11 @@ def _list_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> int
     if args.json:
         _print_json([_allocation_json(a) for a in allocations])
     elif not allocations:
-        print(f"no allocations hold GPUs{_where(client)}")
+        print(f"no {_holders(client)} hold GPUs{_where(client)}")
+    elif client.team_id is not None:  # a subscription has no model and no expiry
+        rows = [(a.id, a.pool_id, client.team_id, a.gpu_count, a.status.value,
+                 _timestamp(a.created_at)) for a in allocations]  # fmt: skip
+        print(_table(["SUBSCRIPTION", "POOL", "TEAM", "GPUS", "STATUS", "CREATED"], rows))
     else:
         print(
             _table(
@@ -121,7 +133,7 @@ def _release_one(client: harpoon.HostedAI, allocation_id: str, check: bool) -> s
         try:
             current = client.get_allocation(allocation_id)
         except harpoon.NotFoundError:
-            raise _NoSuchAllocation(allocation_id) from None
+            raise _NoSuchAllocation(allocation_id, client.team_id) from None
         if current.status in _FINISHED:
             return f"already {current.status.value}"
     client.release_allocation(allocation_id)
@@ -132,14 +144,17 @@ class _NoSuchAllocation(Exception):
     """An id given to ``release`` that the API does not know."""
 
     def __str__(self) -> str:
-        return f"there is no allocation {self.args[0]!r}"
+        allocation_id, team_id = self.args
+        if team_id is not None:
+            return f"team {team_id} has no subscription {allocation_id!r}"
+        return f"there is no allocation {allocation_id!r}"
 
 
 def _release_allocations(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     if args.all:
         ids = [a.id for a in client.list_allocations(client.pool_id)]
         if not ids and not args.json:
-            print(f"nothing to release: no allocations hold GPUs{_where(client)}")
+            print(f"nothing to release: no {_holders(client)} hold GPUs{_where(client)}")
     else:
         ids = list(dict.fromkeys(args.ids))
     results: list[dict[str, str | None]] = []
@@ -166,6 +181,11 @@ def _reconcile(args: argparse.Namespace, client: harpoon.HostedAI) -> int:
     elif released:
         for subscription_id in released:
             print(f"{subscription_id}: released")
+    elif client.team_id is not None:
+        print(
+            f"nothing to release: no subscription of team {client.team_id} that the ledger "
+            "owns is left held"
+        )
     else:
-        print("nothing to release: the ledger owns nothing left held")
+        print("nothing to release: no orphans are held")
     return 0

@@ -7,7 +7,7 @@ URL its exposed service names.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,7 +16,7 @@ import attrs
 
 from ._openai import STANDALONE_ROUTES, OpenAIApi
 from ._state import PoolRecord, PoolSpec, State
-from ._wire import Answer, Request, WireError, check_delay, parse_json_object
+from ._wire import Answer, Request, WireError, check_delay, is_number, parse_json_object
 
 __all__ = ["OTHER_TEAM", "ROUTES", "GpuaasApi", "GpuaasQuirks", "SubscriptionRecord"]
 
@@ -37,6 +37,10 @@ ROUTES = tuple(
 """The platform's paths the emulator answers (a ``FaultPlan`` may name them)."""
 
 
+def _pool_ids(value: Iterable[int | str]) -> tuple[int | str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class GpuaasQuirks:
     """The platform's quirks, each switchable (rates are shares of the requests concerned,
@@ -54,7 +58,14 @@ class GpuaasQuirks:
     - ``no_capacity_rate``: subscribes refused ``10189007`` "Insufficient resources";
     - ``empty_200_rate``: list answers replaced by an empty 200;
     - ``never_running_rate``: pods that never reach ``running``;
-    - ``ready_delay``: seconds a pod takes to reach ``running``.
+    - ``ready_delay``: seconds a pod takes to reach ``running``;
+    - ``clock_skew``: seconds the platform's clock is ahead of the client's (negative:
+      behind); every time it reports (a row's ``created_at``) is off by that much;
+    - ``full_pools``: pools that show room in ``available-pools`` but refuse every subscribe
+      ``10189007`` "Insufficient resources" (the platform's counts lag).
+
+    The subscription list is paginated as the platform's is (``page``, ``per_page`` up to
+    100, ``total_pages``), other teams' rows included.
     """
 
     seed: int = 0
@@ -71,6 +82,8 @@ class GpuaasQuirks:
     empty_200_rate: float = 0.0
     never_running_rate: float = 0.0
     ready_delay: float = 0.0
+    clock_skew: float = 0.0
+    full_pools: tuple[int | str, ...] = attrs.field(default=(), converter=_pool_ids)
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(type(self)):
@@ -79,6 +92,10 @@ class GpuaasQuirks:
                 raise ValueError(f"{field.name} must be from 0 to 1, got {value!r}")
             if field.name.endswith("_delay"):
                 check_delay(field.name, value)
+        if not is_number(self.clock_skew):
+            raise ValueError(
+                f"clock_skew must be a finite number of seconds, got {self.clock_skew!r}"
+            )
 
 
 @attrs.define
@@ -99,7 +116,7 @@ class SubscriptionRecord:
     address: str | None = None  # "ip:port" of its exposed vLLM service
     pod_failed: bool = False
 
-    def to_wire(self, now: float, url: str | None) -> dict[str, Any]:
+    def to_wire(self, now: float, url: str | None, skew: float = 0.0) -> dict[str, Any]:
         running = self.running_at is not None and now >= self.running_at
         status = "running" if running and self.status != "un_subscribing" else "pending"
         pod: dict[str, Any] = {
@@ -114,7 +131,7 @@ class SubscriptionRecord:
             "pool_id": self.pool_id,
             "team_id": self.team_id,
             "status": self.status,
-            "created_at": datetime.fromtimestamp(self.created_at, UTC).isoformat(),
+            "created_at": datetime.fromtimestamp(self.created_at + skew, UTC).isoformat(),
             "pods": [pod],
         }
 
@@ -363,7 +380,11 @@ class GpuaasApi:
             raise _error(422, {"errors": [{"field": "vgpus", "message": "must be >= 1"}]})
         if any(r.pool_id == pool_id and r.team_id == team for r in self.subscriptions.values()):
             raise _error(409, {"message": "Already subscribed to this pool"})
-        if self._free(pool_id) < vgpus or self._draw(self._quirks.no_capacity_rate):
+        if (
+            self._free(pool_id) < vgpus
+            or pool_id in self._quirks.full_pools
+            or self._draw(self._quirks.no_capacity_rate)
+        ):
             raise _error(400, {"code": 10189007, "message": "Insufficient resources"})
         record = self._add(pool_id, team, vgpus, now, running=True)
         quirks = self._quirks
@@ -379,17 +400,23 @@ class GpuaasApi:
 
     def _list(self, request: Request, now: float) -> Answer:
         self._team(self._query(request, "team_id"))  # and then ignored, as the platform does
-        items = [r.to_wire(now, self._url(r)) for r in self.subscriptions.values()]
-        return Answer(
-            200,
-            {
-                "items": items,
-                "page": 0,
-                "per_page": 100,
-                "total_items": len(items),
-                "total_pages": 1,
-            },
-        )
+        page, per_page = self._count(request, "page", 0), self._count(request, "per_page", 100)
+        rows = list(self.subscriptions.values())
+        items = [
+            r.to_wire(now, self._url(r), self._quirks.clock_skew)
+            for r in rows[page * per_page : (page + 1) * per_page]
+        ]
+        pages = max(1, -(-len(rows) // per_page))
+        return Answer(200, {"items": items, "page": page, "per_page": per_page,
+                            "total_items": len(rows), "total_pages": pages})  # fmt: skip
+
+    def _count(self, request: Request, name: str, default: int) -> int:
+        """``page`` (from 0) or ``per_page`` (1 to 100) in the query (``default``: absent)."""
+        text = self._query(request, name) or str(default)
+        value = int(text) if text.isascii() and text.isdigit() else -1
+        if not (value >= 0 if name == "page" else 1 <= value <= 100):
+            raise _error(422, {"errors": [{"field": name, "message": "is not a valid number"}]})
+        return value
 
     def _url(self, record: SubscriptionRecord) -> str | None:
         return None if record.address is None else f"http://{record.address}"
@@ -400,7 +427,7 @@ class GpuaasApi:
         rows = []
         for record in self.subscriptions.values():
             if wanted is None or str(record.id) == wanted:
-                row = record.to_wire(now, self._url(record))
+                row = record.to_wire(now, self._url(record), self._quirks.clock_skew)
                 rows.append({"id": row["id"], "pool_name": f"pool-{record.pool_id}",
                              "region_id": 1, "pods": row["pods"]})  # fmt: skip
         return Answer(200, rows)

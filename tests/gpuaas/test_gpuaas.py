@@ -44,13 +44,14 @@ def test_a_lease_is_a_subscription_released_on_exit(tmp_path: Path) -> None:
         assert lease.infer("hello").text
     assert emu.live_allocations() == []
     paths = [e.path for e in emu.exchanges]
-    assert paths[:3] == [
+    assert paths[:4] == [
+        "/api/gpuaas/pool-subscription",  # what the subscribe did not make
         "/api/gpuaas/pool/subscribe",
         "/api/gpuaas/connection-info",
         "/api/pods/expose-service",
     ]
     assert "/api/gpuaas/pool/unsubscribe" in paths
-    subscribe = emu.exchanges[0]
+    subscribe = emu.exchanges[1]
     assert subscribe.request_headers["x-api-key"] == "***"
     assert "authorization" not in subscribe.request_headers
     assert json.loads(subscribe.request_body)["pool_id"] == 101

@@ -139,7 +139,7 @@ async def test_finished_async_leases_leave_no_tasks_behind_in_a_tight_loop(
         assert len(left) <= 1, f"{len(left)} tasks still pending"
         plane = client._gpuaas
         if plane is not None:  # nor does the platform's bookkeeping grow with the leases
-            assert plane.held == set()
+            assert plane.held == {}
             assert plane.in_flight == {}
             assert plane.ledger.snapshot() == {"owned": {}, "pending": {}}
         assert emu.live_allocations() == []

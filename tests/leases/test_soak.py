@@ -89,7 +89,7 @@ async def test_concurrent_lease_cycles_with_faults_and_cancellations_leak_nothin
             await asyncio.gather(*(run(i, after) for i, after in enumerate(plans)))
             orphans = client.orphans()
             made_under = {key: ids[0] for key, ids in emu.created_by_key().items()}
-            recorded = {o.allocation_id or made_under.get(o.idempotency_key) for o in orphans}
+            recorded = {o.allocation_id or made_under.get(o.idempotency_key or "") for o in orphans}
             live = {a.id for a in emu.live_allocations()}
             assert live <= recorded, "a leak nobody recorded"
             assert len(orphans) <= CYCLES // 100, f"too many orphans: {orphans[:5]}"
