@@ -466,7 +466,11 @@ async def test_a_target_whose_lease_fails_slowly_is_failed_over_before_its_clean
     release of whatever the failed create may have made."""
     slow = [Fault("latency", method="POST", path=paths.create[1], delay=3.0)]
     if paths.create[1].startswith("/api/"):  # gpuaas: a subscribe is looked for in the list
-        slow.append(Fault("latency", path="/api/gpuaas/pool-subscription", delay=3.0))
+        listed = "/api/gpuaas/pool-subscription"  # (at once when listed before the subscribe)
+        slow += [
+            Fault("latency", path=listed, delay=0.0, times=1),
+            Fault("latency", path=listed, delay=3.0),
+        ]
     emu = make_emulator(faults=FaultPlan(rules=slow))
     gemma = harpoon.Target(GEMMA, tier="small", pool=emu.pools()[0].id)
     with emu.serve() as base_url, emu.serve_openai() as url:
