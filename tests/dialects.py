@@ -35,20 +35,18 @@ class Paths:
     inference: tuple[str, str]
     pools: tuple[str, str]
 
-    def creates(self, request: httpx.Request) -> bool:
-        """Whether ``request`` is a create (an allocate, a subscribe)."""
-        method, glob = self.create
-        return request.method == method and fnmatchcase(request.url.path, glob)
-
     def infers(self, request: httpx.Request) -> bool:
         """Whether ``request`` is an inference."""
-        method, glob = self.inference
-        return request.method == method and fnmatchcase(request.url.path, glob)
+        return _is(request, self.inference)
 
     def releases(self, request: httpx.Request) -> bool:
         """Whether ``request`` is a release."""
-        method, glob = self.release
-        return request.method == method and fnmatchcase(request.url.path, glob)
+        return _is(request, self.release)
+
+
+def _is(request: httpx.Request, operation: tuple[str, str]) -> bool:
+    method, glob = operation
+    return request.method == method and fnmatchcase(request.url.path, glob)
 
 
 PATHS = {

@@ -149,8 +149,10 @@ class _EndpointBase(Generic[HttpT]):
         stop: str | list[str] | None,
         timeout: Timeout,
     ) -> Any:
-        args = (self.inference, prompt, messages, model or self.model, max_tokens, temperature)
-        call: Any = openai.stream(*args, stop) if stream else openai.infer(*args, stop, "")
+        call = openai.inference_call(
+            self.inference, stream, prompt, messages, model, self.model, max_tokens,
+            temperature, stop,
+        )  # fmt: skip
         return BaseClient._timed(call, timeout)
 
 

@@ -200,6 +200,25 @@ def infer(
     )
 
 
+def inference_call(
+    inference: str,
+    streaming: bool,
+    prompt: str | None,
+    messages: object,
+    model: str | None,
+    default_model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    stop: str | list[str] | None,
+    allocation_id: str = "",
+) -> Call[Any]:
+    """``stream`` or ``infer``, ``model`` left out (``None``) meaning ``default_model`` (the
+    lease's or the endpoint's); an empty one is refused, never taken for the default."""
+    chosen = default_model if model is None else model
+    args = (inference, prompt, messages, chosen, max_tokens, temperature)
+    return stream(*args, stop) if streaming else infer(*args, stop, allocation_id)
+
+
 def stream(
     inference: str,
     prompt: str | None,

@@ -190,12 +190,12 @@ class LeaseCore(LeaseLife, Generic[DriverT, GateT]):
             build = api.stream if stream else api.infer
             call = build(allocation_id, prompt, model, max_tokens, temperature, stop)  # type: ignore[arg-type]
             return self._host.planner, self._prepared(call), None
-        model = self.model if model is None else model  # "" is refused, not the default
-        args = (self.inference, prompt, messages, model, max_tokens, temperature)
-        if stream:
-            events = functools.partial(openai.StreamEvents, self.inference)
-            return self._endpoint, self._prepared(openai.stream(*args, stop)), events
-        return self._endpoint, self._prepared(openai.infer(*args, stop, allocation_id)), None
+        call = openai.inference_call(
+            self.inference, stream, prompt, messages, model, self.model, max_tokens,
+            temperature, stop, allocation_id,
+        )  # fmt: skip
+        events = functools.partial(openai.StreamEvents, self.inference) if stream else None
+        return self._endpoint, self._prepared(call), events
 
     def _is_gone(self, exc: GoneError | NotFoundError) -> bool:
         """Whether an answer to work on the allocation says it is gone. An OpenAI server's

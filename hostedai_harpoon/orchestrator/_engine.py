@@ -36,7 +36,7 @@ from ..routing import (
 )
 from ._failover import fails_over, judge, pool_full
 from ._group import Slot
-from ._inflight import InFlight, closed_instead
+from ._inflight import InFlight, Tracking
 from ._live import LiveState
 from ._results import Attempt, RoutedResult
 from ._slots import Slots
@@ -183,37 +183,11 @@ class Engine:
         return routed
 
     async def _infer(self, call: Routed) -> RoutedResult:
-        """Route, infer with failover, and climb the cascade when the policy is one, all
-        within the call's deadline.
-
-        The call counts as in flight in every scope of ``call.scopes`` (as with
-        ``guarded``, done here to spare every call a layer): a cancellation that only
-        closing scopes caused becomes ``OrchestratorClosedError``.
-        """
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - asyncio always runs coroutines in a task
-            raise RuntimeError("the orchestrator must be called from an asyncio task")
-        scopes = call.scopes
-        for scope in scopes:
-            scope.enter(task)
+        """Route, infer with failover, and climb the cascade when the policy is one, as a
+        call in flight in every scope of ``call.scopes``, within the call's deadline."""
         attempts: list[Attempt] = []
-        try:
-            if call.deadline is None:
-                return await self._run(call, attempts)
-            async with asyncio.timeout(call.deadline) as within:
-                return await self._run(call, attempts)
-        except TimeoutError:
-            if call.deadline is None or not within.expired():
-                raise
-            raise _late(call.deadline, attempts) from None
-        except asyncio.CancelledError:
-            closed = closed_instead(task, *scopes)
-            if closed is None:
-                raise
-            raise closed from None
-        finally:
-            for scope in scopes:
-                scope.leave(task)
+        with Tracking(call.scopes):
+            return await _within(call.deadline, attempts, self._run(call, attempts))
 
     async def _run(self, call: Routed, attempts: list[Attempt]) -> RoutedResult:
         started = time.perf_counter()
@@ -243,16 +217,9 @@ class Engine:
         span = telemetry.start_span("orchestrator.stream", {ROUTE_POLICY: policy_name(call.policy)})
         with telemetry.current(span):
             try:
-                if call.deadline is None:
-                    decision, opened = await self._stream(call, attempts)
-                else:
-                    try:
-                        async with asyncio.timeout(call.deadline) as within:
-                            decision, opened = await self._stream(call, attempts)
-                    except TimeoutError:
-                        if not within.expired():
-                            raise
-                        raise _late(call.deadline, attempts) from None
+                decision, opened = await _within(
+                    call.deadline, attempts, self._stream(call, attempts)
+                )
             except BaseException as exc:
                 span.end(exc)
                 raise
@@ -388,6 +355,20 @@ def _exhausted(attempts: list[Attempt]) -> AllAttemptsFailedError:
     return AllAttemptsFailedError(
         f"every attempt failed ({detail})", attempts=tuple(attempts), reasons=reasons
     )
+
+
+async def _within(deadline: float | None, attempts: list[Attempt], work: Awaitable[T]) -> T:
+    """Await ``work`` within ``deadline`` seconds (``None``: unbounded); once they have
+    passed, ``APITimeoutError`` carrying the attempts made so far."""
+    if deadline is None:
+        return await work
+    try:
+        async with asyncio.timeout(deadline) as within:
+            return await work
+    except TimeoutError:
+        if not within.expired():
+            raise
+        raise _late(deadline, attempts) from None
 
 
 def _late(deadline: float, attempts: list[Attempt]) -> APITimeoutError:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .. import OrchestratorClosedError
 
-__all__ = ["InFlight", "closed_instead", "current_task", "guarded", "settle"]
+__all__ = ["InFlight", "Tracking", "closed_instead", "current_task", "guarded", "settle"]
 
 T = TypeVar("T")
 
@@ -86,22 +86,42 @@ def closed_instead(task: asyncio.Task[object], *scopes: InFlight) -> Orchestrato
     return OrchestratorClosedError("closed while the call was in flight; it was cancelled")
 
 
-async def guarded(call: Callable[[], Awaitable[T]], scopes: Sequence[InFlight]) -> T:
-    """Run ``call`` as a call in flight in every scope of ``scopes``; a cancellation that
-    only closing scopes caused becomes ``OrchestratorClosedError``."""
-    task = current_task()
-    for scope in scopes:
-        scope.enter(task)
-    try:
-        return await call()
-    except asyncio.CancelledError:
-        closed = closed_instead(task, *scopes)
-        if closed is None:
-            raise
-        raise closed from None
-    finally:
+class Tracking:
+    """One call of the current task in flight in every scope of ``scopes``, from now until
+    ``end``: ``with Tracking(scopes): ...``, or ``end(exc)`` once a call spanning several
+    awaits (a stream) is over. A cancellation that only closing scopes caused becomes
+    ``OrchestratorClosedError``. (A plain class: no coroutine layer on every call.)"""
+
+    __slots__ = ("_scopes", "_task")
+
+    def __init__(self, scopes: Sequence[InFlight]) -> None:
+        self._scopes = scopes
+        task = self._task = current_task()
+        for scope in scopes:
+            scope.enter(task)
+
+    def __enter__(self) -> Tracking:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.end(exc)
+
+    def end(self, exc: BaseException | None) -> None:
+        """The call is over, having raised ``exc`` (``None``: it did not)."""
+        task, scopes = self._task, self._scopes
+        closed = None
+        if isinstance(exc, asyncio.CancelledError):
+            closed = closed_instead(task, *scopes)  # (before leaving: leaving forgets cuts)
         for scope in scopes:
             scope.leave(task)
+        if closed is not None:
+            raise closed from None
+
+
+async def guarded(call: Callable[[], Awaitable[T]], scopes: Sequence[InFlight]) -> T:
+    """Run ``call`` as a call in flight in every scope of ``scopes`` (see ``Tracking``)."""
+    with Tracking(scopes):
+        return await call()
 
 
 def current_task() -> asyncio.Task[object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -13,7 +12,7 @@ from .. import HostedAIError, InferenceChunk, Usage, UsageError
 from ..routing import RouteDecision
 from ._engine import Engine, OpenedStream, Routed
 from ._failover import judge
-from ._inflight import closed_instead, current_task
+from ._inflight import Tracking
 from ._results import Attempt
 
 __all__ = ["RoutedStream"]
@@ -36,7 +35,7 @@ class RoutedStream:
         self._slots = call.slots
         self._scopes = call.scopes
         self._check = check
-        self._task: asyncio.Task[object] | None = None
+        self._tracking: Tracking | None = None
         self._opened: OpenedStream | None = None
         self._decision: RouteDecision | None = None
         self._usage: Usage | None = None
@@ -51,16 +50,14 @@ class RoutedStream:
         return self._decision
 
     async def __aenter__(self) -> RoutedStream:
-        if self._task is not None:
+        if self._tracking is not None:
             raise HostedAIError("a routed stream can be entered only once")
         self._check()
-        task = self._task = current_task()
-        for scope in self._scopes:
-            scope.enter(task)
+        tracking = self._tracking = Tracking(self._scopes)
         try:
             self._decision, self._opened = await self._engine.stream(self._call, self.attempts)
         except BaseException as exc:
-            self._finish_tracking(exc)
+            tracking.end(exc)
             raise
         return self
 
@@ -109,16 +106,5 @@ class RoutedStream:
             if self.attempts:  # the stream's own attempt, now that its time and cost are known
                 last = self.attempts[-1]
                 self.attempts[-1] = attrs.evolve(last, seconds=seconds, cost=cost)
-            self._finish_tracking(exc)
-
-    def _finish_tracking(self, exc: BaseException | None) -> None:
-        """Stop counting the stream as in flight; a cut-off becomes a typed error."""
-        task = self._task
-        assert task is not None
-        closed = None
-        if isinstance(exc, asyncio.CancelledError):
-            closed = closed_instead(task, *self._scopes)
-        for scope in self._scopes:
-            scope.leave(task)
-        if closed is not None:
-            raise closed from None
+            assert self._tracking is not None
+            self._tracking.end(exc)

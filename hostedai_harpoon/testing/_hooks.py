@@ -25,16 +25,24 @@ class Hooks:
     _gpuaas: GpuaasApi | None
     clock: Clock
 
+    def _settled(self) -> GpuaasApi | None:
+        """Move the state of the emulator's dialect on to now (call under the lock); its
+        platform on ``gpuaas``, else ``None``."""
+        now = self.clock.now()
+        if self._gpuaas is not None:
+            self._gpuaas.settle(now)
+        else:
+            self._state.settle(now)
+        return self._gpuaas
+
     # Inspection
 
     def live_allocations(self) -> list[Any]:
         """The allocations still holding GPUs (pending, ready, releasing), oldest first; on
         ``gpuaas``, the subscriptions not yet gone (:class:`SubscriptionRecord`)."""
         with self._lock:
-            if self._gpuaas is not None:
-                self._gpuaas.settle(self.clock.now())
-                return [r for r in self._gpuaas.live() if r.team_id != OTHER_TEAM]
-            self._state.settle(self.clock.now())
+            if (platform := self._settled()) is not None:
+                return [r for r in platform.live() if r.team_id != OTHER_TEAM]
             return self._state.live()
 
     @property
@@ -46,11 +54,8 @@ class Hooks:
         """Every allocation made, in any state, oldest first (on ``gpuaas``, every
         subscription, gone ones included)."""
         with self._lock:
-            if self._gpuaas is not None:
-                self._gpuaas.settle(self.clock.now())
-                return self._gpuaas.every()
-            self._state.settle(self.clock.now())
-            return self._state.allocations()
+            platform = self._settled()
+            return self._state.allocations() if platform is None else platform.every()
 
     def get(self, allocation_id: str) -> Any:
         """One allocation (subscription) in its current state; ``KeyError`` if there is none."""
@@ -62,11 +67,8 @@ class Hooks:
     def pools(self) -> list[PoolRecord]:
         """Every pool with its current free GPUs, the default first."""
         with self._lock:
-            if self._gpuaas is not None:
-                self._gpuaas.settle(self.clock.now())
-                return self._gpuaas.pool_records()
-            self._state.settle(self.clock.now())
-            return self._state.pools()
+            platform = self._settled()
+            return self._state.pools() if platform is None else platform.pool_records()
 
     # Test hooks
 
@@ -120,10 +122,8 @@ class Hooks:
 
     def _finish(self, allocation_id: str, status: AllocationStatus) -> Any:
         with self._lock:
-            if self._gpuaas is not None:
-                self._gpuaas.settle(self.clock.now())
-                return self._gpuaas.lose(allocation_id, status.value)
-            self._state.settle(self.clock.now())
+            if (platform := self._settled()) is not None:
+                return platform.lose(allocation_id, status.value)
             if self._state.get(allocation_id) is None:
                 raise KeyError(allocation_id)
             record: AllocationRecord = self._state.finish(allocation_id, status)

@@ -56,6 +56,15 @@ def test_a_call_without_a_model_is_refused_before_sending(emulator: Emulator) ->
     assert endpoint.infer("Hi", model=MODEL).model == MODEL
 
 
+def test_an_empty_model_is_refused_not_taken_for_the_endpoints_own(emulator: Emulator) -> None:
+    endpoint = _endpoint(emulator, model=MODEL)
+    with pytest.raises(harpoon.ConfigurationError, match="model"):
+        endpoint.infer("Hi", model="")
+    with pytest.raises(harpoon.ConfigurationError, match="model"):
+        endpoint.stream("Hi", model="")
+    assert emulator.exchanges == []
+
+
 def _endpoint(emulator: Emulator, **kwargs: object) -> harpoon.Endpoint:
     http = httpx.Client(transport=EmulatorTransport(emulator.openai_server()))
     kwargs.setdefault("model", MODEL)
