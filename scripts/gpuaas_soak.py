@@ -2,11 +2,12 @@
 with the platform's quirks, transport faults and a tenth of the calls cancelled
 (``tests/gpuaas/test_soak.py`` runs the same at 300). Prints the figures as JSON.
 
-    python scripts/gpuaas_soak.py [CALLS]
+    python scripts/gpuaas_soak.py [--calls N]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -21,7 +22,9 @@ from tests.gpuaas.test_soak import soak
 
 
 def main() -> None:
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="orchestrated calls (2000)")
+    calls = parser.parse_args().calls
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as patcher:
         figures = asyncio.run(soak(calls, patcher))
