@@ -13,6 +13,7 @@ skipped with that reason. Paths a test names go through the ``paths`` fixture.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 import attrs
@@ -67,16 +68,27 @@ PATHS = {
 }
 
 
-def parametrize_dialects(metafunc: pytest.Metafunc) -> None:
-    """Run the test on both dialects when it uses the emulator fixtures (see the module)."""
+def parametrize_dialects(
+    metafunc: pytest.Metafunc, wires: tuple[Sequence[str], Sequence[str]] | None = None
+) -> None:
+    """Run the test on both dialects when it uses the emulator fixtures (see the module).
+    ``wires``: for a test that also takes a ``wire``, the wires of v1 and of gpuaas."""
     if "dialect" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("v1_only")
-    gpuaas: object = "gpuaas"
+    marks = []
     if marker is not None:
         reason = marker.args[0] if marker.args else "pins something only the v1 API has"
-        gpuaas = pytest.param("gpuaas", marks=pytest.mark.skip(reason=f"v1 only: {reason}"))
-    metafunc.parametrize("dialect", ["v1", gpuaas])
+        marks = [pytest.mark.skip(reason=f"v1 only: {reason}")]
+    if wires is None or "wire" not in metafunc.fixturenames:
+        metafunc.parametrize("dialect", ["v1", pytest.param("gpuaas", marks=marks)])
+        return
+    v1_wires, gpuaas_wires = wires
+    metafunc.parametrize(
+        ("dialect", "wire"),
+        [("v1", wire) for wire in v1_wires]
+        + [pytest.param("gpuaas", wire, marks=marks) for wire in gpuaas_wires],
+    )
 
 
 def made(emu: Emulator) -> int:

@@ -24,12 +24,6 @@ Wrap = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 Connect = Callable[..., harpoon.AsyncHostedAI]
 
 
-@pytest.fixture(params=["in-process", "tcp"])
-def wire(request: pytest.FixtureRequest) -> str:
-    """How the client reaches the emulator: in-process transport, or real TCP."""
-    return str(request.param)
-
-
 @pytest.fixture
 async def connect(wire: str) -> AsyncIterator[Connect]:
     """Make clients for emulators over ``wire``; closes them and stops servers at teardown."""
@@ -113,4 +107,11 @@ def ticks() -> Ticks:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_dialects(metafunc)
+    # gpuaas runs each test in-process; over TCP it has the soaks (tests/orchestrator/
+    # test_soak.py, test_endpoints.py, tests/gpuaas) and the tests that serve the emulator
+    # themselves: running every case over TCP twice would cost a minute of the suite.
+    # ``wire``: how the client reaches the emulator, in-process transport or real TCP.
+    wires = ("in-process", "tcp")
+    if "wire" in metafunc.fixturenames and "dialect" not in metafunc.fixturenames:
+        metafunc.parametrize("wire", wires)
+    parametrize_dialects(metafunc, wires=(wires, ("in-process",)))
